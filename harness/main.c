@@ -1,0 +1,387 @@
+/*
+ * main.c — the command line. Only main() exits; everything below returns a status and
+ * fills an error buffer. Exit status: 0 every verdict matched its expectation, 1 some
+ * verdict did not, 2 usage, connection or harness error (never reported as a race).
+ */
+#include "runner.h"
+#include "server.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* All configuration of one invocation. */
+static struct pgr_config {
+    const char *command;
+    const char *dsn;             /* --dsn or PGRACE_DSN; NULL: throwaway server */
+    const char *json_path;       /* --json */
+    const char *out_dir;         /* run --out */
+    bool quiet;
+    int sessions;
+    long long trials;
+    double seconds;
+    double budget;
+    double progress;
+    pgr_isolation iso;
+    bool iso_given;
+} cfg = { .sessions = 2, .progress = 2.0, .budget = 60, .out_dir = "out" };
+
+static volatile int interrupted;
+static pgr_server throwaway;
+
+static const char usage_text[] =
+    "usage: pgrace COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  list                          one line per scenario/variant: target, kind, expectation, seed\n"
+    "  stress TARGET                 fire synchronized concurrent requests, check invariants\n"
+    "  run                           the whole matrix (scenario x variant x isolation x 2/8 sessions)\n"
+    "  server start|stop|status      a throwaway PostgreSQL kept for several runs\n"
+    "  explore TARGET, replay FILE   interleaving exploration (not built yet)\n"
+    "\n"
+    "TARGET = scenario[/variant]; no variant means every variant\n"
+    "\n"
+    "stress options:\n"
+    "  -c, --sessions N              concurrent sessions, 1..64 (default 2)\n"
+    "  -t, --trials N                trials, 1..1000000000 (default 2000)\n"
+    "  -T, --seconds S               run for S seconds instead of a trial count\n"
+    "  -i, --isolation LEVEL         read-committed | repeatable-read | serializable\n"
+    "                                (default: read-committed)\n"
+    "  -P, --progress S              progress on stderr every S seconds (default 2, 0 = off)\n"
+    "run options:\n"
+    "  --budget S                    total seconds for the matrix (default 60)\n"
+    "  --out DIR                     where results.json goes (default out/)\n"
+    "common options:\n"
+    "  --json FILE                   write the results as JSON (schema in README.md)\n"
+    "  --dsn DSN                     use this server (or PGRACE_DSN); default: start a\n"
+    "                                throwaway PostgreSQL in a private temporary directory\n"
+    "  -q, --quiet                   no progress or notes on stderr\n"
+    "  -h, --help                    this text\n"
+    "\n"
+    "exit status: 0 verdicts matched expectations, 1 a verdict did not, 2 error\n";
+
+static int usage_error(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "pgrace: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, " (see 'pgrace --help')\n");
+    return 2;
+}
+
+static int parse_ll(const char *opt, const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "pgrace: %s must be an integer in %lld..%lld, got '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "pgrace: %s must be a number of seconds in %g..%g, got '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void on_signal(int sig)
+{
+    interrupted = sig;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;           /* no SA_RESTART: blocking waits see EINTR */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Resolve TARGET into (scenario, variant index or -1). */
+static int resolve_target(const char *target, const pgr_scenario **sc, int *vi)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s", target);
+    char *slash = strchr(name, '/');
+    if (slash) *slash = '\0';
+    *sc = pgr_find_scenario(name);
+    *vi = -1;
+    if (!*sc) {
+        fprintf(stderr, "pgrace: unknown target '%s' (see 'pgrace list')\n", target);
+        return -1;
+    }
+    if (slash) {
+        for (int i = 0; i < (*sc)->nvariants; i++)
+            if (strcmp((*sc)->variants[i].name, slash + 1) == 0) *vi = i;
+        if (*vi < 0) {
+            fprintf(stderr, "pgrace: unknown target '%s': %s has no variant '%s' (see 'pgrace list')\n",
+                    target, name, slash + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The DSN to use: --dsn / PGRACE_DSN, or a throwaway server started now. */
+static int obtain_server(char *dsn, size_t len)
+{
+    if (cfg.dsn) {
+        char err[PGR_ERRLEN];
+        if (pgr_dsn_check(cfg.dsn, err, sizeof err) != 0) {
+            fprintf(stderr, "pgrace: %s\n", err);
+            return -1;
+        }
+        /* The DSN says where; the environment must not redirect it. */
+        pgr_scrub_pg_env(true);
+        PGconn *c = pgr_connect(cfg.dsn, err, sizeof err);
+        if (!c) {
+            fprintf(stderr, "pgrace: %s\n", err);
+            return -1;
+        }
+        PQfinish(c);
+        snprintf(dsn, len, "%s", cfg.dsn);
+        return 0;
+    }
+    pgr_scrub_pg_env(false);
+    char err[PGR_ERRLEN];
+    if (!cfg.quiet) fprintf(stderr, "pgrace: starting a throwaway PostgreSQL (no --dsn given)\n");
+    if (pgr_server_start(&throwaway, false, &interrupted, err, sizeof err) != 0) {
+        fprintf(stderr, "pgrace: cannot start the throwaway server: %s\n", err);
+        return -1;
+    }
+    snprintf(dsn, len, "%s", throwaway.dsn);
+    return 0;
+}
+
+static void server_version(const char *dsn, char *out, size_t len)
+{
+    char err[PGR_ERRLEN];
+    PGconn *c = pgr_connect(dsn, err, sizeof err);
+    out[0] = '\0';
+    if (c) { pgr_server_version(c, out, len); PQfinish(c); }
+}
+
+static int cmd_list(void)
+{
+    printf("%-40s %-12s %-26s %s\n", "TARGET", "KIND", "EXPECT (rc/rr/ser)", "SEED");
+    for (int i = 0; i < pgr_nscenarios; i++) {
+        const pgr_scenario *sc = pgr_scenarios[i];
+        for (int j = 0; j < sc->nvariants; j++) {
+            const pgr_variant *v = &sc->variants[j];
+            char target[96], expect[64];
+            snprintf(target, sizeof target, "%s/%s", sc->name, v->name);
+            snprintf(expect, sizeof expect, "%s/%s/%s", pgr_verdict_name(v->expect[0]),
+                     pgr_verdict_name(v->expect[1]), pgr_verdict_name(v->expect[2]));
+            printf("%-40s %-12s %-26s %s  %s\n", target, pgr_kind_name(v->kind), expect, sc->seed, v->summary);
+        }
+    }
+    return 0;
+}
+
+/* Run a list of (variant, isolation, sessions, budget) cells; print; write JSON. */
+typedef struct cell { const pgr_scenario *sc; const pgr_variant *v; pgr_isolation iso; int sessions; } cell;
+
+static int run_cells(const cell *cells, int n, double seconds_each, long long trials_each,
+                     const char *json_path, bool table)
+{
+    char dsn[PATH_MAX + 128];
+    if (obtain_server(dsn, sizeof dsn) != 0) return 2;
+    char version[64];
+    server_version(dsn, version, sizeof version);
+
+    pgr_result *rs = calloc((size_t)n, sizeof *rs);
+    if (!rs) { fprintf(stderr, "pgrace: out of memory\n"); return 2; }
+    int done = 0, exit_status = 0;
+    char error[PGR_ERRLEN + 160] = "";
+    for (int i = 0; i < n && !interrupted; i++) {
+        pgr_stress_opts o = { .sessions = cells[i].sessions, .trials = trials_each, .seconds = seconds_each,
+                              .iso = cells[i].iso, .progress_s = cfg.progress, .quiet = cfg.quiet,
+                              .interrupted = &interrupted };
+        int rc = pgr_stress(dsn, cells[i].sc, cells[i].v, &o, &rs[i]);
+        done++;
+        if (!table || rc != 0) pgr_print_result(stdout, &rs[i]);
+        fflush(stdout);
+        if (rc != 0) {
+            snprintf(error, sizeof error, "%s/%s: %s", cells[i].sc->name, cells[i].v->name, rs[i].error);
+            break;
+        }
+        if (rs[i].verdict != rs[i].expected) exit_status = 1;
+    }
+    if (interrupted && !error[0]) snprintf(error, sizeof error, "interrupted");
+    if (table) {
+        printf("\n%-36s %-16s %3s %8s  %-34s %s\n", "TARGET", "ISOLATION", "C", "TRIALS", "VERDICT", "EXPECTED");
+        for (int i = 0; i < done; i++) {
+            pgr_result *r = &rs[i];
+            char target[96], verdict[64];
+            snprintf(target, sizeof target, "%s/%s", r->sc->name, r->v->name);
+            if (r->verdict == PGR_RACE)
+                snprintf(verdict, sizeof verdict, "race in %lld of %lld trials", r->tally.violated_trials, r->trials);
+            else
+                snprintf(verdict, sizeof verdict, "safe");
+            printf("%-36s %-16s %3d %8lld  %-34s %s%s\n", target, pgr_isolation_name(r->iso), r->sessions,
+                   r->trials, verdict, pgr_verdict_name(r->expected),
+                   r->verdict == r->expected && !r->error[0] ? "" : "  <-- MISMATCH");
+        }
+    }
+    if (json_path) {
+        char err[PGR_ERRLEN];
+        if (pgr_write_json(json_path, version, rs, done, error, err, sizeof err) != 0) {
+            fprintf(stderr, "pgrace: %s\n", err);
+            exit_status = 2;
+        }
+    }
+    for (int i = 0; i < done; i++) pgr_result_free(&rs[i]);
+    free(rs);
+    if (error[0]) {
+        fprintf(stderr, "pgrace: %s\n", error);
+        exit_status = 2;
+    }
+    return exit_status;
+}
+
+static int cmd_stress(const char *target)
+{
+    const pgr_scenario *sc;
+    int vi;
+    if (resolve_target(target, &sc, &vi) != 0) return 2;
+    cell cells[16];
+    int n = 0;
+    for (int j = 0; j < sc->nvariants && n < 16; j++)
+        if (vi < 0 || vi == j) cells[n++] = (cell){ sc, &sc->variants[j], cfg.iso, cfg.sessions };
+    long long trials = cfg.trials;
+    if (!trials && cfg.seconds <= 0) trials = 2000;
+    return run_cells(cells, n, cfg.seconds, trials, cfg.json_path, false);
+}
+
+static int cmd_run(void)
+{
+    static const int sessions[] = { 2, 8 };
+    int total = 0;
+    for (int i = 0; i < pgr_nscenarios; i++) total += pgr_scenarios[i]->nvariants * PGR_NISO * 2;
+    cell *cells = calloc((size_t)total, sizeof *cells);
+    if (!cells) return 2;
+    int n = 0;
+    for (int i = 0; i < pgr_nscenarios; i++)
+        for (int j = 0; j < pgr_scenarios[i]->nvariants; j++)
+            for (int iso = 0; iso < PGR_NISO; iso++)
+                for (int c = 0; c < 2; c++)
+                    cells[n++] = (cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso, sessions[c] };
+    if (mkdir(cfg.out_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "pgrace: cannot create %s: %s\n", cfg.out_dir, strerror(errno));
+        free(cells);
+        return 2;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/results.json", cfg.out_dir);
+    const char *json = cfg.json_path ? cfg.json_path : path;
+    int rc = run_cells(cells, n, cfg.budget / n, 0, json, true);
+    if (rc != 2 && !cfg.quiet) fprintf(stderr, "pgrace: results in %s\n", json);
+    free(cells);
+    return rc;
+}
+
+enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT };
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) { fputs(usage_text, stderr); return 2; }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    cfg.command = argv[1];
+    const char *env_dsn = getenv("PGRACE_DSN");
+    if (env_dsn && *env_dsn) cfg.dsn = env_dsn;
+
+    static const struct option opts[] = {
+        { "sessions", required_argument, NULL, 'c' }, { "trials", required_argument, NULL, 't' },
+        { "seconds", required_argument, NULL, 'T' }, { "isolation", required_argument, NULL, 'i' },
+        { "progress", required_argument, NULL, 'P' }, { "quiet", no_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' }, { "json", required_argument, NULL, OPT_JSON },
+        { "dsn", required_argument, NULL, OPT_DSN }, { "budget", required_argument, NULL, OPT_BUDGET },
+        { "out", required_argument, NULL, OPT_OUT }, { NULL, 0, NULL, 0 } };
+    opterr = 0;
+    int ch;
+    long long v;
+    while ((ch = getopt_long(argc - 1, argv + 1, ":c:t:T:i:P:qh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            if (parse_ll("-c/--sessions", optarg, 1, PGR_MAX_SESSIONS, &v)) return 2;
+            cfg.sessions = (int)v;
+            break;
+        case 't':
+            if (parse_ll("-t/--trials", optarg, 1, 1000000000LL, &v)) return 2;
+            cfg.trials = v;
+            break;
+        case 'T':
+            if (parse_seconds("-T/--seconds", optarg, 0.001, 86400, &cfg.seconds)) return 2;
+            break;
+        case 'P':
+            if (parse_seconds("-P/--progress", optarg, 0, 3600, &cfg.progress)) return 2;
+            break;
+        case 'i':
+            if (pgr_isolation_parse(optarg, &cfg.iso) != 0)
+                return usage_error("-i/--isolation must be read-committed, repeatable-read or serializable, got '%s'%s", optarg, "");
+            cfg.iso_given = true;
+            break;
+        case 'q': cfg.quiet = true; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        case OPT_JSON: cfg.json_path = optarg; break;
+        case OPT_DSN: cfg.dsn = optarg; break;
+        case OPT_BUDGET:
+            if (parse_seconds("--budget", optarg, 1, 86400, &cfg.budget)) return 2;
+            break;
+        case OPT_OUT: cfg.out_dir = optarg; break;
+        case ':': return usage_error("option %s needs a value%s", argv[optind], "");
+        default: return usage_error("unknown option '%s'%s", argv[optind], "");
+        }
+    }
+    if (cfg.trials && cfg.seconds > 0) return usage_error("give -t/--trials or -T/--seconds, not both%s%s", "", "");
+    int npos = argc - 1 - optind;
+    char **pos = argv + 1 + optind;
+
+    install_signals();
+    atexit(pgr_server_cleanup_registered);
+    int rc;
+    if (strcmp(cfg.command, "list") == 0) {
+        rc = cmd_list();
+    } else if (strcmp(cfg.command, "stress") == 0) {
+        if (npos != 1) return usage_error("stress needs exactly one TARGET%s%s", "", "");
+        rc = cmd_stress(pos[0]);
+    } else if (strcmp(cfg.command, "run") == 0) {
+        if (npos != 0) return usage_error("run takes no arguments, got '%s'%s", pos[0], "");
+        rc = cmd_run();
+    } else if (strcmp(cfg.command, "server") == 0) {
+        if (npos != 1) return usage_error("server needs one of start, stop, status%s%s", "", "");
+        rc = pgr_server_command(pos[0], cfg.quiet);
+    } else if (strcmp(cfg.command, "explore") == 0 || strcmp(cfg.command, "replay") == 0) {
+        fprintf(stderr, "pgrace: %s is not built yet\n", cfg.command);
+        rc = 2;
+    } else {
+        return usage_error("unknown command '%s'%s", cfg.command, "");
+    }
+    pgr_server_stop(&throwaway);
+    if (interrupted) {
+        fprintf(stderr, "pgrace: interrupted\n");
+        return 128 + interrupted;
+    }
+    return rc;
+}

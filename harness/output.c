@@ -1,0 +1,160 @@
+/*
+ * output.c — the human summary (stdout) and the JSON results file.
+ * JSON goes through jansson (Debian's libjansson-dev): escaping SQL text, error messages
+ * and arbitrary parameters correctly is exactly what a well-kept library is for.
+ */
+#include "runner.h"
+
+#include <jansson.h>
+#include <string.h>
+
+static long long status_total(const pgr_tally *t)
+{
+    long long n = 0;
+    for (int i = 0; i < 600; i++) n += t->statuses[i];
+    return n;
+}
+
+static void print_trace(FILE *f, const pgr_result *r, const pgr_counterexample *c)
+{
+    fprintf(f, "    counterexample: trial %lld (%s): %s\n", c->trial_no,
+            r->sc->cases[c->kase].name, c->why);
+    /* steps of all sessions in the order they were sent */
+    int idx[PGR_MAX_SESSIONS] = { 0 };
+    for (;;) {
+        int best = -1;
+        int64_t bt = 0;
+        for (int s = 0; s < c->nsessions; s++) {
+            int n = c->nsteps[s] < PGR_MAX_STEPS ? c->nsteps[s] : PGR_MAX_STEPS;
+            if (idx[s] >= n) continue;
+            const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + idx[s]];
+            if (best < 0 || st->t_send_ns < bt) { best = s; bt = st->t_send_ns; }
+        }
+        if (best < 0) break;
+        const pgr_step *st = &c->steps[(size_t)best * PGR_MAX_STEPS + idx[best]++];
+        fprintf(f, "      %*sS%d %-18s rows=%-2ld %s%s%s\n", best * 2, "", best + 1, st->label, st->rows,
+                st->sqlstate, st->constraint[0] ? " " : "", st->constraint);
+    }
+    fprintf(f, "      answers:");
+    for (int s = 0; s < c->nsessions; s++) {
+        fprintf(f, " S%d=%d", s + 1, c->resp[s].status);
+        if (c->resp[s].id >= 0) fprintf(f, "(id %lld)", c->resp[s].id);
+    }
+    fprintf(f, "\n");
+}
+
+void pgr_print_result(FILE *f, pgr_result *r)
+{
+    bool match = r->verdict == r->expected && !r->error[0];
+    fprintf(f, "%s/%s  [%s]  %s, %d sessions, %lld trials in %.2f s (%.0f trials/s, %.0f statements/s)\n",
+            r->sc->name, r->v->name, pgr_kind_name(r->v->kind), pgr_isolation_name(r->iso), r->sessions,
+            r->trials, r->seconds, r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
+            r->seconds > 0 ? (double)r->statements / r->seconds : 0.0);
+    if (r->error[0]) fprintf(f, "  ERROR: %s\n", r->error);
+    if (r->verdict == PGR_RACE)
+        fprintf(f, "  verdict: RACE in %lld of %lld trials (expected %s)%s\n", r->tally.violated_trials, r->trials,
+                pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+    else
+        fprintf(f, "  verdict: safe, 0 of %lld trials violated an invariant (expected %s)%s\n", r->trials,
+                pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+    for (int i = 0; i < r->sc->ninvariants; i++)
+        fprintf(f, "    %8lld  %s\n", r->tally.inv[i], r->sc->invariants[i]);
+    fprintf(f, "  statuses:");
+    for (int i = 0; i < 600; i++)
+        if (r->tally.statuses[i]) fprintf(f, " %d x%lld", i, r->tally.statuses[i]);
+    fprintf(f, "  (%lld answers)\n  sqlstates:", status_total(&r->tally));
+    for (int i = 0; i < r->tally.nsqlstates; i++)
+        fprintf(f, " %s x%lld", r->tally.sqlstates[i].code, r->tally.sqlstates[i].n);
+    fprintf(f, "\n  latency p50 %.0f us, p99 %.0f us; release skew p50 %.1f us, p99 %.1f us\n",
+            pgr_dist_pct(&r->latency, 50), pgr_dist_pct(&r->latency, 99),
+            pgr_dist_pct(&r->skew, 50), pgr_dist_pct(&r->skew, 99));
+    if (r->tally.ncex) print_trace(f, r, &r->tally.cex[0]);
+}
+
+static json_t *dist_json(pgr_dist *d)
+{
+    return json_pack("{s:f, s:f, s:f, s:I}", "p50", pgr_dist_pct(d, 50), "p99", pgr_dist_pct(d, 99),
+                     "max", d->n ? pgr_dist_pct(d, 100) : 0.0, "samples", (json_int_t)d->n);
+}
+
+static json_t *cex_json(const pgr_result *r, const pgr_counterexample *c)
+{
+    json_t *steps = json_array(), *answers = json_array();
+    int64_t t0 = INT64_MAX;
+    for (int s = 0; s < c->nsessions; s++)
+        if (c->nsteps[s] > 0 && c->steps[(size_t)s * PGR_MAX_STEPS].t_send_ns < t0)
+            t0 = c->steps[(size_t)s * PGR_MAX_STEPS].t_send_ns;
+    for (int s = 0; s < c->nsessions; s++) {
+        int n = c->nsteps[s] < PGR_MAX_STEPS ? c->nsteps[s] : PGR_MAX_STEPS;
+        for (int k = 0; k < n; k++) {
+            const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + k];
+            json_array_append_new(steps, json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:f}",
+                "session", s + 1, "label", st->label, "sql", st->sql, "params", st->params,
+                "sqlstate", st->sqlstate, "constraint", st->constraint, "rows", (json_int_t)st->rows,
+                "attempt", st->attempt, "t_send_us", (double)(st->t_send_ns - t0) / 1000.0,
+                "t_done_us", (double)(st->t_done_ns - t0) / 1000.0));
+        }
+        json_t *a = json_pack("{s:i, s:i}", "session", s + 1, "status", c->resp[s].status);
+        if (c->resp[s].id >= 0) json_object_set_new(a, "id", json_integer(c->resp[s].id));
+        if (c->resp[s].sqlstate[0]) json_object_set_new(a, "sqlstate", json_string(c->resp[s].sqlstate));
+        json_array_append_new(answers, a);
+    }
+    return json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "trial", (json_int_t)c->trial_no,
+                     "case", r->sc->cases[c->kase].name,
+                     "invariant", c->invariant >= 0 ? r->sc->invariants[c->invariant] : "",
+                     "explanation", c->why, "steps", steps, "answers", answers);
+}
+
+static json_t *result_json(pgr_result *r)
+{
+    json_t *inv = json_object(), *st = json_object(), *ss = json_object(), *cases = json_object(),
+           *cex = json_array();
+    for (int i = 0; i < r->sc->ninvariants; i++)
+        json_object_set_new(inv, r->sc->invariants[i], json_integer(r->tally.inv[i]));
+    for (int i = 0; i < 600; i++)
+        if (r->tally.statuses[i]) {
+            char k[8];
+            snprintf(k, sizeof k, "%d", i);
+            json_object_set_new(st, k, json_integer(r->tally.statuses[i]));
+        }
+    for (int i = 0; i < r->tally.nsqlstates; i++)
+        json_object_set_new(ss, r->tally.sqlstates[i].code, json_integer(r->tally.sqlstates[i].n));
+    for (int i = 0; i < r->sc->ncases; i++)
+        json_object_set_new(cases, r->sc->cases[i].name, json_integer(r->tally.case_trials[i]));
+    for (int i = 0; i < r->tally.ncex; i++) json_array_append_new(cex, cex_json(r, &r->tally.cex[i]));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:f, s:I, s:f, s:f, s:s, s:s, s:b}",
+        "scenario", r->sc->name, "variant", r->v->name, "kind", pgr_kind_name(r->v->kind),
+        "seed", r->sc->seed, "isolation", pgr_isolation_name(r->iso), "sessions", r->sessions,
+        "mode", r->mode, "trials", (json_int_t)r->trials, "violations", (json_int_t)r->tally.violated_trials,
+        "seconds", r->seconds, "statements", (json_int_t)r->statements,
+        "trials_per_s", r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
+        "statements_per_s", r->seconds > 0 ? (double)r->statements / r->seconds : 0.0,
+        "verdict", pgr_verdict_name(r->verdict), "expected", pgr_verdict_name(r->expected),
+        "matched", r->verdict == r->expected && !r->error[0]);
+    json_object_set_new(o, "invariants", inv);
+    json_object_set_new(o, "statuses", st);
+    json_object_set_new(o, "sqlstates", ss);
+    json_object_set_new(o, "cases", cases);
+    json_object_set_new(o, "latency_us", dist_json(&r->latency));
+    json_object_set_new(o, "release_skew_us", dist_json(&r->skew));
+    json_object_set_new(o, "counterexamples", cex);
+    json_object_set_new(o, "error", r->error[0] ? json_string(r->error) : json_null());
+    return o;
+}
+
+int pgr_write_json(const char *path, const char *server, pgr_result *rs, int n,
+                   const char *error, char *err, size_t errlen)
+{
+    json_t *results = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(results, result_json(&rs[i]));
+    json_t *top = json_pack("{s:s, s:s, s:o}", "pgrace_version", PGR_VERSION, "server", server ? server : "",
+                            "results", results);
+    json_object_set_new(top, "error", error && *error ? json_string(error) : json_null());
+    int rc = json_dump_file(top, path, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+    json_decref(top);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot write %s", path);
+        return -1;
+    }
+    return 0;
+}

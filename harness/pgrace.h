@@ -1,0 +1,216 @@
+/*
+ * pgrace.h — the scenario API, the statement seam, and the types every mode shares.
+ *
+ * A scenario (one file under scenarios/) is a set of variants of one write pattern. Each variant is a
+ * handler written as straight-line C, the way the application code in the seed is written:
+ * it calls pgr_exec() for every statement, branches on what came back, and returns an
+ * HTTP status. Modes (stress now; explore, fuzz and replay later) differ only in *when*
+ * pgr_exec lets a statement run, never in the handler.
+ */
+#ifndef PGRACE_H
+#define PGRACE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <libpq-fe.h>
+
+#define PGR_VERSION "0.1.0"
+#define PGR_MAX_SESSIONS 64
+#define PGR_MAX_STEPS 24         /* steps recorded per session per trial; more are counted only */
+#define PGR_MAX_PARAMS 6
+#define PGR_MAX_BATCH 256        /* trials prepared and checked together */
+#define PGR_ERRLEN 512
+
+/* HTTP-ish statuses handlers return; PGR_RETRY is internal (a handler's own retry loop). */
+enum { PGR_RETRY = -1 };
+
+typedef enum { PGR_RC = 0, PGR_RR = 1, PGR_SER = 2, PGR_NISO = 3 } pgr_isolation;
+typedef enum { PGR_ORIGINAL, PGR_PROPOSED, PGR_RECOMMENDED } pgr_kind;
+typedef enum { PGR_SAFE = 0, PGR_RACE = 1 } pgr_verdict;
+
+const char *pgr_isolation_name(pgr_isolation iso);   /* "read-committed", ... */
+int pgr_isolation_parse(const char *s, pgr_isolation *out);
+const char *pgr_kind_name(pgr_kind k);
+const char *pgr_verdict_name(pgr_verdict v);
+
+/* One statement that passed through the seam. Filled by pgr_exec; read by checks/reports. */
+typedef struct pgr_step {
+    const char *label;           /* handler's name for the step ("claim"); static */
+    const char *sql;             /* the SQL constant; static */
+    char params[96];             /* parameters, comma-joined, truncated */
+    char sqlstate[6];            /* "00000" on success */
+    char constraint[48];         /* PG_DIAG_CONSTRAINT_NAME on error, else "" */
+    char message[96];            /* primary error message, else "" */
+    short session;
+    short attempt;               /* handler's retry attempt (0 first) */
+    long rows;                   /* rows returned (SELECT/RETURNING) or affected */
+    int64_t t_send_ns;           /* CLOCK_MONOTONIC just before the statement was sent */
+    int64_t t_done_ns;           /* when its result was complete */
+} pgr_step;
+
+/* A request a session sends: scenario-defined text fields (token, key, ...). */
+typedef struct pgr_request {
+    char text[4][80];
+    long long num[2];
+} pgr_request;
+
+/* What a handler answers. */
+typedef struct pgr_response {
+    int status;                  /* 200, 201, 400, 409, 410, 500 ... */
+    long long id;                /* id in the body (submission id, ...), -1 when none */
+    char sqlstate[6];            /* for a 500: the uncaught SQLSTATE */
+} pgr_response;
+
+/* Result of one statement. Owned by the session; valid until its next pgr_exec. */
+typedef struct pgr_res {
+    PGresult *pg;                /* NULL when the statement never reached the server */
+    bool ok;                     /* command or tuples OK */
+    const char *sqlstate;        /* "00000" when ok */
+    long rows;                   /* PQntuples for row-returning, PQcmdTuples otherwise */
+} pgr_res;
+
+struct pgr_session;
+/* The scheduler's hook into the seam (NULL in stress mode: statements run at once).
+ * before() returns when the session may send; after() is told the step completed. */
+typedef struct pgr_gate_ops {
+    void (*before)(void *ctx, struct pgr_session *s, const pgr_step *step);
+    void (*after)(void *ctx, struct pgr_session *s, const pgr_step *step);
+    void *ctx;
+} pgr_gate_ops;
+
+/* One application session: a thread with its own connection.
+ * Fields marked [seam] are written only by pgr_exec; [runner] by the mode driving it. */
+typedef struct pgr_session {
+    int index;                   /* [runner] 0-based; printed as S1, S2, ... */
+    PGconn *conn;                /* [runner] own connection */
+    int backend_pid;             /* [runner] for lock-wait detection and faults */
+    const pgr_gate_ops *gate;    /* [runner] NULL = run at once */
+    int64_t step_timeout_ns;     /* [runner] a step stuck longer is a harness error */
+    volatile int *interrupted;   /* [runner] set on SIGINT/SIGTERM: abort steps */
+
+    /* per-trial trace */
+    pgr_step *trace;             /* [runner] where this trial's steps go (PGR_MAX_STEPS) */
+    int nsteps;                  /* [seam] steps this trial (may exceed PGR_MAX_STEPS) */
+    int attempt;                 /* [handler via pgr_retry_*] current retry attempt */
+    bool in_tx;                  /* [seam] inside BEGIN ... COMMIT/ROLLBACK */
+    int64_t first_send_ns;       /* [seam] send time of this trial's first statement */
+
+    /* totals for the run */
+    long long statements;        /* [seam] */
+    bool infra_error;            /* [seam] connection lost / server gone: not a race */
+    char infra_msg[PGR_ERRLEN];  /* [seam] */
+
+    pgr_res res;                 /* [seam] result of the last statement */
+    struct pgr_stmt_cache *stmts;/* [seam] prepared statements of this connection */
+} pgr_session;
+
+/* ---- the seam ---- */
+
+/* Run one statement of a handler (the only way a handler talks to the database).
+ * Records the step; waits for the scheduler's grant first when a gate is set.
+ * Never fails the process: a SQL error comes back as !ok with its SQLSTATE; a lost
+ * connection also sets s->infra_error so the runner reports a harness error. */
+pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
+                  int nparams, const char *const *params);
+
+#define PGR_NARGS(...) ((int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)))
+/* PGR_SQL(s, "label", SQL_CONST, param1, param2, ...) — at least one parameter. */
+#define PGR_SQL(s, label, sql, ...) \
+    pgr_exec((s), (label), (sql), PGR_NARGS(__VA_ARGS__), (const char *[]){__VA_ARGS__})
+#define PGR_SQL0(s, label, sql) pgr_exec((s), (label), (sql), 0, NULL)
+
+pgr_res *pgr_begin(pgr_session *s);
+pgr_res *pgr_commit(pgr_session *s);
+void pgr_rollback(pgr_session *s);   /* no-op outside a transaction */
+
+/* An SQL error the handler does not catch: roll back, answer 500 (as the app would). */
+int pgr_uncaught(pgr_session *s, const pgr_res *r, pgr_response *resp);
+/* 40001 serialization failure or 40P01 deadlock: a transaction worth retrying. */
+bool pgr_retryable(const pgr_res *r);
+bool pgr_is(const pgr_res *r, const char *sqlstate);
+
+/* Field accessors on the last result (row 0 unless said). NULL/-1 when absent or NULL. */
+const char *pgr_val(const pgr_res *r, int row, int col);
+long long pgr_int(const pgr_res *r, int row, int col);
+bool pgr_isnull(const pgr_res *r, int row, int col);
+
+/* ---- scenarios ---- */
+
+typedef struct pgr_trial {
+    long long key;               /* unique across runs on one schema */
+    int kase;                    /* index into scenario->cases */
+    int nsessions;
+    pgr_response resp[PGR_MAX_SESSIONS];
+    pgr_step *trace;             /* [nsessions][PGR_MAX_STEPS] */
+    int nsteps[PGR_MAX_SESSIONS];
+    int64_t first_send_ns[PGR_MAX_SESSIONS];   /* [runner] for the release skew */
+    int64_t latency_ns[PGR_MAX_SESSIONS];      /* [runner] handler start to answer */
+    long long trial_no;          /* [runner] 0-based within the run */
+    bool violated;               /* [check] some invariant broke in this trial */
+} pgr_trial;
+
+typedef int (*pgr_handler)(pgr_session *s, const pgr_request *req, pgr_response *resp);
+
+typedef struct pgr_variant {
+    const char *name;            /* "original" | "proposed" | "recommended" | ... */
+    pgr_kind kind;
+    const char *ddl;             /* run after the scenario's ddl in this variant's schema */
+    pgr_handler handler;
+    pgr_verdict expect[PGR_NISO];/* what CI holds it to, per isolation level (measured) */
+    const char *summary;         /* one line: what this variant does */
+} pgr_variant;
+
+typedef struct pgr_case {
+    const char *name;            /* "double_submit", "missing_invite", ... */
+    int weight;                  /* share of trials */
+    const char *summary;
+} pgr_case;
+
+/* Per-batch context for prepare() and check(): admin connection and the trials. */
+typedef struct pgr_batch {
+    PGconn *admin;               /* search_path set to the variant's schema */
+    pgr_trial *trials;
+    int ntrials;
+    int nsessions;
+    long long key_lo, key_hi;    /* inclusive range of the batch's keys */
+    /* filled by check() through pgr_violation() */
+    struct pgr_tally *tally;
+    char err[PGR_ERRLEN];
+} pgr_batch;
+
+typedef struct pgr_scenario {
+    const char *name;
+    const char *seed;            /* "001" */
+    const char *title;
+    const char *ddl;             /* idempotent; tables of the pattern */
+    const pgr_variant *variants;
+    int nvariants;
+    const pgr_case *cases;
+    int ncases;
+    const char *const *invariants;   /* names a person understands */
+    int ninvariants;
+    /* Insert each trial's rows (one or a few statements for the whole batch). 0 or -1+err. */
+    int (*prepare)(pgr_batch *b);
+    /* The request session `session` sends in trial t. */
+    void (*request)(const pgr_trial *t, int session, pgr_request *req);
+    /* Check every invariant of every trial of the batch (batched queries). 0 or -1+err. */
+    int (*check)(pgr_batch *b);
+} pgr_scenario;
+
+/* Record that trial t broke invariant inv; the first explanation per trial is kept. */
+void pgr_violation(pgr_batch *b, const pgr_trial *t, int inv, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Admin-side query for prepare/check (not through the seam). NULL + b->err on error. */
+PGresult *pgr_admin(pgr_batch *b, const char *sql, int nparams, const char *const *params);
+
+/* Registry */
+extern const pgr_scenario *const pgr_scenarios[];
+extern const int pgr_nscenarios;
+const pgr_scenario *pgr_find_scenario(const char *name);
+
+/* Small utilities */
+int64_t pgr_now_ns(void);
+void pgr_fmt_ll(char *buf, long long v);   /* buf >= 24 */
+
+#endif

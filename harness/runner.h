@@ -1,0 +1,113 @@
+/* runner.h — connections, per-variant schemas, the stress runner and its results. */
+#ifndef PGRACE_RUNNER_H
+#define PGRACE_RUNNER_H
+
+#include "pgrace.h"
+#include <stdio.h>
+
+#define PGR_MAX_INV 16
+#define PGR_MAX_CASES 16
+#define PGR_MAX_CEX 3
+#define PGR_MAX_SQLSTATES 48
+
+/* ---- connections and schemas (conn.c) ---- */
+
+/* Check a DSN's syntax. 0, or -1 with err ("bad DSN: ..."). */
+int pgr_dsn_check(const char *dsn, char *err, size_t errlen);
+/* Connect (connect_timeout 10 s unless the DSN says otherwise). NULL + err on failure. */
+PGconn *pgr_connect(const char *dsn, char *err, size_t errlen);
+/* Server version string ("PostgreSQL 15.18"). */
+void pgr_server_version(PGconn *c, char *out, size_t len);
+
+/* A variant's own schema, "pgrace_<scenario>_<variant>", created idempotently (under an
+ * advisory lock) with the scenario's and the variant's DDL. Holds a shared advisory lock
+ * for the run so that a concurrent pgrace never drops it underneath another. */
+typedef struct pgr_schema {
+    char name[64];
+    bool created;              /* this process created it, so may drop it */
+    long long run_id;          /* from the schema's run sequence: keys never collide */
+} pgr_schema;
+
+int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v,
+                     pgr_schema *out, char *err, size_t errlen);
+/* Drop the schema if this process created it and no other pgrace holds it. */
+void pgr_schema_release(PGconn *admin, const pgr_schema *schema);
+/* Point a connection at the schema, set isolation; returns 0 or -1+err. */
+int pgr_session_setup(PGconn *c, const pgr_schema *schema, pgr_isolation iso, int *backend_pid,
+                      char *err, size_t errlen);
+
+/* ---- results ---- */
+
+typedef struct pgr_counterexample {
+    long long trial_no;
+    int kase;
+    int invariant;
+    char why[320];
+    int nsessions;
+    pgr_response resp[PGR_MAX_SESSIONS];
+    int nsteps[PGR_MAX_SESSIONS];
+    pgr_step *steps;           /* [nsessions][PGR_MAX_STEPS], owned */
+} pgr_counterexample;
+
+typedef struct pgr_tally {
+    long long inv[PGR_MAX_INV];          /* violations per invariant */
+    long long violated_trials;
+    long long statuses[600];
+    struct { char code[6]; long long n; } sqlstates[PGR_MAX_SQLSTATES];
+    int nsqlstates;
+    long long case_trials[PGR_MAX_CASES];
+    pgr_counterexample cex[PGR_MAX_CEX];
+    int ncex;
+} pgr_tally;
+
+typedef struct pgr_dist {            /* samples in microseconds */
+    double *v;
+    long n, cap;
+} pgr_dist;
+
+typedef struct pgr_result {
+    const pgr_scenario *sc;
+    const pgr_variant *v;
+    pgr_isolation iso;
+    int sessions;
+    const char *mode;                /* "stress" */
+    long long trials;
+    double seconds;
+    long long statements;
+    pgr_tally tally;
+    pgr_dist latency;                /* per request, handler start to answer */
+    pgr_dist skew;                   /* per trial, first send spread across sessions */
+    pgr_verdict verdict;
+    pgr_verdict expected;
+    char error[PGR_ERRLEN];          /* harness error: the result is incomplete */
+} pgr_result;
+
+void pgr_result_free(pgr_result *r);
+double pgr_dist_pct(pgr_dist *d, double p);     /* sorts in place */
+void pgr_tally_sqlstate(pgr_tally *t, const char *code, long long n);
+
+/* ---- stress (stress.c) ---- */
+
+typedef struct pgr_stress_opts {
+    int sessions;
+    long long trials;                /* 0: use seconds */
+    double seconds;
+    pgr_isolation iso;
+    double progress_s;               /* 0: none */
+    bool quiet;
+    volatile int *interrupted;
+} pgr_stress_opts;
+
+/* Run one variant under stress. 0 done (result filled), -1 harness error (result->error;
+ * what finished is still in the result). */
+int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
+               const pgr_stress_opts *o, pgr_result *res);
+
+/* ---- output (output.c) ---- */
+
+void pgr_print_result(FILE *f, pgr_result *r);
+/* Write {"pgrace_version", "server", "results": [...], "error"} to path. 0 or -1+err. */
+int pgr_write_json(const char *path, const char *server, pgr_result *rs, int n,
+                   const char *error, char *err, size_t errlen);
+
+#endif

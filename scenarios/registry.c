@@ -1,0 +1,18 @@
+/* registry.c — every scenario pgrace knows, in `pgrace list` order. */
+#include "pgrace.h"
+
+#include <string.h>
+
+extern const pgr_scenario pgr_scenario_invite_claim;
+
+const pgr_scenario *const pgr_scenarios[] = {
+    &pgr_scenario_invite_claim,
+};
+const int pgr_nscenarios = (int)(sizeof pgr_scenarios / sizeof pgr_scenarios[0]);
+
+const pgr_scenario *pgr_find_scenario(const char *name)
+{
+    for (int i = 0; i < pgr_nscenarios; i++)
+        if (strcmp(pgr_scenarios[i]->name, name) == 0) return pgr_scenarios[i];
+    return NULL;
+}

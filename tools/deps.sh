@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install what pgrace needs and this machine lacks (Debian packages). Idempotent, and
+# silent when everything is present.
+set -euo pipefail
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for p in gcc make clang libclang-rt-14-dev libpq-dev libjansson-dev postgresql-15 \
+         postgresql-server-dev-15 python3-pytest; do
+    have_pkg "$p" || need+=("$p")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${need[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
