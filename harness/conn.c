@@ -26,6 +26,11 @@ int pgr_dsn_check(const char *dsn, char *err, size_t errlen)
     return 0;
 }
 
+static void ignore_notice(void *arg, const char *msg)
+{
+    (void)arg; (void)msg;
+}
+
 PGconn *pgr_connect(const char *dsn, char *err, size_t errlen)
 {
     /* Earlier keywords are defaults; the DSN (expanded from dbname) overrides them. */
@@ -39,6 +44,7 @@ PGconn *pgr_connect(const char *dsn, char *err, size_t errlen)
         if (c) PQfinish(c);
         return NULL;
     }
+    PQsetNoticeProcessor(c, ignore_notice, NULL);   /* NOTICEs are not results */
     return c;
 }
 

@@ -32,7 +32,7 @@ static void print_trace(FILE *f, const pgr_result *r, const pgr_counterexample *
         }
         if (best < 0) break;
         const pgr_step *st = &c->steps[(size_t)best * PGR_MAX_STEPS + idx[best]++];
-        fprintf(f, "      %*sS%d %-18s rows=%-2ld %s%s%s\n", best * 2, "", best + 1, st->label, st->rows,
+        fprintf(f, "      S%-2d %-20s rows=%-3ld %s%s%s\n", best + 1, st->label, st->rows,
                 st->sqlstate, st->constraint[0] ? " " : "", st->constraint);
     }
     fprintf(f, "      answers:");
@@ -65,9 +65,9 @@ void pgr_print_result(FILE *f, pgr_result *r)
     fprintf(f, "  (%lld answers)\n  sqlstates:", status_total(&r->tally));
     for (int i = 0; i < r->tally.nsqlstates; i++)
         fprintf(f, " %s x%lld", r->tally.sqlstates[i].code, r->tally.sqlstates[i].n);
-    fprintf(f, "\n  latency p50 %.0f us, p99 %.0f us; release skew p50 %.1f us, p99 %.1f us\n",
+    fprintf(f, "\n  latency p50 %.0f us, p99 %.0f us; release skew p50 %.1f us, p99 %.1f us (%s release)\n",
             pgr_dist_pct(&r->latency, 50), pgr_dist_pct(&r->latency, 99),
-            pgr_dist_pct(&r->skew, 50), pgr_dist_pct(&r->skew, 99));
+            pgr_dist_pct(&r->skew, 50), pgr_dist_pct(&r->skew, 99), r->release ? r->release : "normal");
     if (r->tally.ncex) print_trace(f, r, &r->tally.cex[0]);
 }
 
@@ -137,6 +137,7 @@ static json_t *result_json(pgr_result *r)
     json_object_set_new(o, "cases", cases);
     json_object_set_new(o, "latency_us", dist_json(&r->latency));
     json_object_set_new(o, "release_skew_us", dist_json(&r->skew));
+    json_object_set_new(o, "release", json_string(r->release ? r->release : "normal"));
     json_object_set_new(o, "counterexamples", cex);
     json_object_set_new(o, "error", r->error[0] ? json_string(r->error) : json_null());
     return o;

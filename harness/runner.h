@@ -71,6 +71,7 @@ typedef struct pgr_result {
     pgr_isolation iso;
     int sessions;
     const char *mode;                /* "stress" */
+    const char *release;             /* "realtime" (SCHED_FIFO sessions) or "normal" */
     long long trials;
     double seconds;
     long long statements;
@@ -95,6 +96,7 @@ typedef struct pgr_stress_opts {
     pgr_isolation iso;
     double progress_s;               /* 0: none */
     bool quiet;
+    bool no_realtime;                /* do not try SCHED_FIFO for the sessions */
     volatile int *interrupted;
 } pgr_stress_opts;
 

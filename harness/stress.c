@@ -12,6 +12,8 @@
 #include "runner.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -23,6 +25,8 @@ typedef struct stress_run {
     pgr_release gate;
     pgr_trial *volatile current; /* the trial being run; written before the gate opens */
     volatile int stop;
+    bool realtime;               /* try SCHED_FIFO for the sessions and the coordinator */
+    _Atomic int realtime_failed;
     pgr_session sess[PGR_MAX_SESSIONS];
     int nsessions;
 } stress_run;
@@ -39,6 +43,12 @@ static void *session_main(void *p)
     stress_run *run = a->run;
     pgr_session *s = &run->sess[a->index];
     uint32_t seen = 0;
+    if (run->realtime) {
+        /* Real-time sessions are not preempted by the backends they wake, so every
+         * session gets to send before any backend runs. Needs CAP_SYS_NICE; else normal. */
+        struct sched_param sp = { .sched_priority = 1 };
+        if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) != 0) run->realtime_failed = 1;
+    }
     for (;;) {
         pgr_release_wait(&run->gate, &seen);
         if (run->stop) break;
@@ -213,6 +223,7 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
     run->sc = sc;
     run->v = v;
     run->nsessions = o->sessions;
+    run->realtime = !o->no_realtime;
     pgr_release_init(&run->gate);
 
     admin = pgr_connect(dsn, res->error, sizeof res->error);
@@ -321,6 +332,7 @@ out:
         if (run->sess[i].conn) PQfinish(run->sess[i].conn);
         free(run->sess[i].stmts);
     }
+    res->release = run->realtime && !run->realtime_failed ? "realtime" : "normal";
     pgr_schema_release(admin, &schema);
     if (admin) PQfinish(admin);
     free(trials);
