@@ -138,7 +138,7 @@ static int run_initdb(const pgr_server *srv, const char *bindir, uid_t uid, gid_
         setpgid(0, 0);
         child_drop_privileges(uid, gid);
         if (chdir(srv->dir) != 0) _exit(126);
-        execl(initdb, "initdb", "-D", data, "-U", "pgrace", "-A", "trust", "-E", "UTF8",
+        execl(initdb, initdb, "-D", data, "-U", "pgrace", "-A", "trust", "-E", "UTF8",
               "--locale=C", "--no-sync", "--no-instructions", (char *)NULL);
         _exit(127);
     }
@@ -147,8 +147,11 @@ static int run_initdb(const pgr_server *srv, const char *bindir, uid_t uid, gid_
         pid_t w = waitpid(pid, &status, 0);
         if (w == pid) break;
         if (w < 0 && errno == EINTR && interrupted && *interrupted) {
-            kill(pid, SIGKILL);
+            /* initdb's own children (postgres --boot) share its process group: kill them
+             * all and wait until none is left writing into the directory. */
+            kill(-pid, SIGKILL);
             waitpid(pid, &status, 0);
+            for (int t = 0; t < 500 && kill(-pid, 0) == 0; t++) sleep_ms(10);
             snprintf(err, errlen, "interrupted during initdb");
             return -1;
         }
@@ -209,7 +212,7 @@ int pgr_server_start(pgr_server *srv, bool detached, volatile int *interrupted, 
             if (getppid() != parent) _exit(0);
         }
         if (chdir(srv->dir) != 0) _exit(126);
-        execl(postgres, "postgres", "-D", data, "-k", srv->dir, "-p", "5432",
+        execl(postgres, postgres, "-D", data, "-k", srv->dir, "-p", "5432",
               "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
               "-c", "full_page_writes=off", "-c", "max_connections=300",
               "-c", "deadlock_timeout=20ms", "-c", "shared_buffers=128MB",

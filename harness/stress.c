@@ -25,7 +25,7 @@ typedef struct stress_run {
     pgr_release gate;
     pgr_trial *volatile current; /* the trial being run; written before the gate opens */
     volatile int stop;
-    bool realtime;               /* try SCHED_FIFO for the sessions and the coordinator */
+    bool realtime;               /* try SCHED_FIFO for the sessions */
     _Atomic int realtime_failed;
     pgr_session sess[PGR_MAX_SESSIONS];
     int nsessions;

@@ -1,0 +1,32 @@
+"""The same runs under ASan+UBSan and TSan builds: no reports, same verdicts."""
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+REPORTS = ("AddressSanitizer", "ThreadSanitizer", "LeakSanitizer", "runtime error:")
+
+
+@pytest.mark.parametrize("build", ["pgrace-asan", "pgrace-tsan"])
+def test_sanitizer_build_runs_clean(pgrace, build):
+    binary = ROOT / "bin" / build
+    env = pgrace.env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
+                     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
+                     TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1")
+    p = subprocess.run([str(binary), "stress", "invite_claim", "-c", "4", "-t", "150", "-q",
+                        "--dsn", pgrace.dsn], capture_output=True, text=True, env=env, timeout=600)
+    assert not any(r in p.stderr for r in REPORTS), p.stderr[-4000:]
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("(expected race)") == 2 and p.stdout.count("(expected safe)") == 1
+
+
+def test_sanitizer_throwaway_server_and_bad_input(private_tmp):
+    binary = ROOT / "bin" / "pgrace-asan"
+    env = {"TMPDIR": str(private_tmp), "PATH": "/usr/bin:/bin"}
+    p = subprocess.run([str(binary), "stress", "invite_claim/recommended", "-c", "2", "-t", "30", "-q"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0 and not any(r in p.stderr for r in REPORTS), p.stderr[-4000:]
+    p = subprocess.run([str(binary), "stress", "invite_claim", "--dsn", "nonsense"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 2 and not any(r in p.stderr for r in REPORTS), p.stderr
