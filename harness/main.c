@@ -239,6 +239,9 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
             printf("%-36s %-16s %3d %8lld  %-34s %s%s\n", target, pgr_isolation_name(r->iso), r->sessions,
                    r->trials, verdict, pgr_verdict_name(r->expected),
                    r->verdict == r->expected && !r->error[0] ? "" : "  <-- MISMATCH");
+            for (int k = 0; k < r->sc->ninvariants; k++)
+                if (r->tally.inv[k])
+                    printf("%-36s   %lld violations of \"%s\"\n", "", r->tally.inv[k], r->sc->invariants[k]);
         }
     }
     if (json_path) {

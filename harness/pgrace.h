@@ -52,6 +52,8 @@ typedef struct pgr_step {
 typedef struct pgr_request {
     char text[4][80];
     long long num[2];
+    int sends;                   /* times this session sends it, one after another (a retry
+                                  * after a lost answer); 0 or 1 = once */
 } pgr_request;
 
 /* What a handler answers. */
@@ -140,7 +142,9 @@ typedef struct pgr_trial {
     long long key;               /* unique across runs on one schema */
     int kase;                    /* index into scenario->cases */
     int nsessions;
-    pgr_response resp[PGR_MAX_SESSIONS];
+    pgr_response resp[PGR_MAX_SESSIONS];       /* each session's (last) answer */
+    pgr_response first[PGR_MAX_SESSIONS];      /* each session's first answer (== resp if sent once) */
+    int sends[PGR_MAX_SESSIONS];               /* times each session sent its request */
     pgr_step *trace;             /* [nsessions][PGR_MAX_STEPS] */
     int nsteps[PGR_MAX_SESSIONS];
     int64_t first_send_ns[PGR_MAX_SESSIONS];   /* [runner] for the release skew */

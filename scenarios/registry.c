@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-extern const pgr_scenario pgr_scenario_invite_claim;
+extern const pgr_scenario pgr_scenario_invite_claim;           /* seed 001 */
 
 const pgr_scenario *const pgr_scenarios[] = {
     &pgr_scenario_invite_claim,

@@ -13,7 +13,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = ROOT / "bin" / "pgrace"
+BIN = pathlib.Path(os.environ.get("PGRACE_BIN", ROOT / "bin" / "pgrace"))
 
 
 def _clean_env(tmpdir):

@@ -3,14 +3,14 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import BIN
 
 REPORTS = ("AddressSanitizer", "ThreadSanitizer", "LeakSanitizer", "runtime error:")
 
 
 @pytest.mark.parametrize("build", ["pgrace-asan", "pgrace-tsan"])
 def test_sanitizer_build_runs_clean(pgrace, build):
-    binary = ROOT / "bin" / build
+    binary = BIN.parent / build
     env = pgrace.env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
                      UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
                      TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1")
@@ -22,7 +22,7 @@ def test_sanitizer_build_runs_clean(pgrace, build):
 
 
 def test_sanitizer_throwaway_server_and_bad_input(private_tmp):
-    binary = ROOT / "bin" / "pgrace-asan"
+    binary = BIN.parent / "pgrace-asan"
     env = {"TMPDIR": str(private_tmp), "PATH": "/usr/bin:/bin"}
     p = subprocess.run([str(binary), "stress", "invite_claim/recommended", "-c", "2", "-t", "30", "-q"],
                        capture_output=True, text=True, env=env, timeout=300)
