@@ -107,6 +107,18 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
     snprintf(sql, sizeof sql, "SET LOCAL search_path = %s; CREATE SEQUENCE IF NOT EXISTS pgrace_run", out->name);
     if (admin_exec(admin, sql, 0, NULL, e, sizeof e)) goto fail;
     if (sc->ddl && admin_exec(admin, sc->ddl, 0, NULL, e, sizeof e)) goto fail;
+    if (v->ddl_as_written) {
+        /* Keep the server's verdict on the seed's own SQL; then use the faithful form. */
+        if (admin_exec(admin, "SAVEPOINT seed_sql", 0, NULL, e, sizeof e)) goto fail;
+        PGresult *sr = PQexec(admin, v->ddl_as_written);
+        if (PQresultStatus(sr) != PGRES_COMMAND_OK) {
+            const char *code = PQresultErrorField(sr, PG_DIAG_SQLSTATE);
+            const char *msg = PQresultErrorField(sr, PG_DIAG_MESSAGE_PRIMARY);
+            snprintf(out->seed_sql_error, sizeof out->seed_sql_error, "%s %s", code ? code : "XX000", msg ? msg : "");
+        }
+        PQclear(sr);
+        if (admin_exec(admin, "ROLLBACK TO SAVEPOINT seed_sql", 0, NULL, e, sizeof e)) goto fail;
+    }
     if (v->ddl && admin_exec(admin, v->ddl, 0, NULL, e, sizeof e)) goto fail;
     if (admin_exec(admin, "COMMIT", 0, NULL, e, sizeof e)) goto fail;
 

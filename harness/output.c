@@ -51,6 +51,9 @@ void pgr_print_result(FILE *f, pgr_result *r)
             r->trials, r->seconds, r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
             r->seconds > 0 ? (double)r->statements / r->seconds : 0.0);
     if (r->error[0]) fprintf(f, "  ERROR: %s\n", r->error);
+    if (r->seed_sql_error[0])
+        fprintf(f, "  note: the seed's SQL as written fails on PostgreSQL (%s); ran the closest faithful form\n",
+                r->seed_sql_error);
     if (r->verdict == PGR_RACE)
         fprintf(f, "  verdict: RACE in %lld of %lld trials (expected %s)%s\n", r->tally.violated_trials, r->trials,
                 pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
@@ -139,6 +142,7 @@ static json_t *result_json(pgr_result *r)
     json_object_set_new(o, "release_skew_us", dist_json(&r->skew));
     json_object_set_new(o, "release", json_string(r->release ? r->release : "normal"));
     json_object_set_new(o, "counterexamples", cex);
+    json_object_set_new(o, "seed_sql_error", r->seed_sql_error[0] ? json_string(r->seed_sql_error) : json_null());
     json_object_set_new(o, "error", r->error[0] ? json_string(r->error) : json_null());
     return o;
 }

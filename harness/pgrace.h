@@ -159,6 +159,9 @@ typedef struct pgr_variant {
     const char *name;            /* "original" | "proposed" | "recommended" | ... */
     pgr_kind kind;
     const char *ddl;             /* run after the scenario's ddl in this variant's schema */
+    const char *ddl_as_written;  /* the seed's own DDL when it does not run on PostgreSQL:
+                                  * tried first, its error kept for the report; `ddl` is
+                                  * then the closest faithful form. NULL when not needed. */
     pgr_handler handler;
     pgr_verdict expect[PGR_NISO];/* what CI holds it to, per isolation level (measured) */
     const char *summary;         /* one line: what this variant does */

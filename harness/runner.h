@@ -26,6 +26,7 @@ typedef struct pgr_schema {
     char name[64];
     bool created;              /* this process created it, so may drop it */
     long long run_id;          /* from the schema's run sequence: keys never collide */
+    char seed_sql_error[256];  /* the variant's ddl_as_written failed: "SQLSTATE message" */
 } pgr_schema;
 
 int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v,
@@ -81,6 +82,7 @@ typedef struct pgr_result {
     pgr_verdict verdict;
     pgr_verdict expected;
     char error[PGR_ERRLEN];          /* harness error: the result is incomplete */
+    char seed_sql_error[256];        /* the seed's SQL as written was rejected: "SQLSTATE message" */
 } pgr_result;
 
 void pgr_result_free(pgr_result *r);

@@ -235,6 +235,7 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
     admin = pgr_connect(dsn, res->error, sizeof res->error);
     if (!admin) goto out;
     if (pgr_schema_setup(admin, sc, v, &schema, res->error, sizeof res->error) != 0) goto out;
+    memcpy(res->seed_sql_error, schema.seed_sql_error, sizeof res->seed_sql_error);
 
     for (int i = 0; i < o->sessions; i++) {
         pgr_session *s = &run->sess[i];

@@ -281,12 +281,15 @@ static int invite_claim_check(pgr_batch *b)
 }
 
 static const pgr_variant invite_claim_variants[] = {
-    { "original", PGR_ORIGINAL, NULL, invite_claim_original, { PGR_RACE, PGR_RACE, PGR_RACE },
-      "findUnique, then update usedAt and create Submission, each autocommitted" },
-    { "proposed", PGR_PROPOSED, NULL, invite_claim_proposed, { PGR_RACE, PGR_RACE, PGR_RACE },
-      "PR #15: updateMany claim, then create Submission; 400/410/200/409 on count 0" },
-    { "recommended", PGR_RECOMMENDED, RECOMMENDED_DDL, invite_claim_recommended, { PGR_SAFE, PGR_SAFE, PGR_SAFE },
-      "claim and Submission in one transaction, unique invite_id, retry on 40001/40P01" },
+    { .name = "original", .kind = PGR_ORIGINAL, .handler = invite_claim_original,
+      .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
+      .summary = "findUnique, then update usedAt and create Submission, each autocommitted" },
+    { .name = "proposed", .kind = PGR_PROPOSED, .handler = invite_claim_proposed,
+      .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
+      .summary = "PR #15: updateMany claim, then create Submission; 400/410/200/409 on count 0" },
+    { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = RECOMMENDED_DDL, .handler = invite_claim_recommended,
+      .expect = { PGR_SAFE, PGR_SAFE, PGR_SAFE },
+      .summary = "claim and Submission in one transaction, unique invite_id, retry on 40001/40P01" },
 };
 
 const pgr_scenario pgr_scenario_invite_claim = {

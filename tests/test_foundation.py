@@ -86,6 +86,7 @@ def _check_schema(doc):
                  "verdict": str, "expected": str, "matched": bool, "invariants": dict,
                  "statuses": dict, "sqlstates": dict, "cases": dict, "latency_us": dict,
                  "release_skew_us": dict, "release": str, "counterexamples": list}
+        assert r["seed_sql_error"] is None or isinstance(r["seed_sql_error"], str)
         for k, t in types.items():
             assert isinstance(r[k], t), (k, r[k])
         assert r["kind"] in ("original", "proposed", "recommended")
