@@ -77,6 +77,7 @@ struct pgr_session;
 typedef struct pgr_gate_ops {
     void (*before)(void *ctx, struct pgr_session *s, const pgr_step *step);
     void (*after)(void *ctx, struct pgr_session *s, const pgr_step *step);
+    void (*done)(void *ctx, struct pgr_session *s);     /* the session's requests are answered */
     void *ctx;
 } pgr_gate_ops;
 
@@ -151,6 +152,8 @@ typedef struct pgr_trial {
     int64_t latency_ns[PGR_MAX_SESSIONS];      /* [runner] handler start to answer */
     long long trial_no;          /* [runner] 0-based within the run */
     bool violated;               /* [check] some invariant broke in this trial */
+    int first_invariant;         /* [check] the first one that broke */
+    char why[320];               /* [check] its explanation */
 } pgr_trial;
 
 typedef int (*pgr_handler)(pgr_session *s, const pgr_request *req, pgr_response *resp);

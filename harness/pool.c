@@ -1,0 +1,339 @@
+/*
+ * pool.c — the sessions of a run, shared by every mode.
+ *
+ * A pool is one variant's schema, an admin connection for batch preparation and checks,
+ * and N session threads, each with its own connection. A trial starts when the
+ * coordinator opens the release gate (release.c): every session builds its request and
+ * runs the variant's handler; statements go through the seam, which waits for the
+ * pool's gate ops when a scheduler is set (explore/replay) and runs them at once when not
+ * (stress). Trials come in batches: one prepare() for the batch's rows, one check() for
+ * its invariants, never a round trip per trial outside the sessions' own statements.
+ */
+#include "release.h"
+#include "runner.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pgr_pool {
+    const pgr_scenario *sc;
+    const pgr_variant *v;
+    int nsessions;
+    pgr_release gate;
+    pgr_trial *volatile current;     /* the trial being run; written before the gate opens */
+    volatile int stop;
+    bool realtime;                   /* try SCHED_FIFO for the sessions */
+    _Atomic int realtime_failed;
+    pgr_session sess[PGR_MAX_SESSIONS];
+    pthread_t th[PGR_MAX_SESSIONS];
+    int started;
+    PGconn *admin;
+    pgr_schema schema;
+    long long base;                  /* key of trial 0 */
+    pgr_trial trials[PGR_MAX_BATCH];
+    pgr_step *traces;                /* [PGR_MAX_BATCH][nsessions][PGR_MAX_STEPS] */
+};
+
+typedef struct session_arg {
+    pgr_pool *pool;
+    int index;
+} session_arg;
+static session_arg args_of[PGR_MAX_SESSIONS];   /* only one pool runs at a time */
+
+/* Session thread: wait for the gate, send its request (once or more), report. */
+static void *session_main(void *p)
+{
+    session_arg *a = p;
+    pgr_pool *pool = a->pool;
+    pgr_session *s = &pool->sess[a->index];
+    uint32_t seen = 0;
+    if (pool->realtime) {
+        /* Real-time sessions are not preempted by the backends they wake, so every
+         * session gets to send before any backend runs. Needs CAP_SYS_NICE; else normal. */
+        struct sched_param sp = { .sched_priority = 1 };
+        if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) != 0) pool->realtime_failed = 1;
+    }
+    for (;;) {
+        pgr_release_wait(&pool->gate, &seen);
+        if (pool->stop) break;
+        pgr_trial *t = pool->current;
+        s->trace = t->trace + (size_t)a->index * PGR_MAX_STEPS;
+        s->nsteps = 0;
+        s->attempt = 0;
+        s->first_send_ns = 0;
+        pgr_request req;
+        memset(&req, 0, sizeof req);
+        pool->sc->request(t, a->index, &req);
+        int sends = req.sends > 1 ? req.sends : 1;
+        pgr_response resp = { 0 };
+        int64_t t0 = pgr_now_ns();
+        for (int k = 0; k < sends; k++) {
+            resp = (pgr_response){ .status = 0, .id = -1, .sqlstate = "" };
+            s->attempt = 0;
+            resp.status = pool->v->handler(s, &req, &resp);
+            pgr_rollback(s);   /* a handler that leaves a transaction open is a handler bug */
+            if (k == 0) t->first[a->index] = resp;
+        }
+        t->sends[a->index] = sends;
+        t->latency_ns[a->index] = pgr_now_ns() - t0;
+        t->first_send_ns[a->index] = s->first_send_ns;
+        t->nsteps[a->index] = s->nsteps;
+        t->resp[a->index] = resp;
+        if (s->gate && s->gate->done) s->gate->done(s->gate->ctx, s);
+        pgr_release_done(&pool->gate);
+    }
+    return NULL;
+}
+
+pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
+                        const pgr_pool_opts *o, pgr_result *res)
+{
+    pgr_pool *pool = calloc(1, sizeof *pool);
+    if (!pool) { snprintf(res->error, sizeof res->error, "out of memory"); return NULL; }
+    pool->sc = sc;
+    pool->v = v;
+    pool->nsessions = o->sessions;
+    pool->realtime = o->realtime;
+    pgr_release_init(&pool->gate);
+    pool->traces = calloc((size_t)PGR_MAX_BATCH * o->sessions * PGR_MAX_STEPS, sizeof *pool->traces);
+    if (!pool->traces) { snprintf(res->error, sizeof res->error, "out of memory"); goto fail; }
+
+    pool->admin = pgr_connect(dsn, res->error, sizeof res->error);
+    if (!pool->admin) goto fail;
+    if (pgr_schema_setup(pool->admin, sc, v, &pool->schema, res->error, sizeof res->error) != 0) goto fail;
+    memcpy(res->seed_sql_error, pool->schema.seed_sql_error, sizeof res->seed_sql_error);
+    pool->base = pool->schema.run_id * 1000000000LL;
+
+    for (int i = 0; i < o->sessions; i++) {
+        pgr_session *s = &pool->sess[i];
+        s->index = i;
+        s->interrupted = o->interrupted;
+        s->step_timeout_ns = 30LL * 1000000000;
+        s->gate = o->gate;
+        s->conn = pgr_connect(dsn, res->error, sizeof res->error);
+        if (!s->conn) goto fail;
+        if (pgr_session_setup(s->conn, &pool->schema, o->iso, &s->backend_pid, res->error, sizeof res->error))
+            goto fail;
+    }
+
+    /* Sessions must not take the signals: the coordinator handles SIGINT/SIGTERM. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (; pool->started < o->sessions; pool->started++) {
+        args_of[pool->started] = (session_arg){ pool, pool->started };
+        if (pthread_create(&pool->th[pool->started], NULL, session_main, &args_of[pool->started]) != 0) break;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pool->started < o->sessions) {
+        snprintf(res->error, sizeof res->error, "cannot start session threads");
+        goto fail;
+    }
+    return pool;
+fail:
+    pgr_pool_close(pool, res);
+    return NULL;
+}
+
+void pgr_pool_close(pgr_pool *pool, pgr_result *res)
+{
+    if (!pool) return;
+    if (pool->started) {
+        pool->stop = 1;
+        pgr_release_open(&pool->gate, 0);
+        for (int i = 0; i < pool->started; i++) pthread_join(pool->th[i], NULL);
+    }
+    for (int i = 0; i < pool->nsessions; i++) {
+        pgr_session *s = &pool->sess[i];
+        res->statements += s->statements;
+        if (s->res.pg) PQclear(s->res.pg);
+        if (s->conn) PQfinish(s->conn);
+        free(s->stmts);
+    }
+    res->release = pool->realtime && !pool->realtime_failed ? "realtime" : "normal";
+    pgr_schema_release(pool->admin, &pool->schema);
+    if (pool->admin) PQfinish(pool->admin);
+    free(pool->traces);
+    free(pool);
+}
+
+int pgr_pool_sessions(const pgr_pool *pool) { return pool->nsessions; }
+pgr_session *pgr_pool_session(pgr_pool *pool, int i) { return &pool->sess[i]; }
+PGconn *pgr_pool_admin(pgr_pool *pool) { return pool->admin; }
+
+/* Weighted, deterministic choice of the case for trial n. */
+static int case_of(const pgr_scenario *sc, long long n)
+{
+    int total = 0;
+    for (int i = 0; i < sc->ncases; i++) total += sc->cases[i].weight;
+    int x = (int)(n % total);
+    for (int i = 0; i < sc->ncases; i++) {
+        if (x < sc->cases[i].weight) return i;
+        x -= sc->cases[i].weight;
+    }
+    return 0;
+}
+
+int pgr_pool_prepare(pgr_pool *pool, long long first, int n, int force_case, pgr_batch *b, pgr_result *res)
+{
+    if (n > PGR_MAX_BATCH) n = PGR_MAX_BATCH;
+    for (int i = 0; i < n; i++) {
+        pgr_trial *t = &pool->trials[i];
+        memset(t, 0, sizeof *t);
+        t->trial_no = first + i;
+        t->key = pool->base + first + i;
+        t->kase = force_case >= 0 ? force_case : case_of(pool->sc, first + i);
+        t->nsessions = pool->nsessions;
+        t->trace = pool->traces + (size_t)i * pool->nsessions * PGR_MAX_STEPS;
+    }
+    *b = (pgr_batch){ .admin = pool->admin, .trials = pool->trials, .ntrials = n, .nsessions = pool->nsessions,
+                      .key_lo = pool->base + first, .key_hi = pool->base + first + n - 1, .tally = &res->tally };
+    if (pool->sc->prepare(b) != 0) {
+        snprintf(res->error, sizeof res->error, "preparing trials: %s", b->err);
+        return -1;
+    }
+    return 0;
+}
+
+void pgr_pool_start(pgr_pool *pool, pgr_trial *t)
+{
+    pool->current = t;
+    pgr_release_open(&pool->gate, (uint32_t)pool->nsessions);
+}
+
+int pgr_pool_finish(pgr_pool *pool, pgr_result *res)
+{
+    pgr_release_join(&pool->gate);
+    for (int i = 0; i < pool->nsessions; i++) {
+        if (pool->sess[i].infra_error) {
+            snprintf(res->error, sizeof res->error, "%s", pool->sess[i].infra_msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int pgr_pool_check(pgr_pool *pool, pgr_batch *b, int ran, pgr_result *res)
+{
+    if (ran <= 0) return 0;
+    b->ntrials = ran;
+    b->key_hi = b->key_lo + ran - 1;
+    if (pool->sc->check(b) != 0) {
+        snprintf(res->error, sizeof res->error, "checking invariants: %s", b->err);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- results ---- */
+
+static void dist_add(pgr_dist *d, double v)
+{
+    if (d->n == d->cap) {
+        long cap = d->cap ? d->cap * 2 : 4096;
+        double *nv = realloc(d->v, (size_t)cap * sizeof *nv);
+        if (!nv) return;
+        d->v = nv;
+        d->cap = cap;
+    }
+    d->v[d->n++] = v;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double pgr_dist_pct(pgr_dist *d, double p)
+{
+    if (d->n == 0) return 0;
+    qsort(d->v, (size_t)d->n, sizeof *d->v, cmp_double);
+    long i = (long)(p / 100.0 * (double)(d->n - 1) + 0.5);
+    if (i >= d->n) i = d->n - 1;
+    return d->v[i];
+}
+
+void pgr_tally_sqlstate(pgr_tally *t, const char *code, long long n)
+{
+    for (int i = 0; i < t->nsqlstates; i++)
+        if (strcmp(t->sqlstates[i].code, code) == 0) { t->sqlstates[i].n += n; return; }
+    if (t->nsqlstates == PGR_MAX_SQLSTATES) return;
+    snprintf(t->sqlstates[t->nsqlstates].code, 6, "%s", code);
+    t->sqlstates[t->nsqlstates++].n = n;
+}
+
+void pgr_result_free(pgr_result *r)
+{
+    for (int i = 0; i < r->tally.ncex; i++) free(r->tally.cex[i].steps);
+    r->tally.ncex = 0;
+    free(r->latency.v);
+    free(r->skew.v);
+    r->latency.v = r->skew.v = NULL;
+}
+
+void pgr_violation(pgr_batch *b, const pgr_trial *tc, int inv, const char *fmt, ...)
+{
+    pgr_tally *t = b->tally;
+    pgr_trial *tr = (pgr_trial *)tc;
+    if (inv >= 0 && inv < PGR_MAX_INV) t->inv[inv]++;
+    if (tr->violated) return;
+    tr->violated = true;
+    tr->first_invariant = inv;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tr->why, sizeof tr->why, fmt, ap);
+    va_end(ap);
+    t->violated_trials++;
+    if (t->ncex == PGR_MAX_CEX) return;
+    pgr_counterexample *c = &t->cex[t->ncex];
+    size_t sz = (size_t)tr->nsessions * PGR_MAX_STEPS * sizeof(pgr_step);
+    c->steps = malloc(sz);
+    if (!c->steps) return;
+    memcpy(c->steps, tr->trace, sz);
+    c->trial_no = tr->trial_no;
+    c->kase = tr->kase;
+    c->invariant = inv;
+    c->nsessions = tr->nsessions;
+    memcpy(c->resp, tr->resp, sizeof c->resp);
+    memcpy(c->nsteps, tr->nsteps, sizeof c->nsteps);
+    snprintf(c->why, sizeof c->why, "%s", tr->why);
+    t->ncex++;
+}
+
+PGresult *pgr_admin(pgr_batch *b, const char *sql, int nparams, const char *const *params)
+{
+    PGresult *r = PQexecParams(b->admin, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
+    snprintf(b->err, sizeof b->err, "%s", PQresultErrorMessage(r));
+    b->err[strcspn(b->err, "\n")] = '\0';
+    PQclear(r);
+    return NULL;
+}
+
+void pgr_account_trial(pgr_result *res, const pgr_trial *t)
+{
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    for (int i = 0; i < t->nsessions; i++) {
+        int st = t->resp[i].status;
+        if (st >= 0 && st < 600) res->tally.statuses[st]++;
+        dist_add(&res->latency, (double)t->latency_ns[i] / 1000.0);
+        if (t->first_send_ns[i]) {
+            if (t->first_send_ns[i] < lo) lo = t->first_send_ns[i];
+            if (t->first_send_ns[i] > hi) hi = t->first_send_ns[i];
+        }
+        int n = t->nsteps[i] < PGR_MAX_STEPS ? t->nsteps[i] : PGR_MAX_STEPS;
+        for (int k = 0; k < n; k++)
+            pgr_tally_sqlstate(&res->tally, t->trace[(size_t)i * PGR_MAX_STEPS + k].sqlstate, 1);
+    }
+    if (hi >= lo && t->nsessions > 1) dist_add(&res->skew, (double)(hi - lo) / 1000.0);
+    res->tally.case_trials[t->kase]++;
+}
