@@ -3,6 +3,7 @@
  * fills an error buffer. Exit status: 0 every verdict matched its expectation, 1 some
  * verdict did not, 2 usage, connection or harness error (never reported as a race).
  */
+#include "explore.h"
 #include "runner.h"
 #include "server.h"
 
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* All configuration of one invocation. */
 static struct pgr_config {
@@ -30,7 +32,14 @@ static struct pgr_config {
     double progress;
     pgr_isolation iso;
     bool iso_given;
-} cfg = { .sessions = 2, .progress = 2.0, .budget = 60, .out_dir = "out" };
+    pgr_strategy strategy;       /* explore */
+    long long max_schedules;
+    unsigned long long seed;
+    int depth;
+    const char *save_dir;
+    const char *kase;
+    int repeat;                  /* replay */
+} cfg = { .sessions = 2, .progress = 2.0, .budget = 60, .out_dir = "out", .depth = 2, .repeat = 1 };
 
 static volatile int interrupted;
 static pgr_server throwaway;
@@ -43,7 +52,8 @@ static const char usage_text[] =
     "  stress TARGET                 fire synchronized concurrent requests, check invariants\n"
     "  run                           the whole matrix (scenario x variant x isolation x 2/8 sessions)\n"
     "  server start|stop|status      a throwaway PostgreSQL kept for several runs\n"
-    "  explore TARGET, replay FILE   interleaving exploration (not built yet)\n"
+    "  explore TARGET                run the sessions' statements in chosen orders, one at a time\n"
+    "  replay FILE...                re-run saved schedules deterministically, print the trace\n"
     "\n"
     "TARGET = scenario[/variant]; no variant means every variant\n"
     "\n"
@@ -54,6 +64,15 @@ static const char usage_text[] =
     "  -i, --isolation LEVEL         read-committed | repeatable-read | serializable\n"
     "                                (default: read-committed)\n"
     "  -P, --progress S              progress on stderr every S seconds (default 2, 0 = off)\n"
+    "explore options (and -c, -i):\n"
+    "  --strategy S                  exhaustive (default) | random | pct\n"
+    "  --max-schedules N             stop after N schedules (default: exhaustive all, else 1000)\n"
+    "  --seed S                      random/pct seed (default 1)\n"
+    "  --depth D                     pct bug depth, 1..8 (default 2)\n"
+    "  --case NAME                   request case to explore (default: the scenario's first)\n"
+    "  --save DIR                    write each distinct failing schedule, minimized, to DIR\n"
+    "replay options:\n"
+    "  --repeat N                    replay each file N times (default 1)\n"
     "run options:\n"
     "  --budget S                    total seconds for the matrix (default 60)\n"
     "  --out DIR                     where results.json goes (default out/)\n"
@@ -274,6 +293,74 @@ static int cmd_stress(const char *target)
     return run_cells(cells, n, cfg.seconds, trials, cfg.json_path, false);
 }
 
+static int cmd_explore(const char *target)
+{
+    const pgr_scenario *sc;
+    int vi;
+    if (resolve_target(target, &sc, &vi) != 0) return 2;
+    if (cfg.sessions > 8) {
+        fprintf(stderr, "pgrace: explore supports 1..8 sessions, got %d\n", cfg.sessions);
+        return 2;
+    }
+    int kase = -1;
+    if (cfg.kase) {
+        for (int i = 0; i < sc->ncases; i++) if (strcmp(sc->cases[i].name, cfg.kase) == 0) kase = i;
+        if (kase < 0) {
+            fprintf(stderr, "pgrace: %s has no case '%s'\n", sc->name, cfg.kase);
+            return 2;
+        }
+    }
+    char dsn[PATH_MAX + 128];
+    if (obtain_server(dsn, sizeof dsn) != 0) return 2;
+    char version[64];
+    server_version(dsn, version, sizeof version);
+    pgr_result rs[16];
+    int n = 0, exit_status = 0;
+    char error[PGR_ERRLEN + 160] = "";
+    for (int j = 0; j < sc->nvariants && !interrupted; j++) {
+        if (vi >= 0 && vi != j) continue;
+        pgr_explore_opts o = { .sessions = cfg.sessions, .iso = cfg.iso, .strategy = cfg.strategy,
+                               .max_schedules = cfg.max_schedules, .seed = cfg.seed, .depth = cfg.depth,
+                               .force_case = kase, .save_dir = cfg.save_dir, .max_saves = 5,
+                               .quiet = cfg.quiet, .progress_s = cfg.progress, .interrupted = &interrupted };
+        int rc = pgr_explore(dsn, sc, &sc->variants[j], &o, &rs[n]);
+        pgr_print_result(stdout, &rs[n]);
+        fflush(stdout);
+        n++;
+        if (rc != 0) {
+            snprintf(error, sizeof error, "%s/%s: %s", sc->name, sc->variants[j].name, rs[n - 1].error);
+            break;
+        }
+        if (rs[n - 1].verdict != rs[n - 1].expected) exit_status = 1;
+    }
+    if (interrupted && !error[0]) snprintf(error, sizeof error, "interrupted");
+    if (cfg.json_path) {
+        char err[PGR_ERRLEN];
+        if (pgr_write_json(cfg.json_path, version, rs, n, error, err, sizeof err) != 0) {
+            fprintf(stderr, "pgrace: %s\n", err);
+            exit_status = 2;
+        }
+    }
+    for (int i = 0; i < n; i++) pgr_result_free(&rs[i]);
+    if (error[0]) {
+        fprintf(stderr, "pgrace: %s\n", error);
+        exit_status = 2;
+    }
+    return exit_status;
+}
+
+static int cmd_replay(char **files, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (access(files[i], R_OK) != 0) {
+            fprintf(stderr, "pgrace: cannot read schedule %s: %s\n", files[i], strerror(errno));
+            return 2;
+        }
+    char dsn[PATH_MAX + 128];
+    if (obtain_server(dsn, sizeof dsn) != 0) return 2;
+    return pgr_replay(dsn, files, n, cfg.repeat, cfg.quiet, &interrupted);
+}
+
 static int cmd_run(void)
 {
     static const int sessions[] = { 2, 8 };
@@ -301,7 +388,8 @@ static int cmd_run(void)
     return rc;
 }
 
-enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT };
+enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
+       OPT_SAVE, OPT_CASE, OPT_REPEAT };
 
 int main(int argc, char **argv)
 {
@@ -320,7 +408,11 @@ int main(int argc, char **argv)
         { "progress", required_argument, NULL, 'P' }, { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' }, { "json", required_argument, NULL, OPT_JSON },
         { "dsn", required_argument, NULL, OPT_DSN }, { "budget", required_argument, NULL, OPT_BUDGET },
-        { "out", required_argument, NULL, OPT_OUT }, { NULL, 0, NULL, 0 } };
+        { "out", required_argument, NULL, OPT_OUT }, { "strategy", required_argument, NULL, OPT_STRATEGY },
+        { "max-schedules", required_argument, NULL, OPT_MAXSCHED }, { "seed", required_argument, NULL, OPT_SEED },
+        { "depth", required_argument, NULL, OPT_DEPTH }, { "save", required_argument, NULL, OPT_SAVE },
+        { "case", required_argument, NULL, OPT_CASE }, { "repeat", required_argument, NULL, OPT_REPEAT },
+        { NULL, 0, NULL, 0 } };
     opterr = 0;
     int ch;
     long long v;
@@ -353,6 +445,30 @@ int main(int argc, char **argv)
             if (parse_seconds("--budget", optarg, 1, 86400, &cfg.budget)) return 2;
             break;
         case OPT_OUT: cfg.out_dir = optarg; break;
+        case OPT_STRATEGY:
+            if (strcmp(optarg, "exhaustive") == 0) cfg.strategy = PGR_EXHAUSTIVE;
+            else if (strcmp(optarg, "random") == 0) cfg.strategy = PGR_RANDOM;
+            else if (strcmp(optarg, "pct") == 0) cfg.strategy = PGR_PCT;
+            else return usage_error("--strategy must be exhaustive, random or pct, got '%s'%s", optarg, "");
+            break;
+        case OPT_MAXSCHED:
+            if (parse_ll("--max-schedules", optarg, 1, 100000000LL, &v)) return 2;
+            cfg.max_schedules = v;
+            break;
+        case OPT_SEED:
+            if (parse_ll("--seed", optarg, 0, LLONG_MAX, &v)) return 2;
+            cfg.seed = (unsigned long long)v;
+            break;
+        case OPT_DEPTH:
+            if (parse_ll("--depth", optarg, 1, 8, &v)) return 2;
+            cfg.depth = (int)v;
+            break;
+        case OPT_SAVE: cfg.save_dir = optarg; break;
+        case OPT_CASE: cfg.kase = optarg; break;
+        case OPT_REPEAT:
+            if (parse_ll("--repeat", optarg, 1, 1000000, &v)) return 2;
+            cfg.repeat = (int)v;
+            break;
         case ':': return usage_error("option %s needs a value%s", argv[optind], "");
         default: return usage_error("unknown option '%s'%s", argv[optind], "");
         }
@@ -375,9 +491,12 @@ int main(int argc, char **argv)
     } else if (strcmp(cfg.command, "server") == 0) {
         if (npos != 1) return usage_error("server needs one of start, stop, status%s%s", "", "");
         rc = pgr_server_command(pos[0], cfg.quiet);
-    } else if (strcmp(cfg.command, "explore") == 0 || strcmp(cfg.command, "replay") == 0) {
-        fprintf(stderr, "pgrace: %s is not built yet\n", cfg.command);
-        rc = 2;
+    } else if (strcmp(cfg.command, "explore") == 0) {
+        if (npos != 1) return usage_error("explore needs exactly one TARGET%s%s", "", "");
+        rc = cmd_explore(pos[0]);
+    } else if (strcmp(cfg.command, "replay") == 0) {
+        if (npos < 1) return usage_error("replay needs at least one schedule FILE%s%s", "", "");
+        rc = cmd_replay(pos, npos);
     } else {
         return usage_error("unknown command '%s'%s", cfg.command, "");
     }

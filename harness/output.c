@@ -43,8 +43,45 @@ static void print_trace(FILE *f, const pgr_result *r, const pgr_counterexample *
     fprintf(f, "\n");
 }
 
+static void print_explore(FILE *f, pgr_result *r)
+{
+    bool match = r->verdict == r->expected && !r->error[0];
+    const pgr_explore_stats *e = &r->ex;
+    fprintf(f, "%s/%s  [%s]  %s, %d sessions, %s: %lld schedules%s in %.2f s (%.0f schedules/s)\n",
+            r->sc->name, r->v->name, pgr_kind_name(r->v->kind), pgr_isolation_name(r->iso), r->sessions,
+            e->strategy, e->schedules, e->complete ? " (the whole space)" : "", r->seconds,
+            r->seconds > 0 ? (double)e->schedules / r->seconds : 0.0);
+    if (strcmp(e->strategy, "exhaustive") == 0)
+        fprintf(f, "  pruned %lld equivalent interleavings (sleep sets)\n", e->pruned);
+    if (strcmp(e->strategy, "pct") == 0)
+        fprintf(f, "  pct depth %d, k = %d steps: a depth-%d bug is found with probability >= 1/(n*k^(d-1)) = %.3g per schedule\n",
+                e->depth, e->max_steps, e->depth, e->pct_bound);
+    if (r->error[0]) fprintf(f, "  ERROR: %s\n", r->error);
+    if (r->seed_sql_error[0])
+        fprintf(f, "  note: the seed's SQL as written fails on PostgreSQL (%s); ran the closest faithful form\n",
+                r->seed_sql_error);
+    if (r->verdict == PGR_RACE)
+        fprintf(f, "  verdict: RACE in %lld of %lld schedules, first at schedule %lld (expected %s)%s\n",
+                r->tally.violated_trials, e->schedules, e->first_violation, pgr_verdict_name(r->expected),
+                match ? "" : "  <-- MISMATCH");
+    else
+        fprintf(f, "  verdict: safe, 0 of %lld schedules violated an invariant (expected %s)%s\n", e->schedules,
+                pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+    for (int i = 0; i < r->sc->ninvariants; i++)
+        fprintf(f, "    %8lld  %s\n", r->tally.inv[i], r->sc->invariants[i]);
+    fprintf(f, "  statuses:");
+    for (int i = 0; i < 600; i++)
+        if (r->tally.statuses[i]) fprintf(f, " %d x%lld", i, r->tally.statuses[i]);
+    fprintf(f, "\n");
+    if (e->minimal[0])
+        fprintf(f, "  minimal counterexample (%d sessions, %d steps, %d preemptions):\n%s", e->minimal_sessions,
+                e->minimal_steps, e->minimal_switches, e->minimal);
+    for (int i = 0; i < e->nsaved; i++) fprintf(f, "  saved %s\n", e->saved[i]);
+}
+
 void pgr_print_result(FILE *f, pgr_result *r)
 {
+    if (strcmp(r->mode, "explore") == 0) { print_explore(f, r); return; }
     bool match = r->verdict == r->expected && !r->error[0];
     fprintf(f, "%s/%s  [%s]  %s, %d sessions, %lld trials in %.2f s (%.0f trials/s, %.0f statements/s)\n",
             r->sc->name, r->v->name, pgr_kind_name(r->v->kind), pgr_isolation_name(r->iso), r->sessions,
@@ -142,6 +179,17 @@ static json_t *result_json(pgr_result *r)
     json_object_set_new(o, "release_skew_us", dist_json(&r->skew));
     json_object_set_new(o, "release", json_string(r->release ? r->release : "normal"));
     json_object_set_new(o, "counterexamples", cex);
+    if (strcmp(r->mode, "explore") == 0) {
+        const pgr_explore_stats *e = &r->ex;
+        json_t *saved = json_array();
+        for (int i = 0; i < e->nsaved; i++) json_array_append_new(saved, json_string(e->saved[i]));
+        json_object_set_new(o, "explore", json_pack("{s:s, s:I, s:I, s:I, s:b, s:I, s:i, s:i, s:f, s:o, s:s}",
+            "strategy", e->strategy, "schedules", (json_int_t)e->schedules, "pruned", (json_int_t)e->pruned,
+            "first_violation", (json_int_t)e->first_violation, "complete", e->complete,
+            "seed", (json_int_t)e->seed, "depth", e->depth, "max_steps", e->max_steps,
+            "pct_bound", e->pct_bound, "saved", saved, "minimal", e->minimal));
+        json_object_set_new(o, "schedules", json_integer(e->schedules));
+    }
     json_object_set_new(o, "seed_sql_error", r->seed_sql_error[0] ? json_string(r->seed_sql_error) : json_null());
     json_object_set_new(o, "error", r->error[0] ? json_string(r->error) : json_null());
     return o;

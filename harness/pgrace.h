@@ -41,6 +41,7 @@ typedef struct pgr_step {
     char sqlstate[6];            /* "00000" on success */
     char constraint[48];         /* PG_DIAG_CONSTRAINT_NAME on error, else "" */
     char message[96];            /* primary error message, else "" */
+    char values[64];             /* first row returned, "col=val, ...", truncated */
     short session;
     short attempt;               /* handler's retry attempt (0 first) */
     long rows;                   /* rows returned (SELECT/RETURNING) or affected */

@@ -66,6 +66,22 @@ typedef struct pgr_dist {            /* samples in microseconds */
     long n, cap;
 } pgr_dist;
 
+typedef struct pgr_explore_stats {  /* mode "explore" only */
+    const char *strategy;            /* exhaustive | random | pct */
+    long long schedules;             /* schedules run (== trials) */
+    long long pruned;                /* exhaustive: interleavings skipped as equivalent (sleep sets) */
+    long long first_violation;       /* 1-based schedule that first broke an invariant; 0 none */
+    bool complete;                   /* exhaustive: the whole space was explored */
+    unsigned long long seed;
+    int depth;                       /* pct: bug depth d */
+    int max_steps;                   /* k: most statements seen in one schedule */
+    double pct_bound;                /* pct: 1/(n*k^(d-1)) per schedule */
+    int nsaved;
+    char saved[8][320];              /* minimized failing schedules written */
+    char minimal[8192];              /* the first failure, minimized: table and explanation */
+    int minimal_sessions, minimal_steps, minimal_switches;
+} pgr_explore_stats;
+
 typedef struct pgr_result {
     const pgr_scenario *sc;
     const pgr_variant *v;
@@ -83,6 +99,7 @@ typedef struct pgr_result {
     pgr_verdict expected;
     char error[PGR_ERRLEN];          /* harness error: the result is incomplete */
     char seed_sql_error[256];        /* the seed's SQL as written was rejected: "SQLSTATE message" */
+    pgr_explore_stats ex;
 } pgr_result;
 
 void pgr_result_free(pgr_result *r);

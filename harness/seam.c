@@ -169,6 +169,15 @@ static void fill_res(pgr_session *s, PGresult *r, pgr_step *st)
     if (!st) return;
     copy_trunc(st->sqlstate, sizeof st->sqlstate, out->sqlstate);
     st->rows = out->rows;
+    if (r && out->ok && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
+        size_t off = 0;
+        for (int c = 0; c < PQnfields(r) && off + 1 < sizeof st->values; c++) {
+            int w = snprintf(st->values + off, sizeof st->values - off, "%s%s=%s", c ? ", " : "", PQfname(r, c),
+                             PQgetisnull(r, 0, c) ? "NULL" : PQgetvalue(r, 0, c));
+            if (w < 0) break;
+            off += (size_t)w;
+        }
+    }
     if (r && !out->ok) {
         copy_trunc(st->constraint, sizeof st->constraint,
                    PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME));
