@@ -6,7 +6,7 @@
  * until the system is quiescent again: every session parked, finished, or BLOCKED on a
  * lock held by another session. Blocked is read from a monitor connection with
  * pg_isolation_test_session_is_blocked() (as isolationtester does), but only when a
- * granted statement has not come back within ~200 us, and re-asked at once rather than
+ * granted statement has not come back within ~120 us, and re-asked at once rather than
  * on a 10 ms polling floor. A schedule is the sequence of sessions granted; re-running
  * it on a fresh trial re-creates the same interleaving (replay), which is what makes
  * exhaustive search, saved counterexamples and minimization possible.
@@ -171,7 +171,7 @@ static int query_blocked(explorer *x, const int *which, int n, bool *blocked)
 static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
 {
     int64_t deadline = pgr_now_ns() + 10LL * 1000000000;
-    long wait_ns = 200000;
+    long wait_ns = 120000;        /* a statement's usual round trip; then ask the monitor */
     for (;;) {
         int inflight[PGR_MAX_SESSIONS], nin = 0, nrun = 0;
         pthread_mutex_lock(&x->mu);
