@@ -663,6 +663,42 @@ static pgr_trial *minimize(explorer *x, const sched_run *failing, int kase, int 
     return NULL;
 }
 
+/* Try the failing schedule with each session left out, on a pool one session smaller.
+ * Returns that pool's explorer (failing rewritten to its schedule) when the same invariant
+ * still breaks, else NULL. */
+static explorer *fewer_sessions(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
+                                pgr_isolation iso, sched_run *failing, int kase, int inv, long long *trial_no)
+{
+    pgr_result sink;
+    pgr_result_init(&sink, sc, v, iso, x->n - 1, "explore");
+    explorer *y = explorer_new(x->interrupted);
+    if (!y || explorer_open(y, dsn, sc, v, x->n - 1, iso, &sink) != 0) {
+        if (y) { explorer_close(y, &sink); explorer_free(y); }
+        pgr_result_free(&sink);
+        return NULL;
+    }
+    for (int drop = x->n - 1; drop >= 0; drop--) {
+        int grants[PGR_MAX_GRANTS], n = 0;
+        for (int g = 0; g < failing->n; g++)
+            if (failing->grants[g] != drop) grants[n++] = failing->grants[g] - (failing->grants[g] > drop);
+        pgr_trial *t;
+        sched_run *sr = calloc(1, sizeof *sr);
+        if (!sr) break;
+        if (run_forced(y, grants, n, kase, (*trial_no)++, &sink, &t, sr) != 0) { free(sr); break; }
+        if (t->violated && t->first_invariant == inv) {
+            *failing = *sr;
+            free(sr);
+            pgr_result_free(&sink);
+            return y;
+        }
+        free(sr);
+    }
+    explorer_close(y, &sink);
+    explorer_free(y);
+    pgr_result_free(&sink);
+    return NULL;
+}
+
 int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                 const pgr_explore_opts *o, pgr_result *res)
 {
@@ -764,20 +800,29 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
         if (!have_fail[inv]) continue;
         {
             sched_run failing = fails[inv];
-            pgr_trial *mt = minimize(x, &failing, kase, inv, &trial_no, res, minrun);
-            if (res->error[0]) goto out;
+            /* fewer sessions first: drop one session's statements, re-run on a pool one
+             * session smaller, keep it while the same invariant still breaks */
+            explorer *mx = x;
+            while (mx->n > 2) {
+                explorer *smaller = fewer_sessions(mx, dsn, sc, v, o->iso, &failing, kase, inv, &trial_no);
+                if (!smaller) break;
+                if (mx != x) { pgr_result sink; memset(&sink, 0, sizeof sink); explorer_close(mx, &sink); explorer_free(mx); }
+                mx = smaller;
+            }
+            pgr_trial *mt = minimize(mx, &failing, kase, inv, &trial_no, res, minrun);
+            if (res->error[0]) goto out_mx;
             if (!mt) {
                 /* no shorter prefix broke the same invariant: keep the schedule as found,
                  * re-run on a fresh trial (the batch's trial slots were reused meanwhile) */
-                if (run_forced(x, failing.grants, failing.n, kase, trial_no++, res, &mt, minrun) != 0) goto out;
-                if (!mt->violated) continue;
+                if (run_forced(mx, failing.grants, failing.n, kase, trial_no++, res, &mt, minrun) != 0) goto out_mx;
+                if (!mt->violated) goto next_mx;
             }
             char key[PGR_MAX_GRANTS * 3];
             size_t ko = 0;
             for (int g = 0; g < minrun->n; g++) ko += (size_t)snprintf(key + ko, sizeof key - ko, "%d ", minrun->grants[g]);
             bool dup = false;
             for (int k = 0; k < nseen; k++) dup |= strcmp(seen[k], key) == 0;
-            if (dup) continue;
+            if (dup) goto next_mx;
             if (nseen < 8) snprintf(seen[nseen++], sizeof seen[0], "%s", key);
             char table[8192];
             describe(mt, minrun, table, sizeof table);
@@ -793,11 +838,15 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                          pgr_isolation_name(o->iso), res->ex.nsaved + 1);
                 if (write_schedule(path, sc, v, o->iso, mt, minrun, table) != 0) {
                     snprintf(res->error, sizeof res->error, "cannot write %s: %s", path, strerror(errno));
-                    goto out;
+                    goto out_mx;
                 }
                 res->ex.nsaved++;
             }
             saves++;
+        next_mx:
+        out_mx:
+            if (mx != x) { pgr_result sink; memset(&sink, 0, sizeof sink); explorer_close(mx, &sink); explorer_free(mx); }
+            if (res->error[0]) goto out;
         }
     }
     rc = 0;

@@ -188,6 +188,9 @@ static json_t *result_json(pgr_result *r)
             "first_violation", (json_int_t)e->first_violation, "complete", e->complete,
             "seed", (json_int_t)e->seed, "depth", e->depth, "max_steps", e->max_steps,
             "pct_bound", e->pct_bound, "saved", saved, "minimal", e->minimal));
+        json_object_set_new(json_object_get(o, "explore"), "minimal_size",
+            json_pack("{s:i, s:i, s:i}", "sessions", e->minimal_sessions, "steps", e->minimal_steps,
+                      "preemptions", e->minimal_switches));
         json_object_set_new(o, "schedules", json_integer(e->schedules));
     }
     json_object_set_new(o, "seed_sql_error", r->seed_sql_error[0] ? json_string(r->seed_sql_error) : json_null());

@@ -137,3 +137,16 @@ def test_random_and_pct_find_the_proposed_race(pgrace, tmp_path):
 def test_explore_bad_input(argv, message, private_tmp):
     p = subprocess.run([str(BIN), *argv], capture_output=True, text=True, env=_clean_env(private_tmp), timeout=60)
     assert p.returncode == 2 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_minimization_drops_sessions_and_preemptions(pgrace, tmp_path):
+    """A race found with 4 sessions is shrunk to the 2 sessions and 1 preemption it needs."""
+    save = tmp_path / "s"
+    doc, _ = explore(pgrace, "invite_claim/original", "-c", "4", "--strategy", "random",
+                     "--max-schedules", "30", "--save", save, tmp_path=tmp_path)
+    e = doc["results"][0]["explore"]
+    assert e["minimal_size"] == {"sessions": 2, "steps": 6, "preemptions": 1}
+    first = sorted(save.glob("*.schedule"))[0].read_text()
+    assert "sessions 2\n" in first and "violation exactly one Submission per invite" in first
+    p = pgrace.run("replay", *sorted(save.glob("*.schedule")), "-q")
+    assert p.returncode == 0 and p.stdout.count("reproduced") == len(e["saved"])
