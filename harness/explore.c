@@ -365,6 +365,12 @@ static int run_schedule(explorer *x, pgr_trial *t, sched_run *out, pgr_result *r
     }
     if (err[0]) abort_trial(x);
     int rc = pgr_pool_finish(x->pool, res);
+    for (int g = 0; g < out->n; g++) {          /* sessions are idle now: mark lock waits */
+        if (!out->waited[g]) continue;
+        int s = out->grants[g], k = 0;
+        for (int i = 0; i < g; i++) k += out->grants[i] == s;
+        if (k < PGR_MAX_STEPS) t->trace[(size_t)s * PGR_MAX_STEPS + k].waited = true;
+    }
     if (err[0] && !res->error[0]) snprintf(res->error, sizeof res->error, "%s", err);
     return (err[0] || rc != 0) ? -1 : 0;
 }
@@ -827,6 +833,14 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
             char table[8192];
             describe(mt, minrun, table, sizeof table);
             if (saves == 0) {
+                mt->why[sizeof mt->why - 1] = '\0';
+                char order[400], why[sizeof mt->why];
+                explain_order(mt, minrun, order, sizeof order);
+                if (order[0]) {
+                    snprintf(why, sizeof why, "%s; then %s", order, mt->why);
+                    snprintf(mt->why, sizeof mt->why, "%s", why);
+                }
+                pgr_result_lead_counterexample(res, mt);
                 snprintf(res->ex.minimal, sizeof res->ex.minimal, "%s", table);
                 res->ex.minimal_sessions = mt->nsessions;
                 res->ex.minimal_steps = minrun->n;

@@ -128,11 +128,12 @@ static json_t *cex_json(const pgr_result *r, const pgr_counterexample *c)
         int n = c->nsteps[s] < PGR_MAX_STEPS ? c->nsteps[s] : PGR_MAX_STEPS;
         for (int k = 0; k < n; k++) {
             const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + k];
-            json_array_append_new(steps, json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:f}",
+            json_array_append_new(steps, json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:f, s:s, s:b}",
                 "session", s + 1, "label", st->label, "sql", st->sql, "params", st->params,
                 "sqlstate", st->sqlstate, "constraint", st->constraint, "rows", (json_int_t)st->rows,
                 "attempt", st->attempt, "t_send_us", (double)(st->t_send_ns - t0) / 1000.0,
-                "t_done_us", (double)(st->t_done_ns - t0) / 1000.0));
+                "t_done_us", (double)(st->t_done_ns - t0) / 1000.0, "values", st->values,
+                "waited", st->waited));
         }
         json_t *a = json_pack("{s:i, s:i}", "session", s + 1, "status", c->resp[s].status);
         if (c->resp[s].id >= 0) json_object_set_new(a, "id", json_integer(c->resp[s].id));

@@ -42,6 +42,7 @@ typedef struct pgr_step {
     char constraint[48];         /* PG_DIAG_CONSTRAINT_NAME on error, else "" */
     char message[96];            /* primary error message, else "" */
     char values[64];             /* first row returned, "col=val, ...", truncated */
+    bool waited;                 /* explore: seen waiting on another session's lock */
     short session;
     short attempt;               /* handler's retry attempt (0 first) */
     long rows;                   /* rows returned (SELECT/RETURNING) or affected */
@@ -189,6 +190,14 @@ typedef struct pgr_batch {
     char err[PGR_ERRLEN];
 } pgr_batch;
 
+/* A claim the seed makes about its fix, judged by measurement: it holds when invariant
+ * `invariant` was never violated by variant `variant` in any cell that ran. */
+typedef struct pgr_claim {
+    const char *text;            /* the seed's words, quoted */
+    const char *variant;         /* "proposed" */
+    int invariant;               /* index into the scenario's invariants */
+} pgr_claim;
+
 typedef struct pgr_scenario {
     const char *name;
     const char *seed;            /* "001" */
@@ -200,6 +209,8 @@ typedef struct pgr_scenario {
     int ncases;
     const char *const *invariants;   /* names a person understands */
     int ninvariants;
+    const pgr_claim *claims;     /* the seed's claims about its fix, to mark held or broken */
+    int nclaims;
     /* Insert each trial's rows (one or a few statements for the whole batch). 0 or -1+err. */
     int (*prepare)(pgr_batch *b);
     /* The request session `session` sends in trial t. */

@@ -279,6 +279,34 @@ void pgr_result_free(pgr_result *r)
     r->latency.v = r->skew.v = NULL;
 }
 
+static int cex_from_trial(pgr_counterexample *c, const pgr_trial *tr)
+{
+    size_t sz = (size_t)tr->nsessions * PGR_MAX_STEPS * sizeof(pgr_step);
+    c->steps = malloc(sz);
+    if (!c->steps) return -1;
+    memcpy(c->steps, tr->trace, sz);
+    c->trial_no = tr->trial_no;
+    c->kase = tr->kase;
+    c->invariant = tr->first_invariant;
+    c->nsessions = tr->nsessions;
+    memcpy(c->resp, tr->resp, sizeof c->resp);
+    memcpy(c->nsteps, tr->nsteps, sizeof c->nsteps);
+    snprintf(c->why, sizeof c->why, "%s", tr->why);
+    return 0;
+}
+
+void pgr_result_lead_counterexample(pgr_result *res, const pgr_trial *t)
+{
+    pgr_tally *ty = &res->tally;
+    if (ty->ncex == PGR_MAX_CEX) free(ty->cex[--ty->ncex].steps);
+    memmove(&ty->cex[1], &ty->cex[0], (size_t)ty->ncex * sizeof ty->cex[0]);
+    if (cex_from_trial(&ty->cex[0], t) != 0) {
+        memmove(&ty->cex[0], &ty->cex[1], (size_t)ty->ncex * sizeof ty->cex[0]);
+        return;
+    }
+    ty->ncex++;
+}
+
 void pgr_violation(pgr_batch *b, const pgr_trial *tc, int inv, const char *fmt, ...)
 {
     pgr_tally *t = b->tally;
@@ -293,19 +321,7 @@ void pgr_violation(pgr_batch *b, const pgr_trial *tc, int inv, const char *fmt, 
     va_end(ap);
     t->violated_trials++;
     if (t->ncex == PGR_MAX_CEX) return;
-    pgr_counterexample *c = &t->cex[t->ncex];
-    size_t sz = (size_t)tr->nsessions * PGR_MAX_STEPS * sizeof(pgr_step);
-    c->steps = malloc(sz);
-    if (!c->steps) return;
-    memcpy(c->steps, tr->trace, sz);
-    c->trial_no = tr->trial_no;
-    c->kase = tr->kase;
-    c->invariant = inv;
-    c->nsessions = tr->nsessions;
-    memcpy(c->resp, tr->resp, sizeof c->resp);
-    memcpy(c->nsteps, tr->nsteps, sizeof c->nsteps);
-    snprintf(c->why, sizeof c->why, "%s", tr->why);
-    t->ncex++;
+    if (cex_from_trial(&t->cex[t->ncex], tr) == 0) t->ncex++;
 }
 
 PGresult *pgr_admin(pgr_batch *b, const char *sql, int nparams, const char *const *params)

@@ -103,6 +103,8 @@ typedef struct pgr_result {
 } pgr_result;
 
 void pgr_result_free(pgr_result *r);
+/* Put trial t (a minimized counterexample) first among res's counterexamples. */
+void pgr_result_lead_counterexample(pgr_result *res, const pgr_trial *t);
 double pgr_dist_pct(pgr_dist *d, double p);     /* sorts in place */
 void pgr_tally_sqlstate(pgr_tally *t, const char *code, long long n);
 

@@ -280,6 +280,13 @@ static int invite_claim_check(pgr_batch *b)
     return 0;
 }
 
+static const pgr_claim invite_claim_claims[] = {
+    { "Postgres serializes writes against the same row, so exactly one concurrent caller's UPDATE "
+      "matches ... no new Submission row gets inserted", "proposed", INV_ONE_SUBMISSION },
+    { "Already used, prior submission found: 200 { id, success: true, idempotent: true } (the second "
+      "double-POST returns 200 with the same submission id)", "proposed", INV_ONE_CREATED },
+};
+
 static const pgr_variant invite_claim_variants[] = {
     { .name = "original", .kind = PGR_ORIGINAL, .handler = invite_claim_original,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
@@ -303,6 +310,8 @@ const pgr_scenario pgr_scenario_invite_claim = {
     .ncases = 3,
     .invariants = invite_claim_invariants,
     .ninvariants = 4,
+    .claims = invite_claim_claims,
+    .nclaims = 2,
     .prepare = invite_claim_prepare,
     .request = invite_claim_request,
     .check = invite_claim_check,

@@ -106,7 +106,7 @@ def _check_schema(doc):
             assert c["invariant"] in r["invariants"]
             for s in c["steps"]:
                 assert set(s) == {"session", "label", "sql", "params", "sqlstate", "constraint",
-                                  "rows", "attempt", "t_send_us", "t_done_us"}
+                                  "rows", "attempt", "t_send_us", "t_done_us", "values", "waited"}
             assert len(c["answers"]) == r["sessions"]
 
 
