@@ -5,7 +5,7 @@ ifeq ($(origin CC),default)
 CC       := gcc
 endif
 PG_INC   := $(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
-CPPFLAGS := -D_GNU_SOURCE -Iharness -I$(PG_INC)
+CPPFLAGS := -D_GNU_SOURCE -Iharness -Ireports -I$(PG_INC)
 WARN_ALL := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
 # gcc only: snprintf truncation into bounded buffers is deliberate everywhere here
 WARN     := $(WARN_ALL) -Wno-format-truncation
@@ -14,8 +14,8 @@ CFLAGS   += -std=c11 -pthread $(WARN)
 LDLIBS   := -lpq -ljansson -lm -pthread
 PYTHON   := /usr/bin/python3
 
-SRC      := $(wildcard harness/*.c) $(wildcard scenarios/*.c)
-HDR      := $(wildcard harness/*.h)
+SRC      := $(wildcard harness/*.c) $(wildcard scenarios/*.c) $(wildcard reports/*.c)
+HDR      := $(wildcard harness/*.h) $(wildcard reports/*.h)
 OBJ      := $(SRC:%.c=build/gcc/%.o)
 
 .PHONY: all deps run test asan tsan sanitizers bench clean

@@ -4,6 +4,7 @@
  * verdict did not, 2 usage, connection or harness error (never reported as a race).
  */
 #include "explore.h"
+#include "report.h"
 #include "runner.h"
 #include "server.h"
 
@@ -75,7 +76,8 @@ static const char usage_text[] =
     "  --repeat N                    replay each file N times (default 1)\n"
     "run options:\n"
     "  --budget S                    total seconds for the matrix (default 60)\n"
-    "  --out DIR                     where results.json goes (default out/)\n"
+    "  --out DIR                     where results.json, index.html, junit.xml and summary.md go\n"
+    "                                (default out/)\n"
     "common options:\n"
     "  --json FILE                   write the results as JSON (schema in README.md)\n"
     "  --dsn DSN                     use this server (or PGRACE_DSN); default: start a\n"
@@ -216,10 +218,16 @@ static int cmd_list(void)
 }
 
 /* Run a list of (variant, isolation, sessions, budget) cells; print; write JSON. */
-typedef struct cell { const pgr_scenario *sc; const pgr_variant *v; pgr_isolation iso; int sessions; } cell;
+typedef struct cell {
+    const pgr_scenario *sc;
+    const pgr_variant *v;
+    pgr_isolation iso;
+    int sessions;
+    bool explore;            /* exhaustive exploration instead of stress */
+} cell;
 
 static int run_cells(const cell *cells, int n, double seconds_each, long long trials_each,
-                     const char *json_path, bool table)
+                     const char *json_path, const char *report_dir, bool table)
 {
     char dsn[PATH_MAX + 128];
     if (obtain_server(dsn, sizeof dsn) != 0) return 2;
@@ -231,10 +239,18 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
     int done = 0, exit_status = 0;
     char error[PGR_ERRLEN + 160] = "";
     for (int i = 0; i < n && !interrupted; i++) {
-        pgr_stress_opts o = { .sessions = cells[i].sessions, .trials = trials_each, .seconds = seconds_each,
-                              .iso = cells[i].iso, .progress_s = cfg.progress, .quiet = cfg.quiet,
-                              .interrupted = &interrupted };
-        int rc = pgr_stress(dsn, cells[i].sc, cells[i].v, &o, &rs[i]);
+        int rc;
+        if (cells[i].explore) {
+            pgr_explore_opts eo = { .sessions = cells[i].sessions, .iso = cells[i].iso, .strategy = PGR_EXHAUSTIVE,
+                                    .max_schedules = 5000, .seed = 1, .depth = 2, .force_case = -1, .max_saves = 3,
+                                    .quiet = true, .interrupted = &interrupted };
+            rc = pgr_explore(dsn, cells[i].sc, cells[i].v, &eo, &rs[i]);
+        } else {
+            pgr_stress_opts o = { .sessions = cells[i].sessions, .trials = trials_each, .seconds = seconds_each,
+                                  .iso = cells[i].iso, .progress_s = cfg.progress, .quiet = cfg.quiet,
+                                  .interrupted = &interrupted };
+            rc = pgr_stress(dsn, cells[i].sc, cells[i].v, &o, &rs[i]);
+        }
         done++;
         if (!table || rc != 0) pgr_print_result(stdout, &rs[i]);
         fflush(stdout);
@@ -246,7 +262,7 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
     }
     if (interrupted && !error[0]) snprintf(error, sizeof error, "interrupted");
     if (table) {
-        printf("\n%-36s %-16s %3s %8s  %-34s %s\n", "TARGET", "ISOLATION", "C", "TRIALS", "VERDICT", "EXPECTED");
+        printf("\n%-36s %-8s %-16s %3s %8s  %-34s %s\n", "TARGET", "MODE", "ISOLATION", "C", "TRIALS", "VERDICT", "EXPECTED");
         for (int i = 0; i < done; i++) {
             pgr_result *r = &rs[i];
             char target[96], verdict[64];
@@ -255,17 +271,24 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
                 snprintf(verdict, sizeof verdict, "race in %lld of %lld trials", r->tally.violated_trials, r->trials);
             else
                 snprintf(verdict, sizeof verdict, "safe");
-            printf("%-36s %-16s %3d %8lld  %-34s %s%s\n", target, pgr_isolation_name(r->iso), r->sessions,
+            printf("%-36s %-8s %-16s %3d %8lld  %-34s %s%s\n", target, r->mode, pgr_isolation_name(r->iso), r->sessions,
                    r->trials, verdict, pgr_verdict_name(r->expected),
                    r->verdict == r->expected && !r->error[0] ? "" : "  <-- MISMATCH");
             for (int k = 0; k < r->sc->ninvariants; k++)
                 if (r->tally.inv[k])
-                    printf("%-36s   %lld violations of \"%s\"\n", "", r->tally.inv[k], r->sc->invariants[k]);
+                    printf("%-45s   %lld violations of \"%s\"\n", "", r->tally.inv[k], r->sc->invariants[k]);
         }
     }
     if (json_path) {
         char err[PGR_ERRLEN];
         if (pgr_write_json(json_path, version, rs, done, error, err, sizeof err) != 0) {
+            fprintf(stderr, "pgrace: %s\n", err);
+            exit_status = 2;
+        }
+    }
+    if (report_dir) {
+        char err[PGR_ERRLEN];
+        if (pgr_write_reports(report_dir, version, rs, done, error, err, sizeof err) != 0) {
             fprintf(stderr, "pgrace: %s\n", err);
             exit_status = 2;
         }
@@ -287,10 +310,10 @@ static int cmd_stress(const char *target)
     cell cells[16];
     int n = 0;
     for (int j = 0; j < sc->nvariants && n < 16; j++)
-        if (vi < 0 || vi == j) cells[n++] = (cell){ sc, &sc->variants[j], cfg.iso, cfg.sessions };
+        if (vi < 0 || vi == j) cells[n++] = (cell){ sc, &sc->variants[j], cfg.iso, cfg.sessions, false };
     long long trials = cfg.trials;
     if (!trials && cfg.seconds <= 0) trials = 2000;
-    return run_cells(cells, n, cfg.seconds, trials, cfg.json_path, false);
+    return run_cells(cells, n, cfg.seconds, trials, cfg.json_path, NULL, false);
 }
 
 static int cmd_explore(const char *target)
@@ -365,15 +388,18 @@ static int cmd_run(void)
 {
     static const int sessions[] = { 2, 8 };
     int total = 0;
-    for (int i = 0; i < pgr_nscenarios; i++) total += pgr_scenarios[i]->nvariants * PGR_NISO * 2;
+    for (int i = 0; i < pgr_nscenarios; i++) total += pgr_scenarios[i]->nvariants * PGR_NISO * 3;
     cell *cells = calloc((size_t)total, sizeof *cells);
     if (!cells) return 2;
-    int n = 0;
+    int n = 0, nstress = 0;
     for (int i = 0; i < pgr_nscenarios; i++)
         for (int j = 0; j < pgr_scenarios[i]->nvariants; j++)
-            for (int iso = 0; iso < PGR_NISO; iso++)
-                for (int c = 0; c < 2; c++)
-                    cells[n++] = (cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso, sessions[c] };
+            for (int iso = 0; iso < PGR_NISO; iso++) {
+                for (int c = 0; c < 2; c++, nstress++)
+                    cells[n++] = (cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso,
+                                         sessions[c], false };
+                cells[n++] = (cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso, 2, true };
+            }
     if (mkdir(cfg.out_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "pgrace: cannot create %s: %s\n", cfg.out_dir, strerror(errno));
         free(cells);
@@ -382,8 +408,10 @@ static int cmd_run(void)
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/results.json", cfg.out_dir);
     const char *json = cfg.json_path ? cfg.json_path : path;
-    int rc = run_cells(cells, n, cfg.budget / n, 0, json, true);
-    if (rc != 2 && !cfg.quiet) fprintf(stderr, "pgrace: results in %s\n", json);
+    /* exploration of 2-session spaces takes a fraction of a second a cell; stress gets the budget */
+    int rc = run_cells(cells, n, cfg.budget / nstress, 0, json, cfg.out_dir, true);
+    if (rc != 2 && !cfg.quiet)
+        fprintf(stderr, "pgrace: results in %s; reports in %s/index.html, junit.xml, summary.md\n", json, cfg.out_dir);
     free(cells);
     return rc;
 }

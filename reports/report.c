@@ -1,0 +1,436 @@
+/*
+ * report.c — the reports a person and a CI job read, rendered from a run's results:
+ *   index.html   stands alone (no network, inline CSS and SVG): verdict matrix, the seed's
+ *                claims held or broken with numbers, status-code bars, latency, release
+ *                skew, and every counterexample as a session-by-session diagram;
+ *   junit.xml    one testcase per scenario/variant/isolation/sessions/mode; a verdict that
+ *                does not match its expectation is a failure carrying the trace;
+ *   summary.md   sized for a CI step summary.
+ */
+#include "report.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void esc(FILE *f, const char *s)
+{
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&#39;", f); break;
+        default:
+            if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t') fputc('?', f);
+            else fputc(*s, f);
+        }
+    }
+}
+
+static bool matched(const pgr_result *r) { return r->verdict == r->expected && !r->error[0]; }
+
+static const char *status_color(int code)
+{
+    if (code == 201) return "#2e7d32";
+    if (code >= 200 && code < 300) return "#66bb6a";
+    if (code == 409) return "#ef6c00";
+    if (code >= 400 && code < 500) return "#ffb74d";
+    if (code >= 500) return "#c62828";
+    return "#9e9e9e";
+}
+
+/* Claim evaluation: violations of the claim's invariant by its variant over every cell. */
+typedef struct claim_tally { long long violations, trials; int cells, cells_broken; } claim_tally;
+
+static claim_tally tally_claim(const pgr_scenario *sc, const pgr_claim *c, pgr_result *rs, int n)
+{
+    claim_tally t = { 0, 0, 0, 0 };
+    for (int i = 0; i < n; i++) {
+        if (rs[i].sc != sc || strcmp(rs[i].v->name, c->variant) != 0) continue;
+        t.cells++;
+        t.trials += rs[i].trials;
+        t.violations += rs[i].tally.inv[c->invariant];
+        t.cells_broken += rs[i].tally.inv[c->invariant] > 0;
+    }
+    return t;
+}
+
+/* The counterexample to draw for a variant: the explorer's minimal one if any, else stress's. */
+static const pgr_result *cex_source(const pgr_variant *v, pgr_result *rs, int n)
+{
+    const pgr_result *best = NULL;
+    for (int i = 0; i < n; i++) {
+        if (rs[i].v != v || rs[i].tally.ncex == 0) continue;
+        if (strcmp(rs[i].mode, "explore") == 0) return &rs[i];
+        if (!best) best = &rs[i];
+    }
+    return best;
+}
+
+/* A session-by-session diagram: one lane per session, one row per statement in the order
+ * they ran; lock waits hatched, errors red, each session's answer at the bottom. */
+static void swimlane(FILE *f, const pgr_counterexample *c)
+{
+    int order_s[PGR_MAX_SESSIONS * PGR_MAX_STEPS], order_k[PGR_MAX_SESSIONS * PGR_MAX_STEPS], m = 0;
+    int idx[PGR_MAX_SESSIONS] = { 0 };
+    for (;;) {
+        int best = -1;
+        int64_t bt = 0;
+        for (int s = 0; s < c->nsessions; s++) {
+            int ns = c->nsteps[s] < PGR_MAX_STEPS ? c->nsteps[s] : PGR_MAX_STEPS;
+            if (idx[s] >= ns) continue;
+            const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + idx[s]];
+            if (best < 0 || st->t_send_ns < bt) { best = s; bt = st->t_send_ns; }
+        }
+        if (best < 0) break;
+        order_s[m] = best;
+        order_k[m++] = idx[best]++;
+    }
+    int lanes = c->nsessions > 8 ? 8 : c->nsessions;
+    int lw = 250, rh = 30, top = 30, w = 40 + lanes * lw, h = top + (m + 1) * rh + 20;
+    fprintf(f, "<svg class=lane width=%d height=%d viewBox='0 0 %d %d' role=img>\n", w, h, w, h);
+    fprintf(f, "<defs><pattern id=hatch width=6 height=6 patternUnits=userSpaceOnUse patternTransform='rotate(45)'>"
+               "<line x1=0 y1=0 x2=0 y2=6 stroke='#f9a825' stroke-width=3/></pattern></defs>\n");
+    for (int s = 0; s < lanes; s++) {
+        int x = 40 + s * lw;
+        fprintf(f, "<text x=%d y=18 class=lh>S%d</text><line x1=%d y1=%d x2=%d y2=%d class=ll/>\n",
+                x + lw / 2 - 8, s + 1, x + lw / 2, top, x + lw / 2, h - 10);
+    }
+    for (int i = 0; i < m; i++) {
+        int s = order_s[i];
+        if (s >= lanes) continue;
+        const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + order_k[i]];
+        int x = 40 + s * lw + 8, y = top + i * rh + 4;
+        bool err = strcmp(st->sqlstate, "00000") != 0;
+        fprintf(f, "<g><title>");
+        esc(f, st->sql);
+        if (st->params[0]) { fputs(" -- params: ", f); esc(f, st->params); }
+        if (st->values[0]) { fputs(" -- first row: ", f); esc(f, st->values); }
+        fprintf(f, "</title><rect x=%d y=%d width=%d height=%d rx=4 class='st%s'%s/>", x, y, lw - 16, rh - 6,
+                err ? " err" : "", st->waited ? " fill='url(#hatch)'" : "");
+        fprintf(f, "<text x=%d y=%d class=sl>%d. ", x + 6, y + 16, i + 1);
+        esc(f, st->label);
+        fprintf(f, " rows=%ld", st->rows);
+        if (err) { fputc(' ', f); esc(f, st->sqlstate); }
+        if (st->waited) fputs(" (waited)", f);
+        fprintf(f, "</text></g>\n");
+    }
+    int y = top + m * rh + 18;
+    for (int s = 0; s < lanes; s++) {
+        fprintf(f, "<text x=%d y=%d class=ans>answer %d", 40 + s * lw + 8, y, c->resp[s].status);
+        if (c->resp[s].id >= 0) fprintf(f, " (id %lld)", c->resp[s].id);
+        fprintf(f, "</text>\n");
+    }
+    fprintf(f, "</svg>\n");
+}
+
+static void status_bars(FILE *f, const pgr_scenario *sc, pgr_result *rs, int n)
+{
+    int rows = 0;
+    for (int j = 0; j < sc->nvariants; j++) rows++;
+    int w = 760, rh = 34, h = rows * rh + 40;
+    fprintf(f, "<svg width=%d height=%d viewBox='0 0 %d %d' role=img><text x=0 y=12 class=cap>"
+               "answers of all stress cells, by status</text>\n", w, h, w, h);
+    bool used[600] = { false };
+    for (int j = 0; j < sc->nvariants; j++) {
+        long long st[600] = { 0 }, total = 0;
+        for (int i = 0; i < n; i++)
+            if (rs[i].v == &sc->variants[j] && strcmp(rs[i].mode, "stress") == 0)
+                for (int k = 0; k < 600; k++) { st[k] += rs[i].tally.statuses[k]; total += rs[i].tally.statuses[k]; }
+        int y = 22 + j * rh;
+        fprintf(f, "<text x=0 y=%d class=bl>", y + 15);
+        esc(f, sc->variants[j].name);
+        fprintf(f, "</text>\n");
+        double x = 110, bw = w - 120;
+        for (int k = 0; k < 600 && total; k++) {
+            if (!st[k]) continue;
+            used[k] = true;
+            double wd = bw * (double)st[k] / (double)total;
+            fprintf(f, "<rect x=%.1f y=%d width=%.1f height=22 fill='%s'><title>%d: %lld of %lld answers</title></rect>",
+                    x, y, wd, status_color(k), k, st[k], total);
+            if (wd > 34) fprintf(f, "<text x=%.1f y=%d class=bt>%d</text>", x + 4, y + 15, k);
+            fputc('\n', f);
+            x += wd;
+        }
+    }
+    int lx = 110;
+    for (int k = 0; k < 600; k++)
+        if (used[k]) {
+            fprintf(f, "<rect x=%d y=%d width=12 height=12 fill='%s'/><text x=%d y=%d class=cap>%d</text>\n", lx,
+                    h - 14, status_color(k), lx + 16, h - 4, k);
+            lx += 60;
+        }
+    fprintf(f, "</svg>\n");
+}
+
+static void latency_chart(FILE *f, const pgr_scenario *sc, pgr_result *rs, int n)
+{
+    /* p50 and p99 latency of each stress cell at the largest session count, per variant and level */
+    double maxv = 1;
+    int cells = 0;
+    for (int i = 0; i < n; i++)
+        if (rs[i].sc == sc && strcmp(rs[i].mode, "stress") == 0 && rs[i].latency.n) {
+            double p99 = pgr_dist_pct(&rs[i].latency, 99);
+            if (p99 > maxv) maxv = p99;
+            cells++;
+        }
+    if (!cells) return;
+    int rh = 18, w = 760, h = cells * rh + 40;
+    fprintf(f, "<svg width=%d height=%d viewBox='0 0 %d %d' role=img><text x=0 y=12 class=cap>latency per "
+               "request, p50 (dark) and p99 (light), microseconds</text>\n", w, h, w, h);
+    int row = 0;
+    for (int i = 0; i < n; i++) {
+        pgr_result *r = &rs[i];
+        if (r->sc != sc || strcmp(r->mode, "stress") != 0 || !r->latency.n) continue;
+        double p50 = pgr_dist_pct(&r->latency, 50), p99 = pgr_dist_pct(&r->latency, 99);
+        int y = 22 + row++ * rh;
+        double bw = w - 330;
+        fprintf(f, "<text x=0 y=%d class=cap>", y + 12);
+        esc(f, r->v->name);
+        fprintf(f, " %s c=%d</text>", pgr_isolation_name(r->iso), r->sessions);
+        fprintf(f, "<rect x=220 y=%d width=%.1f height=14 fill='#90caf9'/><rect x=220 y=%d width=%.1f height=14 "
+                   "fill='#1565c0'/><text x=%.1f y=%d class=cap>%.0f / %.0f</text>\n",
+                y, bw * p99 / maxv, y, bw * p50 / maxv, 226 + bw * p99 / maxv, y + 12, p50, p99);
+    }
+    fprintf(f, "</svg>\n");
+}
+
+static int write_html(const char *path, const char *server, pgr_result *rs, int n, const char *error)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    int mism = 0;
+    for (int i = 0; i < n; i++) mism += !matched(&rs[i]);
+    time_t now = time(NULL);
+    char when[64];
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    fputs("<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>pgrace report</title>\n<style>\n"
+          "body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}\n"
+          "h1{margin:0 0 4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}\n"
+          ".meta{color:#666}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 8px;"
+          "text-align:center}th{background:#f5f5f5}td.name{text-align:left;white-space:nowrap}\n"
+          "td.race{background:#ffebee;color:#b71c1c;font-weight:600}td.safe{background:#e8f5e9;color:#1b5e20}\n"
+          "td.mismatch{outline:3px solid #000;outline-offset:-3px}td small{font-weight:400;color:#555;display:block}\n"
+          ".held{color:#1b5e20}.broken{color:#b71c1c}.claims li{margin:6px 0}.k{color:#666;font-size:12px}\n"
+          "svg text{font:12px system-ui,sans-serif}.cap{fill:#444}.bl{fill:#222;font-weight:600}.bt{fill:#fff}\n"
+          ".lh{font-weight:700}.ll{stroke:#bbb;stroke-dasharray:3 3}.st{fill:#e3f2fd;stroke:#64b5f6}"
+          ".st.err{fill:#ffcdd2;stroke:#e57373}.sl{fill:#111}.ans{font-weight:700;fill:#333}\n"
+          ".why{background:#fff8e1;border-left:4px solid #ffb300;padding:6px 10px}.err{color:#b71c1c}\n"
+          "</style></head><body>\n", f);
+    fprintf(f, "<h1>pgrace report</h1><p class=meta>");
+    esc(f, server);
+    fprintf(f, " &middot; %d cells &middot; <b id=mismatches>%d</b> verdict%s not matching expectation &middot; %s</p>\n",
+            n, mism, mism == 1 ? "" : "s", when);
+    if (error && *error) { fprintf(f, "<p class=err>Run stopped by a harness error: "); esc(f, error); fprintf(f, "</p>\n"); }
+
+    /* verdict matrix: rows scenario/variant, columns isolation x (stress c=2, c=8, explore) */
+    fputs("<h2>Verdict matrix</h2>\n<p class=k>Each cell: the verdict measured (race: some trial or schedule broke an "
+          "invariant). A black frame marks a verdict that does not match the expectation.</p>\n"
+          "<table id=matrix><tr><th>scenario / variant</th><th>kind</th>", f);
+    static const char *const lv[] = { "read committed", "repeatable read", "serializable" };
+    for (int iso = 0; iso < PGR_NISO; iso++) fprintf(f, "<th colspan=3>%s</th>", lv[iso]);
+    fputs("</tr><tr><th></th><th></th>", f);
+    for (int iso = 0; iso < PGR_NISO; iso++) fputs("<th>2 sessions</th><th>8 sessions</th><th>explore</th>", f);
+    fputs("</tr>\n", f);
+    for (int si = 0; si < pgr_nscenarios; si++) {
+        const pgr_scenario *sc = pgr_scenarios[si];
+        for (int j = 0; j < sc->nvariants; j++) {
+            const pgr_variant *v = &sc->variants[j];
+            bool any = false;
+            for (int i = 0; i < n; i++) any |= rs[i].v == v;
+            if (!any) continue;
+            fprintf(f, "<tr><td class=name><a href='#%s'>%s</a> / %s</td><td>%s</td>", sc->name, sc->name, v->name,
+                    pgr_kind_name(v->kind));
+            for (int iso = 0; iso < PGR_NISO; iso++)
+                for (int col = 0; col < 3; col++) {
+                    pgr_result *r = NULL;
+                    for (int i = 0; i < n && !r; i++)
+                        if (rs[i].v == v && (int)rs[i].iso == iso &&
+                            (col == 2 ? strcmp(rs[i].mode, "explore") == 0
+                                      : strcmp(rs[i].mode, "stress") == 0 && rs[i].sessions == (col ? 8 : 2)))
+                            r = &rs[i];
+                    if (!r) { fputs("<td>&ndash;</td>", f); continue; }
+                    fprintf(f, "<td class='%s%s' title='expected %s'>%s<small>%lld/%lld</small></td>",
+                            pgr_verdict_name(r->verdict), matched(r) ? "" : " mismatch", pgr_verdict_name(r->expected),
+                            r->error[0] ? "error" : pgr_verdict_name(r->verdict), r->tally.violated_trials, r->trials);
+                }
+            fputs("</tr>\n", f);
+        }
+    }
+    fputs("</table>\n", f);
+
+    for (int si = 0; si < pgr_nscenarios; si++) {
+        const pgr_scenario *sc = pgr_scenarios[si];
+        bool any = false;
+        for (int i = 0; i < n; i++) any |= rs[i].sc == sc;
+        if (!any) continue;
+        fprintf(f, "<h2 id='%s'>%s <span class=k>seed %s</span></h2>\n<p>", sc->name, sc->name, sc->seed);
+        esc(f, sc->title);
+        fputs("</p>\n", f);
+        if (sc->nclaims) {
+            fputs("<h3>The seed's claims, measured</h3><ul class=claims>\n", f);
+            for (int c = 0; c < sc->nclaims; c++) {
+                const pgr_claim *cl = &sc->claims[c];
+                claim_tally t = tally_claim(sc, cl, rs, n);
+                bool held = t.violations == 0;
+                fprintf(f, "<li class=%s><b>%s</b> &ldquo;", held ? "held" : "broken", held ? "HELD" : "BROKEN");
+                esc(f, cl->text);
+                fprintf(f, "&rdquo; <span class=k>(%s: ", cl->variant);
+                if (held)
+                    fprintf(f, "0 violations of &ldquo;%s&rdquo; in %lld trials/schedules over %d cells", sc->invariants[cl->invariant],
+                            t.trials, t.cells);
+                else
+                    fprintf(f, "%lld violations of &ldquo;%s&rdquo; in %lld trials/schedules; broken in %d of %d cells",
+                            t.violations, sc->invariants[cl->invariant], t.trials, t.cells_broken, t.cells);
+                fputs(")</span></li>\n", f);
+            }
+            fputs("</ul>\n", f);
+        }
+        fputs("<h3>Invariants broken, per variant</h3><table><tr><th>variant</th>", f);
+        for (int k = 0; k < sc->ninvariants; k++) { fputs("<th>", f); esc(f, sc->invariants[k]); fputs("</th>", f); }
+        fputs("</tr>\n", f);
+        for (int j = 0; j < sc->nvariants; j++) {
+            fprintf(f, "<tr><td class=name>%s</td>", sc->variants[j].name);
+            for (int k = 0; k < sc->ninvariants; k++) {
+                long long v = 0, tr = 0;
+                for (int i = 0; i < n; i++)
+                    if (rs[i].v == &sc->variants[j]) { v += rs[i].tally.inv[k]; tr += rs[i].trials; }
+                fprintf(f, "<td class=%s>%lld<small>of %lld</small></td>", v ? "race" : "safe", v, tr);
+            }
+            fputs("</tr>\n", f);
+        }
+        fputs("</table>\n<h3>Status codes</h3>\n", f);
+        status_bars(f, sc, rs, n);
+        fputs("<h3>Latency and release skew</h3>\n", f);
+        latency_chart(f, sc, rs, n);
+        fputs("<table><tr><th>variant</th><th>isolation</th><th>sessions</th><th>trials/s</th>"
+              "<th>release skew p50 &micro;s</th><th>p99 &micro;s</th><th>release</th></tr>\n", f);
+        for (int i = 0; i < n; i++) {
+            pgr_result *r = &rs[i];
+            if (r->sc != sc || strcmp(r->mode, "stress") != 0 || r->sessions < 8) continue;
+            fprintf(f, "<tr><td class=name>%s</td><td>%s</td><td>%d</td><td>%.0f</td><td>%.1f</td><td>%.1f</td><td>%s</td></tr>\n",
+                    r->v->name, pgr_isolation_name(r->iso), r->sessions, r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
+                    pgr_dist_pct(&r->skew, 50), pgr_dist_pct(&r->skew, 99), r->release ? r->release : "");
+        }
+        fputs("</table>\n<h3>Counterexamples</h3>\n", f);
+        for (int j = 0; j < sc->nvariants; j++) {
+            const pgr_result *r = cex_source(&sc->variants[j], rs, n);
+            if (!r) continue;
+            const pgr_counterexample *c = &r->tally.cex[0];
+            fprintf(f, "<h4>%s/%s <span class=k>%s, %s, %d sessions, %s %lld</span></h4>\n", sc->name,
+                    sc->variants[j].name, strcmp(r->mode, "explore") == 0 ? "explore (minimized)" : "stress",
+                    pgr_isolation_name(r->iso), c->nsessions, strcmp(r->mode, "explore") == 0 ? "schedule" : "trial",
+                    c->trial_no);
+            fputs("<p class=why><b>", f);
+            esc(f, c->invariant >= 0 ? sc->invariants[c->invariant] : "");
+            fputs(":</b> ", f);
+            esc(f, c->why);
+            fputs("</p>\n", f);
+            swimlane(f, c);
+        }
+    }
+    fputs("<p class=k>Generated by pgrace " PGR_VERSION ". Hover a statement for its SQL, parameters and first row.</p>\n"
+          "</body></html>\n", f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static void xml_esc(FILE *f, const char *s) { esc(f, s); }
+
+static int write_junit(const char *path, pgr_result *rs, int n, const char *error)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    int fails = 0;
+    double secs = 0;
+    for (int i = 0; i < n; i++) { fails += !matched(&rs[i]); secs += rs[i].seconds; }
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pgrace\" tests=\"%d\" failures=\"%d\" "
+               "errors=\"%d\" time=\"%.3f\">\n", n, fails, error && *error ? 1 : 0, secs);
+    for (int si = 0; si < pgr_nscenarios; si++) {
+        const pgr_scenario *sc = pgr_scenarios[si];
+        int cnt = 0, sf = 0;
+        for (int i = 0; i < n; i++) if (rs[i].sc == sc) { cnt++; sf += !matched(&rs[i]); }
+        if (!cnt) continue;
+        fprintf(f, "  <testsuite name=\"%s\" tests=\"%d\" failures=\"%d\">\n", sc->name, cnt, sf);
+        for (int i = 0; i < n; i++) {
+            pgr_result *r = &rs[i];
+            if (r->sc != sc) continue;
+            fprintf(f, "    <testcase classname=\"pgrace.%s\" name=\"%s/%s %s %s c=%d\" time=\"%.3f\">", sc->name, sc->name,
+                    r->v->name, r->mode, pgr_isolation_name(r->iso), r->sessions, r->seconds);
+            if (!matched(r)) {
+                fprintf(f, "\n      <failure message=\"");
+                if (r->error[0]) { fputs("harness error: ", f); xml_esc(f, r->error); }
+                else fprintf(f, "expected %s, measured %s in %lld of %lld", pgr_verdict_name(r->expected),
+                             pgr_verdict_name(r->verdict), r->tally.violated_trials, r->trials);
+                fputs("\">", f);
+                for (int k = 0; k < sc->ninvariants; k++)
+                    if (r->tally.inv[k]) { fprintf(f, "%lld violations of ", r->tally.inv[k]); xml_esc(f, sc->invariants[k]); fputc('\n', f); }
+                if (r->tally.ncex) {
+                    const pgr_counterexample *c = &r->tally.cex[0];
+                    xml_esc(f, c->why);
+                    fputc('\n', f);
+                    for (int s = 0; s < c->nsessions; s++)
+                        for (int k = 0; k < c->nsteps[s] && k < PGR_MAX_STEPS; k++) {
+                            const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + k];
+                            fprintf(f, "S%d %s rows=%ld %s\n", s + 1, st->label, st->rows, st->sqlstate);
+                        }
+                }
+                fputs("</failure>\n    ", f);
+            }
+            fputs("</testcase>\n", f);
+        }
+        fputs("  </testsuite>\n", f);
+    }
+    fputs("</testsuites>\n", f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static int write_summary(const char *path, const char *server, pgr_result *rs, int n, const char *error)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    int mism = 0;
+    for (int i = 0; i < n; i++) mism += !matched(&rs[i]);
+    fprintf(f, "## pgrace: %d cells, %d not matching expectation\n\n%s\n\n", n, mism, server);
+    if (error && *error) fprintf(f, "**Harness error:** %s\n\n", error);
+    fputs("| target | mode | isolation | sessions | verdict | expected | |\n|---|---|---|---|---|---|---|\n", f);
+    for (int i = 0; i < n; i++) {
+        pgr_result *r = &rs[i];
+        char v[64];
+        if (r->verdict == PGR_RACE) snprintf(v, sizeof v, "race in %lld of %lld", r->tally.violated_trials, r->trials);
+        else snprintf(v, sizeof v, "safe (%lld)", r->trials);
+        fprintf(f, "| %s/%s | %s | %s | %d | %s | %s | %s |\n", r->sc->name, r->v->name, r->mode,
+                pgr_isolation_name(r->iso), r->sessions, v, pgr_verdict_name(r->expected), matched(r) ? "ok" : "**MISMATCH**");
+    }
+    fputs("\n### The seeds' claims\n\n", f);
+    for (int si = 0; si < pgr_nscenarios; si++) {
+        const pgr_scenario *sc = pgr_scenarios[si];
+        for (int c = 0; c < sc->nclaims; c++) {
+            claim_tally t = tally_claim(sc, &sc->claims[c], rs, n);
+            if (!t.cells) continue;
+            fprintf(f, "- **%s** %s (seed %s): \"%s\": %lld violations of \"%s\" in %lld trials\n",
+                    t.violations ? "BROKEN" : "held", sc->name, sc->seed, sc->claims[c].text, t.violations,
+                    sc->invariants[sc->claims[c].invariant], t.trials);
+        }
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int pgr_write_reports(const char *dir, const char *server, pgr_result *rs, int n, const char *error,
+                      char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    if (write_html(path, server, rs, n, error) != 0) goto fail;
+    snprintf(path, sizeof path, "%s/junit.xml", dir);
+    if (write_junit(path, rs, n, error) != 0) goto fail;
+    snprintf(path, sizeof path, "%s/summary.md", dir);
+    if (write_summary(path, server, rs, n, error) != 0) goto fail;
+    return 0;
+fail:
+    snprintf(err, errlen, "cannot write %s", path);
+    return -1;
+}
