@@ -4,9 +4,11 @@
 #include <string.h>
 
 extern const pgr_scenario pgr_scenario_invite_claim;           /* seed 001 */
+extern const pgr_scenario pgr_scenario_conversation_dedup;     /* seed 002 */
 
 const pgr_scenario *const pgr_scenarios[] = {
     &pgr_scenario_invite_claim,
+    &pgr_scenario_conversation_dedup,
 };
 const int pgr_nscenarios = (int)(sizeof pgr_scenarios / sizeof pgr_scenarios[0]);
 
