@@ -65,6 +65,7 @@ static const char usage_text[] =
     "  -i, --isolation LEVEL         read-committed | repeatable-read | serializable\n"
     "                                (default: read-committed)\n"
     "  -P, --progress S              progress on stderr every S seconds (default 2, 0 = off)\n"
+    "  --case NAME                   every trial sends this request case (default: all, weighted)\n"
     "explore options (and -c, -i):\n"
     "  --strategy S                  exhaustive (default) | random | pct\n"
     "  --max-schedules N             stop after N schedules (default: exhaustive all, else 1000)\n"
@@ -218,6 +219,8 @@ static int cmd_list(void)
 }
 
 /* Run a list of (variant, isolation, sessions, budget) cells; print; write JSON. */
+static int stress_case = -1;          /* stress --case: every trial this case */
+
 typedef struct cell {
     const pgr_scenario *sc;
     const pgr_variant *v;
@@ -248,7 +251,7 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
         } else {
             pgr_stress_opts o = { .sessions = cells[i].sessions, .trials = trials_each, .seconds = seconds_each,
                                   .iso = cells[i].iso, .progress_s = cfg.progress, .quiet = cfg.quiet,
-                                  .interrupted = &interrupted };
+                                  .force_case = stress_case, .interrupted = &interrupted };
             rc = pgr_stress(dsn, cells[i].sc, cells[i].v, &o, &rs[i]);
         }
         done++;
@@ -302,11 +305,23 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
     return exit_status;
 }
 
+/* --case NAME of scenario sc: its index, -1 when not given, -2 (after a message) when unknown. */
+static int case_option(const pgr_scenario *sc)
+{
+    if (!cfg.kase) return -1;
+    for (int i = 0; i < sc->ncases; i++)
+        if (strcmp(sc->cases[i].name, cfg.kase) == 0) return i;
+    fprintf(stderr, "pgrace: %s has no case '%s'\n", sc->name, cfg.kase);
+    return -2;
+}
+
 static int cmd_stress(const char *target)
 {
     const pgr_scenario *sc;
     int vi;
     if (resolve_target(target, &sc, &vi) != 0) return 2;
+    stress_case = case_option(sc);
+    if (stress_case == -2) return 2;
     cell cells[16];
     int n = 0;
     for (int j = 0; j < sc->nvariants && n < 16; j++)
@@ -325,14 +340,8 @@ static int cmd_explore(const char *target)
         fprintf(stderr, "pgrace: explore supports 1..8 sessions, got %d\n", cfg.sessions);
         return 2;
     }
-    int kase = -1;
-    if (cfg.kase) {
-        for (int i = 0; i < sc->ncases; i++) if (strcmp(sc->cases[i].name, cfg.kase) == 0) kase = i;
-        if (kase < 0) {
-            fprintf(stderr, "pgrace: %s has no case '%s'\n", sc->name, cfg.kase);
-            return 2;
-        }
-    }
+    int kase = case_option(sc);
+    if (kase == -2) return 2;
     char dsn[PATH_MAX + 128];
     if (obtain_server(dsn, sizeof dsn) != 0) return 2;
     char version[64];

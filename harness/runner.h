@@ -152,6 +152,7 @@ typedef struct pgr_stress_opts {
     double progress_s;               /* 0: none */
     bool quiet;
     bool no_realtime;                /* do not try SCHED_FIFO for the sessions */
+    int force_case;                  /* >= 0: every trial is this case; -1: the scenario's weights */
     volatile int *interrupted;
 } pgr_stress_opts;
 

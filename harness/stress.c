@@ -52,7 +52,7 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
         if (left <= 0) break;
         int nb = left < batch ? (int)left : batch;
         pgr_batch b;
-        if (pgr_pool_prepare(pool, res->trials, nb, -1, &b, res) != 0) goto out;
+        if (pgr_pool_prepare(pool, res->trials, nb, o->force_case, &b, res) != 0) goto out;
         int ran = 0;
         while (ran < nb) {
             pgr_pool_start(pool, &b.trials[ran]);
