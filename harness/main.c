@@ -51,7 +51,7 @@ static const char usage_text[] =
     "commands:\n"
     "  list                          one line per scenario/variant: target, kind, expectation, seed\n"
     "  stress TARGET                 fire synchronized concurrent requests, check invariants\n"
-    "  run                           the whole matrix (scenario x variant x isolation x 2/8 sessions)\n"
+    "  run [TARGET...]               the matrix (variant x isolation x 2/8 sessions, explore), reports\n"
     "  server start|stop|status      a throwaway PostgreSQL kept for several runs\n"
     "  explore TARGET                run the sessions' statements in chosen orders, one at a time\n"
     "  replay FILE...                re-run saved schedules deterministically, print the trace\n"
@@ -393,22 +393,31 @@ static int cmd_replay(char **files, int n)
     return pgr_replay(dsn, files, n, cfg.repeat, cfg.quiet, &interrupted);
 }
 
-static int cmd_run(void)
+static int cmd_run(char **targets, int ntargets)
 {
     static const int sessions[] = { 2, 8 };
+    const pgr_scenario *only[64];
+    int only_v[64];
+    for (int t = 0; t < ntargets && t < 64; t++)
+        if (resolve_target(targets[t], &only[t], &only_v[t]) != 0) return 2;
     int total = 0;
     for (int i = 0; i < pgr_nscenarios; i++) total += pgr_scenarios[i]->nvariants * PGR_NISO * 3;
     cell *cells = calloc((size_t)total, sizeof *cells);
     if (!cells) return 2;
     int n = 0, nstress = 0;
     for (int i = 0; i < pgr_nscenarios; i++)
-        for (int j = 0; j < pgr_scenarios[i]->nvariants; j++)
+        for (int j = 0; j < pgr_scenarios[i]->nvariants; j++) {
+            bool wanted = ntargets == 0;
+            for (int t = 0; t < ntargets; t++)
+                wanted |= only[t] == pgr_scenarios[i] && (only_v[t] < 0 || only_v[t] == j);
+            if (!wanted) continue;
             for (int iso = 0; iso < PGR_NISO; iso++) {
                 for (int c = 0; c < 2; c++, nstress++)
                     cells[n++] = (cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso,
                                          sessions[c], false };
                 cells[n++] = (cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso, 2, true };
             }
+        }
     if (mkdir(cfg.out_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "pgrace: cannot create %s: %s\n", cfg.out_dir, strerror(errno));
         free(cells);
@@ -523,8 +532,7 @@ int main(int argc, char **argv)
         if (npos != 1) return usage_error("stress needs exactly one TARGET%s%s", "", "");
         rc = cmd_stress(pos[0]);
     } else if (strcmp(cfg.command, "run") == 0) {
-        if (npos != 0) return usage_error("run takes no arguments, got '%s'%s", pos[0], "");
-        rc = cmd_run();
+        rc = cmd_run(pos, npos);
     } else if (strcmp(cfg.command, "server") == 0) {
         if (npos != 1) return usage_error("server needs one of start, stop, status%s%s", "", "");
         rc = pgr_server_command(pos[0], cfg.quiet);

@@ -1,0 +1,72 @@
+"""Reports people look at: index.html (opened in headless Chromium), junit.xml, summary.md."""
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def report(pgrace, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    p = pgrace.run("run", "invite_claim", "--budget", "6", "--out", out, "-q")
+    assert p.returncode == 0, p.stdout + p.stderr
+    return out, p
+
+
+def test_run_writes_all_reports(report):
+    out, p = report
+    for name in ("results.json", "index.html", "junit.xml", "summary.md"):
+        assert (out / name).stat().st_size > 0, name
+    doc = json.loads((out / "results.json").read_text())
+    modes = {(r["variant"], r["isolation"], r["sessions"], r["mode"]) for r in doc["results"]}
+    assert len(modes) == 3 * 3 * 3          # 3 variants x 3 levels x (stress 2, stress 8, explore 2)
+    assert "MODE" in p.stdout and "explore" in p.stdout
+
+
+def test_junit_has_one_testcase_per_cell_and_no_failures(report):
+    out, _ = report
+    root = ET.parse(out / "junit.xml").getroot()
+    cases = root.findall(".//testcase")
+    assert len(cases) == 27
+    assert root.get("failures") == "0" and not root.findall(".//failure")
+    assert any("invite_claim/proposed explore read-committed c=2" in c.get("name") for c in cases)
+
+
+def test_summary_marks_the_seed_claims(report):
+    text = (report[0] / "summary.md").read_text()
+    assert "| invite_claim/proposed | stress | read-committed | 8 | race in" in text
+    assert "**held** invite_claim (seed 001)" in text          # exactly one UPDATE matches
+    assert "**BROKEN** invite_claim (seed 001)" in text        # duplicates get 200 with the id
+
+
+def test_html_stands_alone_with_matrix_claims_and_diagrams(report):
+    html = (report[0] / "index.html").read_text()
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert html.count("<tr><td class=name><a href='#invite_claim'>") == 3
+    assert "BROKEN</b>" in html and "HELD</b>" in html
+    assert html.count("<svg class=lane") >= 2                  # original and proposed counterexamples
+    assert "explore (minimized)" in html
+    assert "<b id=mismatches>0</b>" in html
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(not chromium(), reason="Debian's chromium is not installed (make test installs it)")
+def test_html_renders_in_headless_chromium(report, tmp_path):
+    out = report[0]
+    shot = tmp_path / "report.png"
+    base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    p = subprocess.run(base + ["--window-size=1280,1800", f"--screenshot={shot}", f"file://{out / 'index.html'}"],
+                       capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20000, p.stderr[-2000:]
+    assert "Uncaught" not in p.stderr and ":ERROR:CONSOLE" not in p.stderr, p.stderr[-2000:]
+    dom = subprocess.run(base + ["--dump-dom", f"file://{out / 'index.html'}"], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert 'id="matrix"' in dom and "invite_claim" in dom
+    shutil.copy(shot, out / "report.png")       # kept beside the report for a person to look at
