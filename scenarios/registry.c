@@ -3,9 +3,11 @@
 
 #include <string.h>
 
+extern const pgr_scenario pgr_scenario_form_submission;        /* seed 000 */
 extern const pgr_scenario pgr_scenario_invite_claim;           /* seed 001 */
 
 const pgr_scenario *const pgr_scenarios[] = {
+    &pgr_scenario_form_submission,
     &pgr_scenario_invite_claim,
 };
 const int pgr_nscenarios = (int)(sizeof pgr_scenarios / sizeof pgr_scenarios[0]);
