@@ -3,10 +3,12 @@
 
 #include <string.h>
 
+extern const pgr_scenario pgr_scenario_form_submission;        /* seed 000 */
 extern const pgr_scenario pgr_scenario_invite_claim;           /* seed 001 */
 extern const pgr_scenario pgr_scenario_conversation_dedup;     /* seed 002 */
 
 const pgr_scenario *const pgr_scenarios[] = {
+    &pgr_scenario_form_submission,
     &pgr_scenario_invite_claim,
     &pgr_scenario_conversation_dedup,
 };
