@@ -94,10 +94,10 @@ static void swimlane(FILE *f, const pgr_counterexample *c)
     int lw = 250, rh = 30, top = 30, w = 40 + lanes * lw, h = top + (m + 1) * rh + 20;
     fprintf(f, "<svg class=lane width=%d height=%d viewBox='0 0 %d %d' role=img>\n", w, h, w, h);
     fprintf(f, "<defs><pattern id=hatch width=6 height=6 patternUnits=userSpaceOnUse patternTransform='rotate(45)'>"
-               "<line x1=0 y1=0 x2=0 y2=6 stroke='#f9a825' stroke-width=3/></pattern></defs>\n");
+               "<line x1='0' y1='0' x2='0' y2='6' stroke='#f9a825' stroke-width='3'/></pattern></defs>\n");
     for (int s = 0; s < lanes; s++) {
         int x = 40 + s * lw;
-        fprintf(f, "<text x=%d y=18 class=lh>S%d</text><line x1=%d y1=%d x2=%d y2=%d class=ll/>\n",
+        fprintf(f, "<text x=%d y=18 class=lh>S%d</text><line x1='%d' y1='%d' x2='%d' y2='%d' class='ll'/>\n",
                 x + lw / 2 - 8, s + 1, x + lw / 2, top, x + lw / 2, h - 10);
     }
     for (int i = 0; i < m; i++) {
@@ -321,10 +321,11 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
             const pgr_result *r = cex_source(&sc->variants[j], rs, n);
             if (!r) continue;
             const pgr_counterexample *c = &r->tally.cex[0];
-            fprintf(f, "<h4>%s/%s <span class=k>%s, %s, %d sessions, %s %lld</span></h4>\n", sc->name,
-                    sc->variants[j].name, strcmp(r->mode, "explore") == 0 ? "explore (minimized)" : "stress",
-                    pgr_isolation_name(r->iso), c->nsessions, strcmp(r->mode, "explore") == 0 ? "schedule" : "trial",
-                    c->trial_no);
+            bool ex = strcmp(r->mode, "explore") == 0;
+            fprintf(f, "<h4>%s/%s <span class=k>%s, %s, %d sessions", sc->name, sc->variants[j].name,
+                    ex ? "explore, minimized schedule" : "stress", pgr_isolation_name(r->iso), c->nsessions);
+            if (!ex) fprintf(f, ", trial %lld", c->trial_no);
+            fputs("</span></h4>\n", f);
             fputs("<p class=why><b>", f);
             esc(f, c->invariant >= 0 ? sc->invariants[c->invariant] : "");
             fputs(":</b> ", f);
