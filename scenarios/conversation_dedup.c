@@ -531,6 +531,13 @@ static int conversation_dedup_check(pgr_batch *b)
     return 0;
 }
 
+static const pgr_claim conversation_dedup_claims[] = {
+    { "The unique constraint on (context_type, context_id, created_by) ensures exactly one conversation "
+      "per agency-user pair", "proposed", INV_ONE_CONV },
+    { "Race conditions handled by catching PostgreSQL error code 23505 ... return 200 with the existing "
+      "conversation", "proposed", INV_NO_500 },
+    { "Safe to retry on any error", "proposed", INV_HAS_MESSAGE },
+};
 static const pgr_variant conversation_dedup_variants[] = {
     { .name = "original", .kind = PGR_ORIGINAL, .handler = conversation_dedup_original,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
@@ -556,6 +563,8 @@ const pgr_scenario pgr_scenario_conversation_dedup = {
     .ncases = 6,
     .invariants = conversation_dedup_invariants,
     .ninvariants = 8,
+    .claims = conversation_dedup_claims,
+    .nclaims = (int)(sizeof conversation_dedup_claims / sizeof conversation_dedup_claims[0]),
     .prepare = conversation_dedup_prepare,
     .request = conversation_dedup_request,
     .check = conversation_dedup_check,

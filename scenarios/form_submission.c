@@ -519,6 +519,13 @@ static int form_submission_check(pgr_batch *b)
     return 0;
 }
 
+static const pgr_claim form_submission_claims[] = {
+    { "Add a unique index to formRequestMessageId ... This prevents multiple submissions for a single "
+      "form request", "proposed", INV_AT_MOST_ONE },
+    { "ActionsService provides specific error for race-condition double submissions (23505 -> "
+      "ConflictException, 409)", "proposed", INV_DOUBLE_CLICK },
+    { "Existing functionality remains stable (submissions without a form request)", "proposed", INV_NULL_FREE },
+};
 static const pgr_variant form_submission_variants[] = {
     { .name = "original", .kind = PGR_ORIGINAL, .ddl = ORIGINAL_DDL, .handler = form_submission_original,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
@@ -542,6 +549,8 @@ const pgr_scenario pgr_scenario_form_submission = {
     .ncases = 3,
     .invariants = form_submission_invariants,
     .ninvariants = 6,
+    .claims = form_submission_claims,
+    .nclaims = (int)(sizeof form_submission_claims / sizeof form_submission_claims[0]),
     .prepare = form_submission_prepare,
     .request = form_submission_request,
     .check = form_submission_check,
