@@ -251,7 +251,8 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
         } else {
             pgr_stress_opts o = { .sessions = cells[i].sessions, .trials = trials_each, .seconds = seconds_each,
                                   .iso = cells[i].iso, .progress_s = cfg.progress, .quiet = cfg.quiet,
-                                  .force_case = stress_case, .interrupted = &interrupted };
+                                  .force_case = stress_case, .min_trials = report_dir ? 300 : 0,
+                                  .interrupted = &interrupted };
             rc = pgr_stress(dsn, cells[i].sc, cells[i].v, &o, &rs[i]);
         }
         done++;

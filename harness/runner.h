@@ -148,6 +148,7 @@ typedef struct pgr_stress_opts {
     int sessions;
     long long trials;                /* 0: use seconds */
     double seconds;
+    long long min_trials;            /* with seconds: run at least this many trials */
     pgr_isolation iso;
     double progress_s;               /* 0: none */
     bool quiet;

@@ -61,7 +61,10 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
             ran++;
             res->trials++;
             int64_t now = pgr_now_ns();
-            if (now >= t_end || (o->interrupted && *o->interrupted)) { stopping = true; break; }
+            if ((now >= t_end && res->trials >= o->min_trials) || (o->interrupted && *o->interrupted)) {
+                stopping = true;
+                break;
+            }
             if (o->progress_s > 0 && !o->quiet && now >= next_progress) {
                 progress(res, (double)(now - t_start) / 1e9, false);
                 next_progress = now + (int64_t)(o->progress_s * 1e9);
