@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <glob.h>
+#include <jansson.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -40,6 +42,8 @@ static struct pgr_config {
     const char *save_dir;
     const char *kase;
     int repeat;                  /* replay */
+    const char *baseline;        /* ci */
+    const char *regressions;     /* ci */
 } cfg = { .sessions = 2, .progress = 2.0, .budget = 60, .out_dir = "out", .depth = 2, .repeat = 1 };
 
 static volatile int interrupted;
@@ -52,6 +56,7 @@ static const char usage_text[] =
     "  list                          one line per scenario/variant: target, kind, expectation, seed\n"
     "  stress TARGET                 fire synchronized concurrent requests, check invariants\n"
     "  run [TARGET...]               the matrix (variant x isolation x 2/8 sessions, explore), reports\n"
+    "  ci [TARGET...]                replay regressions, run the matrix, report new failures\n"
     "  server start|stop|status      a throwaway PostgreSQL kept for several runs\n"
     "  explore TARGET                run the sessions' statements in chosen orders, one at a time\n"
     "  replay FILE...                re-run saved schedules deterministically, print the trace\n"
@@ -75,6 +80,9 @@ static const char usage_text[] =
     "  --save DIR                    write each distinct failing schedule, minimized, to DIR\n"
     "replay options:\n"
     "  --repeat N                    replay each file N times (default 1)\n"
+    "ci options (and --budget, --out):\n"
+    "  --baseline FILE               an earlier results.json: its failures are known, not new\n"
+    "  --regressions DIR             schedules that must reproduce (default fuzz/regressions)\n"
     "run options:\n"
     "  --budget S                    total seconds for the matrix (default 60)\n"
     "  --out DIR                     where results.json, index.html, junit.xml and summary.md go\n"
@@ -165,6 +173,10 @@ static int resolve_target(const char *target, const pgr_scenario **sc, int *vi)
 /* The DSN to use: --dsn / PGRACE_DSN, or a throwaway server started now. */
 static int obtain_server(char *dsn, size_t len)
 {
+    if (throwaway.pid > 0) {            /* already started by an earlier step of this command */
+        snprintf(dsn, len, "%s", throwaway.dsn);
+        return 0;
+    }
     if (cfg.dsn) {
         char err[PGR_ERRLEN];
         if (pgr_dsn_check(cfg.dsn, err, sizeof err) != 0) {
@@ -394,6 +406,87 @@ static int cmd_replay(char **files, int n)
     return pgr_replay(dsn, files, n, cfg.repeat, cfg.quiet, &interrupted);
 }
 
+static int cmd_run(char **targets, int ntargets);
+
+/* Cells of a results file that did not match their expectation, as "scenario/variant mode iso c=N". */
+static json_t *mismatches_of(const char *path, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *doc = json_load_file(path, 0, &je);
+    if (!doc) { snprintf(err, errlen, "cannot read %s: %s (line %d)", path, je.text, je.line); return NULL; }
+    json_t *out = json_object(), *results = json_object_get(doc, "results"), *r;
+    size_t i;
+    if (!json_is_array(results)) {
+        snprintf(err, errlen, "%s: not a pgrace results file (no 'results' array)", path);
+        json_decref(doc);
+        json_decref(out);
+        return NULL;
+    }
+    json_array_foreach(results, i, r) {
+        if (json_is_true(json_object_get(r, "matched"))) continue;
+        char key[256];
+        snprintf(key, sizeof key, "%s/%s %s %s c=%d", json_string_value(json_object_get(r, "scenario")),
+                 json_string_value(json_object_get(r, "variant")), json_string_value(json_object_get(r, "mode")),
+                 json_string_value(json_object_get(r, "isolation")),
+                 (int)json_integer_value(json_object_get(r, "sessions")));
+        json_object_set_new(out, key, json_string(json_string_value(json_object_get(r, "verdict"))));
+    }
+    json_decref(doc);
+    return out;
+}
+
+static int cmd_ci(char **targets, int ntargets)
+{
+    char berr[PGR_ERRLEN];
+    if (cfg.baseline) {                 /* a bad baseline fails before minutes of work, not after */
+        json_t *b = mismatches_of(cfg.baseline, berr, sizeof berr);
+        if (!b) { fprintf(stderr, "pgrace: %s\n", berr); return 2; }
+        json_decref(b);
+    }
+    /* 1. every saved race must still reproduce */
+    const char *dir = cfg.regressions ? cfg.regressions : "fuzz/regressions";
+    glob_t g;
+    char pattern[PATH_MAX];
+    snprintf(pattern, sizeof pattern, "%s/*.schedule", dir);
+    int replay_rc = 0;
+    if (glob(pattern, 0, NULL, &g) == 0) {
+        char dsn[PATH_MAX + 128];
+        if (obtain_server(dsn, sizeof dsn) != 0) { globfree(&g); return 2; }
+        printf("replaying %zu regression schedule(s) from %s\n", g.gl_pathc, dir);
+        replay_rc = pgr_replay(dsn, g.gl_pathv, (int)g.gl_pathc, 1, true, &interrupted);
+        globfree(&g);
+        if (replay_rc == 2) return 2;
+    } else if (cfg.regressions) {
+        fprintf(stderr, "pgrace: no *.schedule files in %s\n", dir);
+        return 2;
+    }
+    /* 2. the matrix and the reports */
+    int rc = cmd_run(targets, ntargets);
+    if (rc == 2) return 2;
+    /* 3. new failures versus known ones */
+    char path[PATH_MAX], err[PGR_ERRLEN];
+    snprintf(path, sizeof path, "%s/results.json", cfg.out_dir);
+    json_t *now = mismatches_of(cfg.json_path ? cfg.json_path : path, err, sizeof err);
+    if (!now) { fprintf(stderr, "pgrace: %s\n", err); return 2; }
+    json_t *known = cfg.baseline ? mismatches_of(cfg.baseline, err, sizeof err) : json_object();
+    if (!known) { json_decref(now); fprintf(stderr, "pgrace: %s\n", err); return 2; }
+    const char *key;
+    json_t *val;
+    int fresh = 0, old = 0;
+    json_object_foreach(now, key, val) {
+        bool was = json_object_get(known, key) != NULL;
+        printf("%s: %s (measured %s)\n", was ? "known failure" : "NEW FAILURE", key, json_string_value(val));
+        was ? old++ : fresh++;
+    }
+    json_object_foreach(known, key, val)
+        if (!json_object_get(now, key)) printf("fixed since the baseline: %s\n", key);
+    printf("ci: %d new failure(s), %d known, regressions %s\n", fresh, old,
+           replay_rc == 0 ? "all reproduced" : "NOT all reproduced");
+    json_decref(now);
+    json_decref(known);
+    return (fresh > 0 || replay_rc != 0) ? 1 : 0;
+}
+
 static int cmd_run(char **targets, int ntargets)
 {
     static const int sessions[] = { 2, 8 };
@@ -436,7 +529,7 @@ static int cmd_run(char **targets, int ntargets)
 }
 
 enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
-       OPT_SAVE, OPT_CASE, OPT_REPEAT };
+       OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS };
 
 int main(int argc, char **argv)
 {
@@ -459,6 +552,7 @@ int main(int argc, char **argv)
         { "max-schedules", required_argument, NULL, OPT_MAXSCHED }, { "seed", required_argument, NULL, OPT_SEED },
         { "depth", required_argument, NULL, OPT_DEPTH }, { "save", required_argument, NULL, OPT_SAVE },
         { "case", required_argument, NULL, OPT_CASE }, { "repeat", required_argument, NULL, OPT_REPEAT },
+        { "baseline", required_argument, NULL, OPT_BASELINE }, { "regressions", required_argument, NULL, OPT_REGRESSIONS },
         { NULL, 0, NULL, 0 } };
     opterr = 0;
     int ch;
@@ -511,6 +605,8 @@ int main(int argc, char **argv)
             cfg.depth = (int)v;
             break;
         case OPT_SAVE: cfg.save_dir = optarg; break;
+        case OPT_BASELINE: cfg.baseline = optarg; break;
+        case OPT_REGRESSIONS: cfg.regressions = optarg; break;
         case OPT_CASE: cfg.kase = optarg; break;
         case OPT_REPEAT:
             if (parse_ll("--repeat", optarg, 1, 1000000, &v)) return 2;
@@ -537,6 +633,12 @@ int main(int argc, char **argv)
     } else if (strcmp(cfg.command, "server") == 0) {
         if (npos != 1) return usage_error("server needs one of start, stop, status%s%s", "", "");
         rc = pgr_server_command(pos[0], cfg.quiet);
+    } else if (strcmp(cfg.command, "ci") == 0) {
+        if (cfg.baseline && access(cfg.baseline, R_OK) != 0) {
+            fprintf(stderr, "pgrace: cannot read baseline %s: %s\n", cfg.baseline, strerror(errno));
+            return 2;
+        }
+        rc = cmd_ci(pos, npos);
     } else if (strcmp(cfg.command, "explore") == 0) {
         if (npos != 1) return usage_error("explore needs exactly one TARGET%s%s", "", "");
         rc = cmd_explore(pos[0]);
