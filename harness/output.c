@@ -20,19 +20,11 @@ static void print_trace(FILE *f, const pgr_result *r, const pgr_counterexample *
     fprintf(f, "    counterexample: trial %lld (%s): %s\n", c->trial_no,
             r->sc->cases[c->kase].name, c->why);
     /* steps of all sessions in the order they were sent */
-    int idx[PGR_MAX_SESSIONS] = { 0 };
-    for (;;) {
-        int best = -1;
-        int64_t bt = 0;
-        for (int s = 0; s < c->nsessions; s++) {
-            int n = c->nsteps[s] < PGR_MAX_STEPS ? c->nsteps[s] : PGR_MAX_STEPS;
-            if (idx[s] >= n) continue;
-            const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + idx[s]];
-            if (best < 0 || st->t_send_ns < bt) { best = s; bt = st->t_send_ns; }
-        }
-        if (best < 0) break;
-        const pgr_step *st = &c->steps[(size_t)best * PGR_MAX_STEPS + idx[best]++];
-        fprintf(f, "      S%-2d %-20s rows=%-3ld %s%s%s\n", best + 1, st->label, st->rows,
+    int order_s[PGR_MAX_SESSIONS * PGR_MAX_STEPS], order_k[PGR_MAX_SESSIONS * PGR_MAX_STEPS];
+    int m = pgr_cex_order(c, order_s, order_k);
+    for (int i = 0; i < m; i++) {
+        const pgr_step *st = &c->steps[(size_t)order_s[i] * PGR_MAX_STEPS + order_k[i]];
+        fprintf(f, "      S%-2d %-20s rows=%-3ld %s%s%s\n", order_s[i] + 1, st->label, st->rows,
                 st->sqlstate, st->constraint[0] ? " " : "", st->constraint);
     }
     fprintf(f, "      answers:");
@@ -41,6 +33,16 @@ static void print_trace(FILE *f, const pgr_result *r, const pgr_counterexample *
         if (c->resp[s].id >= 0) fprintf(f, "(id %lld)", c->resp[s].id);
     }
     fprintf(f, "\n");
+}
+
+/* Violations per invariant, then the status histogram (the line is left open). */
+static void print_invariants_statuses(FILE *f, const pgr_result *r)
+{
+    for (int i = 0; i < r->sc->ninvariants; i++)
+        fprintf(f, "    %8lld  %s\n", r->tally.inv[i], r->sc->invariants[i]);
+    fprintf(f, "  statuses:");
+    for (int i = 0; i < 600; i++)
+        if (r->tally.statuses[i]) fprintf(f, " %d x%lld", i, r->tally.statuses[i]);
 }
 
 static void print_explore(FILE *f, pgr_result *r)
@@ -67,11 +69,7 @@ static void print_explore(FILE *f, pgr_result *r)
     else
         fprintf(f, "  verdict: safe, 0 of %lld schedules violated an invariant (expected %s)%s\n", e->schedules,
                 pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
-    for (int i = 0; i < r->sc->ninvariants; i++)
-        fprintf(f, "    %8lld  %s\n", r->tally.inv[i], r->sc->invariants[i]);
-    fprintf(f, "  statuses:");
-    for (int i = 0; i < 600; i++)
-        if (r->tally.statuses[i]) fprintf(f, " %d x%lld", i, r->tally.statuses[i]);
+    print_invariants_statuses(f, r);
     fprintf(f, "\n");
     if (e->minimal[0])
         fprintf(f, "  minimal counterexample (%d sessions, %d steps, %d preemptions):\n%s", e->minimal_sessions,
@@ -97,11 +95,7 @@ void pgr_print_result(FILE *f, pgr_result *r)
     else
         fprintf(f, "  verdict: safe, 0 of %lld trials violated an invariant (expected %s)%s\n", r->trials,
                 pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
-    for (int i = 0; i < r->sc->ninvariants; i++)
-        fprintf(f, "    %8lld  %s\n", r->tally.inv[i], r->sc->invariants[i]);
-    fprintf(f, "  statuses:");
-    for (int i = 0; i < 600; i++)
-        if (r->tally.statuses[i]) fprintf(f, " %d x%lld", i, r->tally.statuses[i]);
+    print_invariants_statuses(f, r);
     fprintf(f, "  (%lld answers)\n  sqlstates:", status_total(&r->tally));
     for (int i = 0; i < r->tally.nsqlstates; i++)
         fprintf(f, " %s x%lld", r->tally.sqlstates[i].code, r->tally.sqlstates[i].n);

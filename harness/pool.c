@@ -295,6 +295,24 @@ static int cex_from_trial(pgr_counterexample *c, const pgr_trial *tr)
     return 0;
 }
 
+int pgr_cex_order(const pgr_counterexample *c, int *session, int *step)
+{
+    int idx[PGR_MAX_SESSIONS] = { 0 }, m = 0;
+    for (;;) {
+        int best = -1;
+        int64_t bt = 0;
+        for (int s = 0; s < c->nsessions; s++) {
+            int n = c->nsteps[s] < PGR_MAX_STEPS ? c->nsteps[s] : PGR_MAX_STEPS;
+            if (idx[s] >= n) continue;
+            const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + idx[s]];
+            if (best < 0 || st->t_send_ns < bt) { best = s; bt = st->t_send_ns; }
+        }
+        if (best < 0) return m;
+        session[m] = best;
+        step[m++] = idx[best]++;
+    }
+}
+
 void pgr_result_lead_counterexample(pgr_result *res, const pgr_trial *t)
 {
     pgr_tally *ty = &res->tally;
@@ -320,8 +338,34 @@ void pgr_violation(pgr_batch *b, const pgr_trial *tc, int inv, const char *fmt, 
     vsnprintf(tr->why, sizeof tr->why, fmt, ap);
     va_end(ap);
     t->violated_trials++;
-    if (t->ncex == PGR_MAX_CEX) return;
-    if (cex_from_trial(&t->cex[t->ncex], tr) == 0) t->ncex++;
+    /* Keep examples of distinct invariants, the scenario's first (its race) first: a later
+     * trial replaces the example of a less important invariant, or one already shown. */
+    int slot = t->ncex < PGR_MAX_CEX ? t->ncex : -1;
+    bool have = false;
+    for (int i = 0; i < t->ncex; i++) have |= t->cex[i].invariant == inv;
+    if (slot < 0) {
+        int worst = -1;
+        for (int i = 0; i < t->ncex; i++) {
+            bool dup_inv = false;
+            for (int j = 0; j < i; j++) dup_inv |= t->cex[j].invariant == t->cex[i].invariant;
+            if (!have && (dup_inv || t->cex[i].invariant > inv) && (worst < 0 || t->cex[i].invariant >= t->cex[worst].invariant))
+                worst = i;
+        }
+        if (worst < 0) return;
+        free(t->cex[worst].steps);
+        slot = worst;
+    } else {
+        t->ncex++;
+    }
+    if (cex_from_trial(&t->cex[slot], tr) != 0) {      /* out of memory: drop the slot */
+        t->cex[slot] = t->cex[--t->ncex];
+        return;
+    }
+    for (int i = slot; i > 0 && t->cex[i].invariant < t->cex[i - 1].invariant; i--) {
+        pgr_counterexample tmp = t->cex[i];
+        t->cex[i] = t->cex[i - 1];
+        t->cex[i - 1] = tmp;
+    }
 }
 
 PGresult *pgr_admin(pgr_batch *b, const char *sql, int nparams, const char *const *params)

@@ -103,6 +103,9 @@ typedef struct pgr_result {
 } pgr_result;
 
 void pgr_result_free(pgr_result *r);
+/* The steps of a counterexample in the order they were sent: (session, step) pairs.
+ * Returns how many (at most PGR_MAX_SESSIONS * PGR_MAX_STEPS). */
+int pgr_cex_order(const pgr_counterexample *c, int *session, int *step);
 /* Put trial t (a minimized counterexample) first among res's counterexamples. */
 void pgr_result_lead_counterexample(pgr_result *res, const pgr_trial *t);
 double pgr_dist_pct(pgr_dist *d, double p);     /* sorts in place */

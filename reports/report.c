@@ -75,21 +75,8 @@ static const pgr_result *cex_source(const pgr_variant *v, pgr_result *rs, int n)
  * they ran; lock waits hatched, errors red, each session's answer at the bottom. */
 static void swimlane(FILE *f, const pgr_counterexample *c)
 {
-    int order_s[PGR_MAX_SESSIONS * PGR_MAX_STEPS], order_k[PGR_MAX_SESSIONS * PGR_MAX_STEPS], m = 0;
-    int idx[PGR_MAX_SESSIONS] = { 0 };
-    for (;;) {
-        int best = -1;
-        int64_t bt = 0;
-        for (int s = 0; s < c->nsessions; s++) {
-            int ns = c->nsteps[s] < PGR_MAX_STEPS ? c->nsteps[s] : PGR_MAX_STEPS;
-            if (idx[s] >= ns) continue;
-            const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + idx[s]];
-            if (best < 0 || st->t_send_ns < bt) { best = s; bt = st->t_send_ns; }
-        }
-        if (best < 0) break;
-        order_s[m] = best;
-        order_k[m++] = idx[best]++;
-    }
+    int order_s[PGR_MAX_SESSIONS * PGR_MAX_STEPS], order_k[PGR_MAX_SESSIONS * PGR_MAX_STEPS];
+    int m = pgr_cex_order(c, order_s, order_k);
     int lanes = c->nsessions > 8 ? 8 : c->nsessions;
     int lw = 250, rh = 30, top = 30, w = 40 + lanes * lw, h = top + (m + 1) * rh + 20;
     fprintf(f, "<svg class=lane width=%d height=%d viewBox='0 0 %d %d' role=img>\n", w, h, w, h);
