@@ -214,6 +214,7 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
     res->sessions = o->sessions;
     res->mode = "stress";
     res->expected = v->expect[o->iso];
+    if (res->expected == PGR_RACE && o->sessions < v->race_from[o->iso]) res->expected = PGR_SAFE;
 
     stress_run *run = calloc(1, sizeof *run);
     pgr_trial *trials = NULL;
