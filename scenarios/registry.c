@@ -4,9 +4,11 @@
 #include <string.h>
 
 extern const pgr_scenario pgr_scenario_invite_claim;           /* seed 001 */
+extern const pgr_scenario pgr_scenario_message_sequence;       /* seed 003 */
 
 const pgr_scenario *const pgr_scenarios[] = {
     &pgr_scenario_invite_claim,
+    &pgr_scenario_message_sequence,
 };
 const int pgr_nscenarios = (int)(sizeof pgr_scenarios / sizeof pgr_scenarios[0]);
 
