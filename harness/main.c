@@ -220,10 +220,15 @@ static int cmd_list(void)
         const pgr_scenario *sc = pgr_scenarios[i];
         for (int j = 0; j < sc->nvariants; j++) {
             const pgr_variant *v = &sc->variants[j];
-            char target[96], expect[64];
+            char target[96], expect[64], e[PGR_NISO][24];
             snprintf(target, sizeof target, "%s/%s", sc->name, v->name);
-            snprintf(expect, sizeof expect, "%s/%s/%s", pgr_verdict_name(v->expect[0]),
-                     pgr_verdict_name(v->expect[1]), pgr_verdict_name(v->expect[2]));
+            for (int k = 0; k < PGR_NISO; k++) {   /* "race(c>=4)": safe below 4 sessions */
+                if (v->expect[k] == PGR_RACE && v->race_from[k] > 1)
+                    snprintf(e[k], sizeof e[k], "race(c>=%d)", v->race_from[k]);
+                else
+                    snprintf(e[k], sizeof e[k], "%s", pgr_verdict_name(v->expect[k]));
+            }
+            snprintf(expect, sizeof expect, "%s/%s/%s", e[0], e[1], e[2]);
             printf("%-40s %-12s %-26s %s  %s\n", target, pgr_kind_name(v->kind), expect, sc->seed, v->summary);
         }
     }

@@ -169,6 +169,9 @@ typedef struct pgr_variant {
                                   * then the closest faithful form. NULL when not needed. */
     pgr_handler handler;
     pgr_verdict expect[PGR_NISO];/* what CI holds it to, per isolation level (measured) */
+    int race_from[PGR_NISO];     /* a PGR_RACE expectation needs at least this many sessions
+                                  * (0 = any); with fewer, the variant is expected safe (a retry
+                                  * loop that absorbs a bounded number of concurrent losers) */
     const char *summary;         /* one line: what this variant does */
 } pgr_variant;
 

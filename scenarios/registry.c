@@ -6,11 +6,13 @@
 extern const pgr_scenario pgr_scenario_form_submission;        /* seed 000 */
 extern const pgr_scenario pgr_scenario_invite_claim;           /* seed 001 */
 extern const pgr_scenario pgr_scenario_conversation_dedup;     /* seed 002 */
+extern const pgr_scenario pgr_scenario_message_sequence;       /* seed 003 */
 
 const pgr_scenario *const pgr_scenarios[] = {
     &pgr_scenario_form_submission,
     &pgr_scenario_invite_claim,
     &pgr_scenario_conversation_dedup,
+    &pgr_scenario_message_sequence,
 };
 const int pgr_nscenarios = (int)(sizeof pgr_scenarios / sizeof pgr_scenarios[0]);
 
