@@ -709,6 +709,7 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                 const pgr_explore_opts *o, pgr_result *res)
 {
     pgr_result_init(res, sc, v, o->iso, o->sessions, "explore");
+    if (v->explore_blind[o->iso]) res->expected = PGR_SAFE;
     static const char *const names[] = { "exhaustive", "random", "pct" };
     res->ex.strategy = names[o->strategy];
     res->ex.seed = o->seed;

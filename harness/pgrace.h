@@ -172,6 +172,9 @@ typedef struct pgr_variant {
     int race_from[PGR_NISO];     /* a PGR_RACE expectation needs at least this many sessions
                                   * (0 = any); with fewer, the variant is expected safe (a retry
                                   * loop that absorbs a bounded number of concurrent losers) */
+    bool explore_blind[PGR_NISO];/* the race happens only inside one statement (two
+                                  * concurrent executions of it), which statement-level
+                                  * exploration cannot produce: explore expects safe there */
     const char *summary;         /* one line: what this variant does */
 } pgr_variant;
 

@@ -376,6 +376,12 @@ static int message_sequence_check(pgr_batch *b)
     return 0;
 }
 
+static const pgr_claim message_sequence_claims[] = {
+    { "Concurrent message sends don't produce duplicate sequences", "proposed", INV_UNIQUE },
+    { "All messages should have unique, sequential sequence numbers", "proposed", INV_GAPLESS },
+    { "No constraint violation errors (retries handle them)", "proposed", INV_ALL_SENT },
+};
+
 static const pgr_variant message_sequence_variants[] = {
     { .name = "original", .kind = PGR_ORIGINAL, .handler = message_sequence_original,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
@@ -385,6 +391,7 @@ static const pgr_variant message_sequence_variants[] = {
      * fails with 40001, which the loop does not catch, from 2 senders on. */
     { .name = "proposed", .kind = PGR_PROPOSED, .ddl = PROPOSED_DDL, .handler = message_sequence_proposed,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE }, .race_from = { 4, 4, 0 },
+      .explore_blind = { false, false, true },   /* 40001 between two concurrent INSERTs */
       .summary = "plan 09-06: partial unique indexes, INSERT with MAX+1 subquery, 3 attempts on 23505" },
     { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = RECOMMENDED_DDL, .handler = message_sequence_recommended,
       .expect = { PGR_SAFE, PGR_SAFE, PGR_SAFE },
@@ -402,6 +409,8 @@ const pgr_scenario pgr_scenario_message_sequence = {
     .ncases = 3,
     .invariants = message_sequence_invariants,
     .ninvariants = 4,
+    .claims = message_sequence_claims,
+    .nclaims = 3,
     .prepare = message_sequence_prepare,
     .request = message_sequence_request,
     .check = message_sequence_check,
