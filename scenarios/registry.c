@@ -4,9 +4,15 @@
 #include <string.h>
 
 extern const pgr_scenario pgr_scenario_invite_claim;           /* seed 001 */
+extern const pgr_scenario pgr_scenario_identity_verify;        /* seed 004 */
+extern const pgr_scenario pgr_scenario_nullifier_submission;   /* seed 004 */
+extern const pgr_scenario pgr_scenario_idempotent_submission;  /* seed 004 */
 
 const pgr_scenario *const pgr_scenarios[] = {
     &pgr_scenario_invite_claim,
+    &pgr_scenario_identity_verify,
+    &pgr_scenario_nullifier_submission,
+    &pgr_scenario_idempotent_submission,
 };
 const int pgr_nscenarios = (int)(sizeof pgr_scenarios / sizeof pgr_scenarios[0]);
 
