@@ -1,0 +1,69 @@
+"""nullifier_submission (seed 004, WP-004 issue 2): one Submission per nullifier.
+
+The seed's test 2: the same nullifier under two idempotency keys at once, "one succeeds,
+one throws 409; only one Submission record; database constraint prevents duplicates".
+Measured: the unique index keeps one row (holds); the loser gets 500 (uncaught 23505, or
+40001 under serializable), not 409 (broken). The original stores duplicates.
+"""
+import pytest
+
+ISOLATIONS = ["read-committed", "repeatable-read", "serializable"]
+TRIALS = 300    # every race below shows in >= 40 % of the contested trials
+
+ONE_ROW = "exactly one Submission per nullifier"
+LOSER = "one request succeeds; every other gets 409, never 500"
+NO_LOST = "every 200 answer's Submission exists"
+
+
+def run_cell(pgrace, tmp_path, iso, sessions, trials, target="nullifier_submission"):
+    doc, _ = pgrace.stress_json(target, "-c", sessions, "-t", trials, "-i", iso, tmp_path=tmp_path)
+    assert doc["error"] is None
+    res = {r["variant"]: r for r in doc["results"]}
+    for r in res.values():
+        assert r["trials"] == trials and r["sessions"] == sessions and r["isolation"] == iso
+        assert r["matched"], (r["variant"], r["verdict"], r["invariants"])
+    return res
+
+
+def expected_statuses(cases, c):
+    fresh = cases["same_nullifier_two_keys"] + cases["same_nullifier_no_key"]
+    return {"200": fresh, "409": (c - 1) * fresh + c * cases["nullifier_spent"]}
+
+
+@pytest.mark.parametrize("sessions", [2, 8])
+@pytest.mark.parametrize("iso", ISOLATIONS)
+def test_matrix_cell(pgrace, tmp_path, iso, sessions):
+    res = run_cell(pgrace, tmp_path, iso, sessions, TRIALS)
+    orig, prop, reco = res["original"], res["proposed"], res["recommended"]
+
+    # original: findFirst then create, no unique constraint: the nullifier is spent twice
+    assert orig["verdict"] == "race"
+    assert orig["invariants"][ONE_ROW] > 0
+    assert orig["invariants"][LOSER] > 0
+    assert orig["invariants"][NO_LOST] == 0
+    assert "500" not in orig["statuses"]          # nothing stops the duplicates: all 200/409
+
+    # proposed: one row per nullifier holds (the unique index), the loser's answer does not
+    assert prop["verdict"] == "race"
+    assert prop["invariants"][ONE_ROW] == 0
+    assert prop["invariants"][NO_LOST] == 0
+    assert prop["invariants"][LOSER] > 0 and prop["statuses"]["500"] > 0
+    uncaught = "40001" if iso == "serializable" else "23505"
+    assert prop["sqlstates"][uncaught] == prop["statuses"]["500"]   # every 500 is that SQLSTATE
+
+    # recommended: INSERT ... ON CONFLICT DO NOTHING, then read by key / nullifier
+    assert reco["verdict"] == "safe" and reco["violations"] == 0
+    assert all(v == 0 for v in reco["invariants"].values())
+    assert reco["statuses"] == expected_statuses(reco["cases"], sessions)
+    assert "23505" not in reco["sqlstates"]
+
+
+@pytest.mark.parametrize("iso", ISOLATIONS)
+def test_recommended_holds_5000_trials_8_sessions(pgrace, tmp_path, iso):
+    res = run_cell(pgrace, tmp_path, iso, 8, 5000, target="nullifier_submission/recommended")
+    r = res["recommended"]
+    assert r["verdict"] == "safe" and r["violations"] == 0
+    assert all(v == 0 for v in r["invariants"].values())
+    assert sum(r["cases"].values()) == 5000
+    assert r["statuses"] == expected_statuses(r["cases"], 8)
+    assert set(r["sqlstates"]) <= {"00000", "40001"}   # 40001 only under rr/ser, and retried
