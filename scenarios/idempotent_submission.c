@@ -295,6 +295,14 @@ static int idempotent_submission_check(pgr_batch *b)
     return 0;
 }
 
+static const pgr_claim idempotent_submission_claims[] = {
+    { "No duplicate submissions from network failures (one Submission per idempotency key)",
+      "proposed", INV_ONE_ROW },
+    { "Network retries return existing submission (HTTP 200, same data)", "proposed", INV_DOUBLE_CLICK },
+    { "Expected: result1.id === result2.id; both requests return 200 OK (sequential retry)",
+      "proposed", INV_RETRY },
+};
+
 static const pgr_variant idempotent_submission_variants[] = {
     { .name = "original", .kind = PGR_ORIGINAL, .ddl = ORIGINAL_DDL, .handler = idempotent_submission_original,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
@@ -318,6 +326,8 @@ const pgr_scenario pgr_scenario_idempotent_submission = {
     .ncases = 3,
     .invariants = idempotent_submission_invariants,
     .ninvariants = 4,
+    .claims = idempotent_submission_claims,
+    .nclaims = (int)(sizeof idempotent_submission_claims / sizeof idempotent_submission_claims[0]),
     .prepare = idempotent_submission_prepare,
     .request = idempotent_submission_request,
     .check = idempotent_submission_check,

@@ -400,6 +400,15 @@ static int identity_verify_check(pgr_batch *b)
     return 0;
 }
 
+static const pgr_claim identity_verify_claims[] = {
+    { "Prevents duplicate identities from concurrent requests", "proposed", INV_ONE_HOLDER },
+    { "Expected: One succeeds, one throws 409 Conflict (two users, one identity)", "proposed", INV_LOSER_409 },
+    { "Expected: Only one VerificationAudit record created (the same verification twice)", "proposed", INV_SAME_USER },
+    { "await tx.verificationAudit.create({ /* log failure */ }); throw error(409)", "proposed", INV_FAILURE_LOGGED },
+    { "Expected: User.identity_hash NOT set (transaction rolled back) when the audit insert fails",
+      "proposed", INV_WHOLE },
+};
+
 static const pgr_variant identity_verify_variants[] = {
     { .name = "original", .kind = PGR_ORIGINAL, .handler = identity_verify_original,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
@@ -424,6 +433,8 @@ const pgr_scenario pgr_scenario_identity_verify = {
     .ncases = 4,
     .invariants = identity_verify_invariants,
     .ninvariants = 6,
+    .claims = identity_verify_claims,
+    .nclaims = (int)(sizeof identity_verify_claims / sizeof identity_verify_claims[0]),
     .prepare = identity_verify_prepare,
     .request = identity_verify_request,
     .check = identity_verify_check,

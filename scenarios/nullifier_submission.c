@@ -315,6 +315,12 @@ static int nullifier_submission_check(pgr_batch *b)
     return 0;
 }
 
+static const pgr_claim nullifier_submission_claims[] = {
+    { "Expected: Only one Submission record created; database constraint prevents duplicates",
+      "proposed", INV_ONE_ROW },
+    { "Expected: One succeeds, one throws 409 Conflict", "proposed", INV_LOSER_409 },
+};
+
 static const pgr_variant nullifier_submission_variants[] = {
     { .name = "original", .kind = PGR_ORIGINAL, .ddl = ORIGINAL_DDL, .handler = nullifier_submission_original,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
@@ -338,6 +344,8 @@ const pgr_scenario pgr_scenario_nullifier_submission = {
     .ncases = 3,
     .invariants = nullifier_submission_invariants,
     .ninvariants = 3,
+    .claims = nullifier_submission_claims,
+    .nclaims = (int)(sizeof nullifier_submission_claims / sizeof nullifier_submission_claims[0]),
     .prepare = nullifier_submission_prepare,
     .request = nullifier_submission_request,
     .check = nullifier_submission_check,

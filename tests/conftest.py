@@ -58,6 +58,7 @@ class Pgrace:
 def server_tmp():
     d = make_tmpdir()
     yield d
+    subprocess.run(["rm", "-rf", str(d)])
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ SCHEDULES = sorted((ROOT / "fuzz" / "regressions").glob("*.schedule"))
 
 def test_there_are_regressions_for_every_scenario_with_a_race():
     scenarios = {f.name.split("-")[0] for f in SCHEDULES}
-    assert {"form_submission", "invite_claim", "conversation_dedup", "message_sequence"} <= scenarios
+    assert {"form_submission", "invite_claim", "conversation_dedup", "message_sequence", "identity_verify",
+            "nullifier_submission", "idempotent_submission"} <= scenarios
 
 
 def test_every_regression_reproduces(pgrace):
