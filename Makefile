@@ -18,7 +18,7 @@ SRC      := $(wildcard harness/*.c) $(wildcard scenarios/*.c) $(wildcard reports
 HDR      := $(wildcard harness/*.h) $(wildcard reports/*.h)
 OBJ      := $(SRC:%.c=build/gcc/%.o)
 
-.PHONY: all deps run test asan tsan sanitizers bench clean
+.PHONY: all deps run test asan tsan sanitizers bench bench-explore clean
 all: bin/pgrace
 
 deps:
@@ -52,6 +52,9 @@ test: bin/pgrace sanitizers
 
 bench: bin/pgrace
 	$(PYTHON) bench/stress_vs_pgbench.py
+
+bench-explore: bin/pgrace
+	$(PYTHON) bench/explore_bench.py
 
 clean:
 	rm -rf build bin out

@@ -186,6 +186,44 @@ static void latency_chart(FILE *f, const pgr_scenario *sc, pgr_result *rs, int n
     fprintf(f, "</svg>\n");
 }
 
+/* Latency histogram per variant: every request of its stress cells, in log2 buckets
+ * from 64 us to 65 ms (the first and last bucket take everything below and above). */
+static void latency_histogram(FILE *f, const pgr_scenario *sc, pgr_result *rs, int n)
+{
+    enum { NB = 11 };
+    int w = 760, ph = 90, pw = 230, gap = 20;
+    fprintf(f, "<svg width=%d height=%d viewBox='0 0 %d %d' role=img><text x=0 y=12 class=cap>latency histogram "
+               "per variant (requests of all stress cells; buckets 64 &micro;s .. 65 ms, doubling)</text>\n",
+            w, ph + 60, w, ph + 60);
+    for (int j = 0; j < sc->nvariants && j < 3; j++) {
+        long long b[NB] = { 0 }, maxb = 1, total = 0;
+        for (int i = 0; i < n; i++) {
+            if (rs[i].v != &sc->variants[j] || strcmp(rs[i].mode, "stress") != 0) continue;
+            for (long k = 0; k < rs[i].latency.n; k++) {
+                double us = rs[i].latency.v[k];
+                int bi = 0;
+                while (bi < NB - 1 && us >= 64.0 * (double)(1 << (bi + 1))) bi++;
+                b[bi]++;
+                total++;
+            }
+        }
+        for (int k = 0; k < NB; k++) if (b[k] > maxb) maxb = b[k];
+        int x0 = j * (pw + gap), y0 = 24;
+        fprintf(f, "<text x=%d y=%d class=bl>", x0, y0 + 10);
+        esc(f, sc->variants[j].name);
+        fprintf(f, "</text>\n");
+        double bw = (double)pw / NB;
+        for (int k = 0; k < NB && total; k++) {
+            double hgt = (double)(ph - 10) * (double)b[k] / (double)maxb;
+            fprintf(f, "<rect x=%.1f y=%.1f width=%.1f height=%.1f fill='#1565c0'><title>%d-%d us: %lld of %lld</title></rect>",
+                    x0 + k * bw, y0 + 14 + (ph - 10) - hgt, bw - 2, hgt, 64 << k, 64 << (k + 1), b[k], total);
+        }
+        fprintf(f, "\n<text x=%d y=%d class=cap>64&micro;s</text><text x=%d y=%d class=cap>65ms</text>\n", x0,
+                y0 + ph + 18, x0 + pw - 34, y0 + ph + 18);
+    }
+    fprintf(f, "</svg>\n");
+}
+
 static int write_html(const char *path, const char *server, pgr_result *rs, int n, const char *error)
 {
     FILE *f = fopen(path, "w");
@@ -293,6 +331,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
         fputs("</table>\n<h3>Status codes</h3>\n", f);
         status_bars(f, sc, rs, n);
         fputs("<h3>Latency and release skew</h3>\n", f);
+        latency_histogram(f, sc, rs, n);
         latency_chart(f, sc, rs, n);
         fputs("<table><tr><th>variant</th><th>isolation</th><th>sessions</th><th>trials/s</th>"
               "<th>release skew p50 &micro;s</th><th>p99 &micro;s</th><th>release</th></tr>\n", f);
