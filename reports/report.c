@@ -241,7 +241,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
           "td.race{background:#ffebee;color:#b71c1c;font-weight:600}td.safe{background:#e8f5e9;color:#1b5e20}\n"
           "td.mismatch{outline:3px solid #000;outline-offset:-3px}td small{font-weight:400;color:#555;display:block}\n"
           ".held{color:#1b5e20}.broken{color:#b71c1c}.claims li{margin:6px 0}.k{color:#666;font-size:12px}\n"
-          "svg text{font:12px system-ui,sans-serif}.cap{fill:#444}.bl{fill:#222;font-weight:600}.bt{fill:#fff}\n"
+          "svg{max-width:100%;height:auto}svg text{font:12px system-ui,sans-serif}.cap{fill:#444}.bl{fill:#222;font-weight:600}.bt{fill:#fff}\n"
           ".lh{font-weight:700}.ll{stroke:#bbb;stroke-dasharray:3 3}.st{fill:#e3f2fd;stroke:#64b5f6}"
           ".st.err{fill:#ffcdd2;stroke:#e57373}.sl{fill:#111}.ans{font-weight:700;fill:#333}\n"
           ".why{background:#fff8e1;border-left:4px solid #ffb300;padding:6px 10px}.err{color:#b71c1c}\n"
