@@ -47,6 +47,17 @@ class Pgrace:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                               env=env or self.env())
 
+    def cell(self, target, iso, sessions, trials, tmp_path):
+        """One stress cell of every variant of target: results by variant, each one checked to
+        have run as asked and to match its expectation."""
+        doc, _ = self.stress_json(target, "-c", sessions, "-t", trials, "-i", iso, tmp_path=tmp_path)
+        assert doc["error"] is None
+        res = {r["variant"]: r for r in doc["results"]}
+        for r in res.values():
+            assert r["trials"] == trials and r["sessions"] == sessions and r["isolation"] == iso
+            assert r["matched"], (r["variant"], r["verdict"], r["invariants"])
+        return res
+
     def stress_json(self, target, *args, tmp_path, expect_rc=0, binary=None):
         out = tmp_path / "r.json"
         p = self.run("stress", target, "-q", "--json", out, *args)

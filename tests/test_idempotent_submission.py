@@ -22,13 +22,7 @@ RETRY = "a sequential retry gets 200 with the submission, never 409 or 500 (seed
 
 
 def run_cell(pgrace, tmp_path, iso, sessions, trials, target="idempotent_submission"):
-    doc, _ = pgrace.stress_json(target, "-c", sessions, "-t", trials, "-i", iso, tmp_path=tmp_path)
-    assert doc["error"] is None
-    res = {r["variant"]: r for r in doc["results"]}
-    for r in res.values():
-        assert r["trials"] == trials and r["sessions"] == sessions and r["isolation"] == iso
-        assert r["matched"], (r["variant"], r["verdict"], r["invariants"])
-    return res
+    return pgrace.cell(target, iso, sessions, trials, tmp_path)
 
 
 @pytest.mark.parametrize("sessions", [2, 8])

@@ -23,13 +23,7 @@ WHOLE = ("nothing half-committed: a verified user has its success audit; "
 
 
 def run_cell(pgrace, tmp_path, iso, sessions, trials, target="identity_verify"):
-    doc, _ = pgrace.stress_json(target, "-c", sessions, "-t", trials, "-i", iso, tmp_path=tmp_path)
-    assert doc["error"] is None
-    res = {r["variant"]: r for r in doc["results"]}
-    for r in res.values():
-        assert r["trials"] == trials and r["sessions"] == sessions and r["isolation"] == iso
-        assert r["matched"], (r["variant"], r["verdict"], r["invariants"])
-    return res
+    return pgrace.cell(target, iso, sessions, trials, tmp_path)
 
 
 def expected_statuses(cases, c):
