@@ -336,7 +336,7 @@ static int run_schedule(explorer *x, pgr_trial *t, sched_run *out, pgr_result *r
     }
     pthread_mutex_unlock(&x->mu);
     if (x->strategy == PGR_PCT) pct_reset(x);
-    pgr_pool_start(x->pool, t);
+    if (pgr_pool_start(x->pool, t, res) != 0) return -1;
     char err[PGR_ERRLEN] = "";
     for (;;) {
         if (quiesce(x, out, err, sizeof err) != 0) break;

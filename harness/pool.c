@@ -28,6 +28,7 @@ struct pgr_pool {
     pgr_trial *volatile current;     /* the trial being run; written before the gate opens */
     volatile int stop;
     bool realtime;                   /* try SCHED_FIFO for the sessions */
+    bool per_trial;                  /* threads are created for each trial and joined after it */
     _Atomic int realtime_failed;
     pgr_session sess[PGR_MAX_SESSIONS];
     pthread_t th[PGR_MAX_SESSIONS];
@@ -45,12 +46,40 @@ typedef struct session_arg {
 } session_arg;
 static session_arg args_of[PGR_MAX_SESSIONS];   /* only one pool runs at a time */
 
-/* Session thread: wait for the gate, send its request (once or more), report. */
+/* One session's part of trial t: build its request, send it (once or more), record. */
+static void run_request(pgr_pool *pool, int index, pgr_trial *t)
+{
+    pgr_session *s = &pool->sess[index];
+    s->trace = t->trace + (size_t)index * PGR_MAX_STEPS;
+    s->nsteps = 0;
+    s->attempt = 0;
+    s->first_send_ns = 0;
+    pgr_request req;
+    memset(&req, 0, sizeof req);
+    pool->sc->request(t, index, &req);
+    int sends = req.sends > 1 ? req.sends : 1;
+    pgr_response resp = { 0 };
+    int64_t t0 = pgr_now_ns();
+    for (int k = 0; k < sends; k++) {
+        resp = (pgr_response){ .status = 0, .id = -1, .sqlstate = "" };
+        s->attempt = 0;
+        resp.status = pool->v->handler(s, &req, &resp);
+        pgr_rollback(s);   /* a handler that leaves a transaction open is a handler bug */
+        if (k == 0) t->first[index] = resp;
+    }
+    t->sends[index] = sends;
+    t->latency_ns[index] = pgr_now_ns() - t0;
+    t->first_send_ns[index] = s->first_send_ns;
+    t->nsteps[index] = s->nsteps;
+    t->resp[index] = resp;
+    if (s->gate && s->gate->done) s->gate->done(s->gate->ctx, s);
+}
+
+/* Session thread (persistent pools): wait for the gate, run the trial, report. */
 static void *session_main(void *p)
 {
     session_arg *a = p;
     pgr_pool *pool = a->pool;
-    pgr_session *s = &pool->sess[a->index];
     uint32_t seen = 0;
     if (pool->realtime) {
         /* Real-time sessions are not preempted by the backends they wake, so every
@@ -61,33 +90,33 @@ static void *session_main(void *p)
     for (;;) {
         pgr_release_wait(&pool->gate, &seen);
         if (pool->stop) break;
-        pgr_trial *t = pool->current;
-        s->trace = t->trace + (size_t)a->index * PGR_MAX_STEPS;
-        s->nsteps = 0;
-        s->attempt = 0;
-        s->first_send_ns = 0;
-        pgr_request req;
-        memset(&req, 0, sizeof req);
-        pool->sc->request(t, a->index, &req);
-        int sends = req.sends > 1 ? req.sends : 1;
-        pgr_response resp = { 0 };
-        int64_t t0 = pgr_now_ns();
-        for (int k = 0; k < sends; k++) {
-            resp = (pgr_response){ .status = 0, .id = -1, .sqlstate = "" };
-            s->attempt = 0;
-            resp.status = pool->v->handler(s, &req, &resp);
-            pgr_rollback(s);   /* a handler that leaves a transaction open is a handler bug */
-            if (k == 0) t->first[a->index] = resp;
-        }
-        t->sends[a->index] = sends;
-        t->latency_ns[a->index] = pgr_now_ns() - t0;
-        t->first_send_ns[a->index] = s->first_send_ns;
-        t->nsteps[a->index] = s->nsteps;
-        t->resp[a->index] = resp;
-        if (s->gate && s->gate->done) s->gate->done(s->gate->ctx, s);
+        run_request(pool, a->index, pool->current);
         pgr_release_done(&pool->gate);
     }
     return NULL;
+}
+
+/* Session thread (thread per trial): run one trial and end; the coordinator joins it. */
+static void *session_once(void *p)
+{
+    session_arg *a = p;
+    run_request(a->pool, a->index, a->pool->current);
+    return NULL;
+}
+
+/* Start one thread per session running fn; sessions must not take SIGINT/SIGTERM (the
+ * coordinator handles them). 0, or -1 when not all could start. */
+static int start_threads(pgr_pool *pool, void *(*fn)(void *))
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (pool->started = 0; pool->started < pool->nsessions; pool->started++)
+        if (pthread_create(&pool->th[pool->started], NULL, fn, &args_of[pool->started]) != 0) break;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return pool->started == pool->nsessions ? 0 : -1;
 }
 
 pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
@@ -99,6 +128,7 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
     pool->v = v;
     pool->nsessions = o->sessions;
     pool->realtime = o->realtime;
+    pool->per_trial = o->thread_per_trial;
     pgr_release_init(&pool->gate);
     pool->traces = calloc((size_t)PGR_MAX_BATCH * o->sessions * PGR_MAX_STEPS, sizeof *pool->traces);
     if (!pool->traces) { snprintf(res->error, sizeof res->error, "out of memory"); goto fail; }
@@ -121,18 +151,9 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
             goto fail;
     }
 
-    /* Sessions must not take the signals: the coordinator handles SIGINT/SIGTERM. */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    for (; pool->started < o->sessions; pool->started++) {
-        args_of[pool->started] = (session_arg){ pool, pool->started };
-        if (pthread_create(&pool->th[pool->started], NULL, session_main, &args_of[pool->started]) != 0) break;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (pool->started < o->sessions) {
+    for (int i = 0; i < o->sessions; i++) args_of[i] = (session_arg){ pool, i };
+    if (pool->per_trial) return pool;
+    if (start_threads(pool, session_main) != 0) {
         snprintf(res->error, sizeof res->error, "cannot start session threads");
         goto fail;
     }
@@ -145,7 +166,7 @@ fail:
 void pgr_pool_close(pgr_pool *pool, pgr_result *res)
 {
     if (!pool) return;
-    if (pool->started) {
+    if (pool->started && !pool->per_trial) {
         pool->stop = 1;
         pgr_release_open(&pool->gate, 0);
         for (int i = 0; i < pool->started; i++) pthread_join(pool->th[i], NULL);
@@ -202,15 +223,30 @@ int pgr_pool_prepare(pgr_pool *pool, long long first, int n, int force_case, pgr
     return 0;
 }
 
-void pgr_pool_start(pgr_pool *pool, pgr_trial *t)
+int pgr_pool_start(pgr_pool *pool, pgr_trial *t, pgr_result *res)
 {
     pool->current = t;
+    if (pool->per_trial) {
+        if (start_threads(pool, session_once) != 0) {
+            for (int i = 0; i < pool->started; i++) pthread_join(pool->th[i], NULL);
+            pool->started = 0;
+            snprintf(res->error, sizeof res->error, "cannot start session threads");
+            return -1;
+        }
+        return 0;
+    }
     pgr_release_open(&pool->gate, (uint32_t)pool->nsessions);
+    return 0;
 }
 
 int pgr_pool_finish(pgr_pool *pool, pgr_result *res)
 {
-    pgr_release_join(&pool->gate);
+    if (pool->per_trial) {
+        for (int i = 0; i < pool->started; i++) pthread_join(pool->th[i], NULL);
+        pool->started = 0;
+    } else {
+        pgr_release_join(&pool->gate);
+    }
     for (int i = 0; i < pool->nsessions; i++) {
         if (pool->sess[i].infra_error) {
             snprintf(res->error, sizeof res->error, "%s", pool->sess[i].infra_msg);

@@ -122,6 +122,8 @@ typedef struct pgr_pool_opts {
     pgr_isolation iso;
     bool realtime;                   /* try SCHED_FIFO for the sessions */
     const pgr_gate_ops *gate;        /* scheduler at the seam; NULL = run at once */
+    bool thread_per_trial;           /* create the session threads per trial, join them after
+                                      * (the fuzzer: no thread outlives an input) */
     volatile int *interrupted;
 } pgr_pool_opts;
 
@@ -136,8 +138,8 @@ PGconn *pgr_pool_admin(pgr_pool *pool);
 /* Set up trials first..first+n-1 (n <= PGR_MAX_BATCH) and insert their rows.
  * force_case >= 0 gives every trial that case; else the scenario's weights decide. */
 int pgr_pool_prepare(pgr_pool *pool, long long first, int n, int force_case, pgr_batch *b, pgr_result *res);
-/* Release every session into trial t (returns at once). */
-void pgr_pool_start(pgr_pool *pool, pgr_trial *t);
+/* Release every session into trial t (returns at once). -1 + res->error if threads fail. */
+int pgr_pool_start(pgr_pool *pool, pgr_trial *t, pgr_result *res);
 /* Wait until every session answered; -1 + res->error on a harness fault. */
 int pgr_pool_finish(pgr_pool *pool, pgr_result *res);
 /* Check the first `ran` trials of the batch; -1 + res->error. */

@@ -57,8 +57,7 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
         if (pgr_pool_prepare(pool, res->trials, nb, o->force_case, &b, res) != 0) goto out;
         int ran = 0;
         while (ran < nb) {
-            pgr_pool_start(pool, &b.trials[ran]);
-            if (pgr_pool_finish(pool, res) != 0) goto out;
+            if (pgr_pool_start(pool, &b.trials[ran], res) != 0 || pgr_pool_finish(pool, res) != 0) goto out;
             pgr_account_trial(res, &b.trials[ran]);
             ran++;
             res->trials++;
