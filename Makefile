@@ -17,8 +17,11 @@ PYTHON   := /usr/bin/python3
 SRC      := $(wildcard harness/*.c) $(wildcard scenarios/*.c) $(wildcard reports/*.c)
 HDR      := $(wildcard harness/*.h) $(wildcard reports/*.h)
 OBJ      := $(SRC:%.c=build/gcc/%.o)
+LIB_SRC  := $(filter-out harness/main.c,$(SRC))
+LIB_OBJ  := $(LIB_SRC:%.c=build/gcc/%.o)
+FUZZ_SECS ?= 60
 
-.PHONY: all deps run test asan tsan sanitizers bench bench-explore clean
+.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore clean
 all: bin/pgrace
 
 deps:
@@ -40,6 +43,26 @@ bin/pgrace-asan: $(SRC) $(HDR) | deps
 bin/pgrace-tsan: $(SRC) $(HDR) | deps
 	@mkdir -p bin
 	clang $(CPPFLAGS) -std=c11 -pthread $(WARN_ALL) -O1 -g -fsanitize=thread -o $@ $(SRC) $(LDLIBS)
+# libFuzzer target (clang, ASan+UBSan) and the plain-main replayer of its inputs (gcc).
+bin/interleave_fuzzer: $(LIB_SRC) $(HDR) fuzz/interleave_fuzzer.c | deps
+	@mkdir -p bin
+	clang $(CPPFLAGS) -std=c11 -pthread $(WARN_ALL) -O1 -g -fno-omit-frame-pointer \
+	    -fsanitize=fuzzer,address,undefined -o $@ $(LIB_SRC) fuzz/interleave_fuzzer.c $(LDLIBS)
+bin/interleave_replay: $(LIB_OBJ) fuzz/interleave_fuzzer.c fuzz/replay_main.c $(HDR)
+	@mkdir -p bin
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(LIB_OBJ) fuzz/interleave_fuzzer.c fuzz/replay_main.c $(LDLIBS)
+fuzzers: bin/interleave_fuzzer bin/interleave_replay
+
+# Time-boxed fuzzing of every recommended variant (a crash there is a real finding).
+fuzz: fuzzers
+	@mkdir -p fuzz/corpus/interleave out/fuzz
+	PGRACE_FUZZ_TARGET=recommended PGRACE_FUZZ_SAVE=out/fuzz bin/interleave_fuzzer \
+	    -max_total_time=$(FUZZ_SECS) -print_final_stats=1 fuzz/corpus/interleave
+# Under 2 minutes, from an empty corpus: finds a known race, replays it, and fuzzes the
+# recommended variant clean (part of make test).
+fuzz-smoke: fuzzers
+	$(PYTHON) -m pytest -q tests/test_fuzz.py
+
 asan: bin/pgrace-asan
 tsan: bin/pgrace-tsan
 sanitizers: asan tsan
@@ -47,7 +70,7 @@ sanitizers: asan tsan
 run: bin/pgrace
 	bin/pgrace run --out out
 
-test: bin/pgrace sanitizers
+test: bin/pgrace sanitizers fuzzers
 	$(PYTHON) -m pytest -q tests
 
 bench: bin/pgrace

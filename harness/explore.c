@@ -80,6 +80,8 @@ typedef struct explorer {
     int change_at[8];
     node *stack;                                /* exhaustive */
     int nstack;
+    const uint8_t *bytes;                       /* fuzzing: decision g = bytes[g] among ready */
+    size_t nbytes;
     const int *forced;                          /* forced prefix (DFS path, replay, minimize) */
     int nforced;
     bool nonpreemptive_after;                   /* after the forced prefix: keep the last session */
@@ -250,6 +252,13 @@ static int lowest(uint64_t m) { return m ? __builtin_ctzll(m) : -1; }
 static int choose(explorer *x, sched_run *out, uint64_t ready, const unsigned char *kind)
 {
     int g = out->n;
+    if (x->bytes) {
+        int cnt = __builtin_popcountll(ready);
+        int pick = (size_t)g < x->nbytes ? x->bytes[g] % cnt : 0;
+        for (int i = 0; i < x->n; i++)
+            if ((ready >> i & 1) && pick-- == 0) return i;
+        return lowest(ready);
+    }
     if (g < x->nforced) {
         int want = x->forced[g];
         if (want >= 0 && want < x->n && (ready >> want & 1)) {
@@ -596,12 +605,12 @@ static void explorer_free(explorer *x)
 }
 
 /* Open the pool (sessions gated by x) and the monitor connection. */
-static int explorer_open(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
-                         int sessions, pgr_isolation iso, pgr_result *res)
+static int explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
+                              int sessions, pgr_isolation iso, bool per_trial, pgr_result *res)
 {
     x->n = sessions;
     pgr_pool_opts po = { .sessions = sessions, .iso = iso, .realtime = false, .gate = &x->ops,
-                         .interrupted = x->interrupted };
+                         .thread_per_trial = per_trial, .interrupted = x->interrupted };
     x->pool = pgr_pool_open(dsn, sc, v, &po, res);
     if (!x->pool) return -1;
     for (int i = 0; i < sessions; i++) x->pids[i] = pgr_pool_session(x->pool, i)->backend_pid;
@@ -614,6 +623,12 @@ static int explorer_open(explorer *x, const char *dsn, const pgr_scenario *sc, c
     if (!ok) snprintf(res->error, sizeof res->error, "monitor: %s", PQresultErrorMessage(r));
     PQclear(r);
     return ok ? 0 : -1;
+}
+
+static int explorer_open(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
+                         int sessions, pgr_isolation iso, pgr_result *res)
+{
+    return explorer_open_opts(x, dsn, sc, v, sessions, iso, false, res);
 }
 
 static void explorer_close(explorer *x, pgr_result *res)
@@ -975,4 +990,132 @@ int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet
     }
     free(sfs);
     return status;
+}
+
+/* ---- fuzzing ---- */
+
+#define FUZZ_POOLS 4
+
+struct pgr_fuzzer {
+    char dsn[4096];
+    struct {
+        explorer *x;
+        const pgr_variant *v;
+        pgr_isolation iso;
+        int n;
+        long long next_trial;
+        long long used;                 /* last use, for eviction */
+    } pool[FUZZ_POOLS];
+    long long clock;
+    sched_run run;
+};
+
+pgr_fuzzer *pgr_fuzzer_new(const char *dsn)
+{
+    pgr_fuzzer *fz = calloc(1, sizeof *fz);
+    if (fz) snprintf(fz->dsn, sizeof fz->dsn, "%s", dsn);
+    return fz;
+}
+
+void pgr_fuzzer_free(pgr_fuzzer *fz)
+{
+    if (!fz) return;
+    for (int i = 0; i < FUZZ_POOLS; i++)
+        if (fz->pool[i].x) {
+            pgr_result sink;
+            memset(&sink, 0, sizeof sink);
+            explorer_close(fz->pool[i].x, &sink);
+            explorer_free(fz->pool[i].x);
+        }
+    free(fz);
+}
+
+static uint32_t mix(uint32_t h, uint32_t v)
+{
+    h ^= v + 0x9E3779B9u + (h << 6) + (h >> 2);
+    return h;
+}
+
+int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_scenario *sc, const pgr_variant *v, pgr_isolation iso,
+                 int sessions, int kase, const uint8_t *choices, size_t nchoices, const char *save_path,
+                 pgr_fuzz_outcome *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    fz->clock++;
+    int slot = -1, victim = 0;
+    for (int i = 0; i < FUZZ_POOLS; i++) {
+        if (fz->pool[i].x && fz->pool[i].v == v && fz->pool[i].iso == iso && fz->pool[i].n == sessions) slot = i;
+        if (fz->pool[i].used < fz->pool[victim].used) victim = i;
+    }
+    pgr_result res;
+    pgr_result_init(&res, sc, v, iso, sessions, "fuzz");
+    if (slot < 0) {
+        slot = victim;
+        if (fz->pool[slot].x) {
+            pgr_result sink;
+            memset(&sink, 0, sizeof sink);
+            explorer_close(fz->pool[slot].x, &sink);
+            explorer_free(fz->pool[slot].x);
+            fz->pool[slot].x = NULL;
+        }
+        explorer *x = explorer_new(NULL);
+        if (!x || explorer_open_opts(x, fz->dsn, sc, v, sessions, iso, true, &res) != 0) {
+            snprintf(err, errlen, "%s", res.error[0] ? res.error : "out of memory");
+            if (x) { explorer_close(x, &res); explorer_free(x); }
+            return -1;
+        }
+        fz->pool[slot].x = x;
+        fz->pool[slot].v = v;
+        fz->pool[slot].iso = iso;
+        fz->pool[slot].n = sessions;
+        fz->pool[slot].next_trial = 0;
+    }
+    fz->pool[slot].used = fz->clock;
+    explorer *x = fz->pool[slot].x;
+
+    pgr_batch b;
+    if (pgr_pool_prepare(x->pool, fz->pool[slot].next_trial++, 1, kase, &b, &res) != 0) {
+        snprintf(err, errlen, "%s", res.error);
+        return -1;
+    }
+    x->bytes = choices;
+    x->nbytes = nchoices;
+    sched_run *sr = &fz->run;
+    int rc = run_schedule(x, &b.trials[0], sr, &res);
+    x->bytes = NULL;
+    x->nbytes = 0;
+    if (rc != 0 || pgr_pool_check(x->pool, &b, 1, &res) != 0) {
+        snprintf(err, errlen, "%s", res.error);
+        pgr_result_free(&res);
+        return -1;
+    }
+    pgr_trial *t = &b.trials[0];
+    /* the interleaving signal: each step's outcome, and each switch between sessions */
+    for (int g = 0; g < sr->n && out->nsignal < PGR_MAX_GRANTS; g++) {
+        int s, sp;
+        const pgr_step *st = step_of(t, sr, g, &s);
+        uint32_t h = mix(mix(0x1234567u, (uint32_t)(v - sc->variants) * 31u + (uint32_t)iso), (uint32_t)s);
+        if (st) h = mix(mix(mix(h, (uint32_t)(uintptr_t)st->label), (uint32_t)st->rows), (uint32_t)st->sqlstate[1]);
+        if (g > 0 && sr->grants[g - 1] != s) {
+            const pgr_step *prev = step_of(t, sr, g - 1, &sp);
+            h = mix(mix(h, 0xABCDu + (uint32_t)sp), prev ? (uint32_t)(uintptr_t)prev->label : 0u);
+        }
+        if (sr->waited[g]) h = mix(h, 0x5151u);
+        out->signal[out->nsignal++] = h;
+    }
+    out->violated = t->violated;
+    if (t->violated) {
+        out->invariant = t->first_invariant;
+        char order[400];
+        explain_order(t, sr, order, sizeof order);
+        snprintf(out->why, sizeof out->why, "%s%s%s", order, order[0] ? "; then " : "", t->why);
+        describe(t, sr, out->table, sizeof out->table);
+        if (save_path && write_schedule(save_path, sc, v, iso, t, sr, out->table) != 0) {
+            snprintf(err, errlen, "cannot write %s: %s", save_path, strerror(errno));
+            pgr_result_free(&res);
+            return -1;
+        }
+    }
+    pgr_result_free(&res);
+    return 0;
 }

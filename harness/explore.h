@@ -32,4 +32,29 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
  * Returns 0 all reproduced, 1 one diverged, 2 a file unreadable/unparsable or a harness error. */
 int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet, volatile int *interrupted);
 
+/* ---- fuzzing: one schedule whose every decision comes from input bytes ---- */
+
+typedef struct pgr_fuzzer pgr_fuzzer;
+
+typedef struct pgr_fuzz_outcome {
+    bool violated;
+    int invariant;                   /* the first invariant broken */
+    char why[400];
+    char table[8192];                /* the interleaving, described */
+    uint32_t signal[PGR_MAX_GRANTS]; /* interleaving features: hashes of (step, next step of
+                                      * another session, outcomes) at every context switch,
+                                      * and of each step's outcome */
+    int nsignal;
+} pgr_fuzz_outcome;
+
+/* Pools are opened on first use per (variant, isolation, sessions) and kept (a few). */
+pgr_fuzzer *pgr_fuzzer_new(const char *dsn);
+/* Run one schedule: decision g picks among the ready sessions by choices[g] (past the end:
+ * the lowest ready). Threads are joined before it returns. When an invariant breaks and
+ * save_path is set, the schedule file is written there. 0, or -1 with err (harness error). */
+int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_scenario *sc, const pgr_variant *v, pgr_isolation iso,
+                 int sessions, int kase, const uint8_t *choices, size_t nchoices, const char *save_path,
+                 pgr_fuzz_outcome *out, char *err, size_t errlen);
+void pgr_fuzzer_free(pgr_fuzzer *fz);
+
 #endif

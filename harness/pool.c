@@ -20,6 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct session_arg {
+    struct pgr_pool *pool;
+    int index;
+} session_arg;
+
 struct pgr_pool {
     const pgr_scenario *sc;
     const pgr_variant *v;
@@ -32,6 +37,7 @@ struct pgr_pool {
     _Atomic int realtime_failed;
     pgr_session sess[PGR_MAX_SESSIONS];
     pthread_t th[PGR_MAX_SESSIONS];
+    session_arg args[PGR_MAX_SESSIONS];   /* each thread's argument; several pools may live at once */
     int started;
     PGconn *admin;
     pgr_schema schema;
@@ -40,11 +46,6 @@ struct pgr_pool {
     pgr_step *traces;                /* [PGR_MAX_BATCH][nsessions][PGR_MAX_STEPS] */
 };
 
-typedef struct session_arg {
-    pgr_pool *pool;
-    int index;
-} session_arg;
-static session_arg args_of[PGR_MAX_SESSIONS];   /* only one pool runs at a time */
 
 /* One session's part of trial t: build its request, send it (once or more), record. */
 static void run_request(pgr_pool *pool, int index, pgr_trial *t)
@@ -114,7 +115,7 @@ static int start_threads(pgr_pool *pool, void *(*fn)(void *))
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     for (pool->started = 0; pool->started < pool->nsessions; pool->started++)
-        if (pthread_create(&pool->th[pool->started], NULL, fn, &args_of[pool->started]) != 0) break;
+        if (pthread_create(&pool->th[pool->started], NULL, fn, &pool->args[pool->started]) != 0) break;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return pool->started == pool->nsessions ? 0 : -1;
 }
@@ -151,7 +152,7 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
             goto fail;
     }
 
-    for (int i = 0; i < o->sessions; i++) args_of[i] = (session_arg){ pool, i };
+    for (int i = 0; i < o->sessions; i++) pool->args[i] = (session_arg){ pool, i };
     if (pool->per_trial) return pool;
     if (start_threads(pool, session_main) != 0) {
         snprintf(res->error, sizeof res->error, "cannot start session threads");

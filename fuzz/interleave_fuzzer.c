@@ -1,0 +1,133 @@
+/*
+ * interleave_fuzzer.c — libFuzzer drives the explorer's scheduler over a real server.
+ *
+ * Input bytes: [0] which target (scenario/variant), [1] isolation level, [2] sessions (2 or
+ * 3), [3] request case, then one byte per scheduling decision (which of the ready sessions
+ * runs its next statement). An invariant violation prints the interleaving and why, writes
+ * a schedule file (replayable with `pgrace replay`), then aborts so libFuzzer keeps the
+ * input. The interleaving signal (each step's outcome and every switch between sessions)
+ * goes to libFuzzer's extra counters, so "new coverage" also means "new interleaving".
+ *
+ * Environment:
+ *   PGRACE_DSN              a server to use; else a throwaway one is started here
+ *   PGRACE_FUZZ_TARGET      scenario[/variant] or "recommended" (every recommended variant);
+ *                           default: every variant
+ *   PGRACE_FUZZ_ISOLATION   fix the isolation level (read-committed, ...)
+ *   PGRACE_FUZZ_SAVE        directory for schedule files of violations (default .)
+ *   PGRACE_FUZZ_NO_SIGNAL   1: do not feed the interleaving signal (to measure its worth)
+ *   PGRACE_FUZZ_NO_ABORT    1: report a violation and go on (the replay main uses this)
+ * The server is checked in LLVMFuzzerInitialize, never in the target: a server that dies
+ * later makes the target reject inputs and say so, never a fake crash.
+ */
+#include "explore.h"
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* libFuzzer's extra counters: must be kept (used), 64-byte aligned, in this section. */
+__attribute__((used, section("__libfuzzer_extra_counters"), aligned(64)))
+static uint8_t pgr_interleaving_counters[16384];
+
+static pgr_fuzzer *fuzzer;
+static pgr_server server;
+static struct { const pgr_scenario *sc; const pgr_variant *v; } targets[256];
+static int ntargets;
+static int fixed_iso = -1;
+static bool no_signal, no_abort;
+static const char *save_dir = ".";
+static long long violations;
+
+long long pgr_fuzz_violations(void) { return violations; }
+
+static void stop_server(void) { pgr_server_stop(&server); }
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc; (void)argv;
+    const char *want = getenv("PGRACE_FUZZ_TARGET");
+    for (int i = 0; i < pgr_nscenarios; i++) {
+        const pgr_scenario *sc = pgr_scenarios[i];
+        for (int j = 0; j < sc->nvariants; j++) {
+            char name[160];
+            snprintf(name, sizeof name, "%s/%s", sc->name, sc->variants[j].name);
+            bool ok = !want || !*want || strcmp(want, name) == 0 || strcmp(want, sc->name) == 0 ||
+                      (strcmp(want, "recommended") == 0 && sc->variants[j].kind == PGR_RECOMMENDED);
+            if (ok && ntargets < 256) targets[ntargets++] = (__typeof__(targets[0])){ sc, &sc->variants[j] };
+        }
+    }
+    if (!ntargets) {
+        fprintf(stderr, "pgrace fuzz: PGRACE_FUZZ_TARGET '%s' names no target (see 'pgrace list')\n", want);
+        exit(2);
+    }
+    const char *iso = getenv("PGRACE_FUZZ_ISOLATION");
+    if (iso && *iso) {
+        pgr_isolation l;
+        if (pgr_isolation_parse(iso, &l) != 0) {
+            fprintf(stderr, "pgrace fuzz: bad PGRACE_FUZZ_ISOLATION '%s'\n", iso);
+            exit(2);
+        }
+        fixed_iso = (int)l;
+    }
+    no_signal = getenv("PGRACE_FUZZ_NO_SIGNAL") && strcmp(getenv("PGRACE_FUZZ_NO_SIGNAL"), "1") == 0;
+    no_abort = getenv("PGRACE_FUZZ_NO_ABORT") && strcmp(getenv("PGRACE_FUZZ_NO_ABORT"), "1") == 0;
+    if (getenv("PGRACE_FUZZ_SAVE") && *getenv("PGRACE_FUZZ_SAVE")) save_dir = getenv("PGRACE_FUZZ_SAVE");
+
+    char dsn[4200], err[PGR_ERRLEN];
+    const char *env = getenv("PGRACE_DSN");
+    if (env && *env) {
+        snprintf(dsn, sizeof dsn, "%s", env);
+        pgr_scrub_pg_env(true);
+    } else {
+        pgr_scrub_pg_env(false);
+        if (pgr_server_start(&server, false, NULL, err, sizeof err) != 0) {
+            fprintf(stderr, "pgrace fuzz: cannot start a throwaway server: %s\n", err);
+            exit(2);
+        }
+        atexit(stop_server);
+        snprintf(dsn, sizeof dsn, "%s", server.dsn);
+    }
+    PGconn *c = pgr_connect(dsn, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "pgrace fuzz: %s\n", err);
+        exit(2);
+    }
+    PQfinish(c);
+    fuzzer = pgr_fuzzer_new(dsn);
+    fprintf(stderr, "pgrace fuzz: %d target(s), %s signal, server %s\n", ntargets,
+            no_signal ? "no interleaving" : "interleaving", dsn);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 4) return -1;
+    const pgr_scenario *sc = targets[data[0] % ntargets].sc;
+    const pgr_variant *v = targets[data[0] % ntargets].v;
+    pgr_isolation iso = fixed_iso >= 0 ? (pgr_isolation)fixed_iso : (pgr_isolation)(data[1] % PGR_NISO);
+    int sessions = 2 + data[2] % 2;
+    int kase = data[3] % sc->ncases;
+    char path[4300], err[PGR_ERRLEN];
+    snprintf(path, sizeof path, "%s/fuzz-%s-%s-%s.schedule", save_dir, sc->name, v->name, pgr_isolation_name(iso));
+    static pgr_fuzz_outcome out;
+    if (pgr_fuzz_one(fuzzer, sc, v, iso, sessions, kase, data + 4, size - 4, path, &out, err, sizeof err) != 0) {
+        static int warned;
+        if (!warned++) fprintf(stderr, "pgrace fuzz: harness error, inputs rejected, not crashes: %s\n", err);
+        return -1;
+    }
+    if (!no_signal)
+        for (int i = 0; i < out.nsignal; i++) {
+            uint8_t *c = &pgr_interleaving_counters[out.signal[i] % sizeof pgr_interleaving_counters];
+            if (*c < 255) (*c)++;
+        }
+    if (out.violated) {
+        violations++;
+        fprintf(stderr, "\npgrace: violation of \"%s\" in %s/%s (%s, %d sessions, case %s)\n%s"
+                        "pgrace: schedule written to %s\n",
+                sc->invariants[out.invariant], sc->name, v->name, pgr_isolation_name(iso), sessions,
+                sc->cases[kase].name, out.table, path);
+        if (!no_abort) abort();
+    }
+    return 0;
+}
