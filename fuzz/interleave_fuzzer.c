@@ -13,6 +13,7 @@
  *   PGRACE_FUZZ_TARGET      scenario[/variant] or "recommended" (every recommended variant);
  *                           default: every variant
  *   PGRACE_FUZZ_ISOLATION   fix the isolation level (read-committed, ...)
+ *   PGRACE_FUZZ_SESSIONS    fix the session count (2..8; default 2 or 3 from the input)
  *   PGRACE_FUZZ_SAVE        directory for schedule files of violations (default .)
  *   PGRACE_FUZZ_NO_SIGNAL   1: do not feed the interleaving signal (to measure its worth)
  *   PGRACE_FUZZ_NO_ABORT    1: report a violation and go on (the replay main uses this)
@@ -34,7 +35,7 @@ static pgr_fuzzer *fuzzer;
 static pgr_server server;
 static struct { const pgr_scenario *sc; const pgr_variant *v; } targets[256];
 static int ntargets;
-static int fixed_iso = -1;
+static int fixed_iso = -1, fixed_sessions;
 static bool no_signal, no_abort;
 static const char *save_dir = ".";
 static long long violations;
@@ -69,6 +70,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
             exit(2);
         }
         fixed_iso = (int)l;
+    }
+    const char *ns = getenv("PGRACE_FUZZ_SESSIONS");
+    if (ns && *ns) {
+        fixed_sessions = atoi(ns);
+        if (fixed_sessions < 2 || fixed_sessions > 8) {
+            fprintf(stderr, "pgrace fuzz: PGRACE_FUZZ_SESSIONS must be 2..8, got '%s'\n", ns);
+            exit(2);
+        }
     }
     no_signal = getenv("PGRACE_FUZZ_NO_SIGNAL") && strcmp(getenv("PGRACE_FUZZ_NO_SIGNAL"), "1") == 0;
     no_abort = getenv("PGRACE_FUZZ_NO_ABORT") && strcmp(getenv("PGRACE_FUZZ_NO_ABORT"), "1") == 0;
@@ -106,7 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const pgr_scenario *sc = targets[data[0] % ntargets].sc;
     const pgr_variant *v = targets[data[0] % ntargets].v;
     pgr_isolation iso = fixed_iso >= 0 ? (pgr_isolation)fixed_iso : (pgr_isolation)(data[1] % PGR_NISO);
-    int sessions = 2 + data[2] % 2;
+    int sessions = fixed_sessions ? fixed_sessions : 2 + data[2] % 2;
     int kase = data[3] % sc->ncases;
     char path[4300], err[PGR_ERRLEN];
     snprintf(path, sizeof path, "%s/fuzz-%s-%s-%s.schedule", save_dir, sc->name, v->name, pgr_isolation_name(iso));

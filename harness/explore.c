@@ -994,7 +994,7 @@ int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet
 
 /* ---- fuzzing ---- */
 
-#define FUZZ_POOLS 4
+#define FUZZ_POOLS 48          /* every recommended target x level x 2-3 sessions: 42 */
 
 struct pgr_fuzzer {
     char dsn[4096];

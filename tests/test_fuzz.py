@@ -1,0 +1,67 @@
+"""The libFuzzer interleaving fuzzer (make fuzz-smoke): from an empty corpus it finds a known
+race, writes a schedule that replays, and fuzzes the recommended variants clean."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import BIN
+
+FUZZER = BIN.parent / "interleave_fuzzer"
+REPLAYER = BIN.parent / "interleave_replay"
+
+
+def fuzz(pgrace, tmp_path, *args, **env):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir(exist_ok=True)
+    save = tmp_path / "save"
+    save.mkdir(exist_ok=True)
+    e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_SAVE=str(save), **env)
+    p = subprocess.run([str(FUZZER), *args, "-print_final_stats=1", str(corpus)], capture_output=True,
+                       text=True, env=e, timeout=300, cwd=tmp_path)
+    return p, save, corpus
+
+
+def test_fuzzer_finds_a_known_race_from_an_empty_corpus(pgrace, tmp_path):
+    p, save, _ = fuzz(pgrace, tmp_path, "-max_total_time=90", "-timeout=30",
+                      PGRACE_FUZZ_TARGET="invite_claim/proposed", PGRACE_FUZZ_ISOLATION="read-committed")
+    assert "Extra Counters" in p.stderr, "the interleaving signal must reach libFuzzer"
+    assert 'pgrace: violation of "exactly one 201; every duplicate gets 200' in p.stderr, p.stderr[-3000:]
+    assert "why:" in p.stderr and "deadly signal" in p.stderr
+    crashes = list(tmp_path.glob("crash-*"))
+    assert len(crashes) == 1
+    schedules = list(save.glob("*.schedule"))
+    assert len(schedules) == 1
+    r = pgrace.run("replay", schedules[0], "-q")
+    assert r.returncode == 0 and "reproduced" in r.stdout, r.stdout + r.stderr
+    # the crashing input replays with the plain (gcc) main, no libFuzzer
+    e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_TARGET="invite_claim/proposed",
+                   PGRACE_FUZZ_ISOLATION="read-committed", PGRACE_FUZZ_SAVE=str(tmp_path))
+    r = subprocess.run([str(REPLAYER), str(crashes[0])], capture_output=True, text=True, env=e, timeout=120)
+    assert r.returncode == 1 and "replayed 1 input(s), 1 broke an invariant" in r.stdout, r.stdout + r.stderr
+
+
+def test_recommended_variants_fuzz_clean(pgrace, tmp_path):
+    p, save, corpus = fuzz(pgrace, tmp_path, "-runs=1500", "-timeout=30", PGRACE_FUZZ_TARGET="recommended")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "pgrace: violation" not in p.stderr and not list(save.glob("*.schedule"))
+    runs = int(re.search(r"stat::number_of_executed_units: (\d+)", p.stderr).group(1))
+    assert runs >= 1500
+    # and its corpus replays clean through the plain main
+    e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_TARGET="recommended")
+    r = subprocess.run([str(REPLAYER), str(corpus)], capture_output=True, text=True, env=e, timeout=300)
+    assert r.returncode == 0 and "0 broke an invariant" in r.stdout, r.stdout + r.stderr
+
+
+def test_dead_server_is_checked_at_initialize_not_a_crash(pgrace, tmp_path):
+    e = pgrace.env(PGRACE_DSN="host=/nonexistent port=1 dbname=x")
+    p = subprocess.run([str(FUZZER), "-runs=10"], capture_output=True, text=True, env=e, timeout=60, cwd=tmp_path)
+    assert p.returncode == 2 and "pgrace fuzz: cannot connect to the server" in p.stderr
+    assert not list(tmp_path.glob("crash-*"))
+
+
+def test_unknown_fuzz_target_exits_2(pgrace, tmp_path):
+    e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_TARGET="nope/none")
+    p = subprocess.run([str(FUZZER), "-runs=1"], capture_output=True, text=True, env=e, timeout=60, cwd=tmp_path)
+    assert p.returncode == 2 and "names no target" in p.stderr
