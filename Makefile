@@ -48,16 +48,23 @@ bin/interleave_fuzzer: $(LIB_SRC) $(HDR) fuzz/interleave_fuzzer.c | deps
 	@mkdir -p bin
 	clang $(CPPFLAGS) -std=c11 -pthread $(WARN_ALL) -O1 -g -fno-omit-frame-pointer \
 	    -fsanitize=fuzzer,address,undefined -o $@ $(LIB_SRC) fuzz/interleave_fuzzer.c $(LDLIBS)
+bin/parsers_fuzzer: $(LIB_SRC) $(HDR) fuzz/parsers_fuzzer.c | deps
+	@mkdir -p bin
+	clang $(CPPFLAGS) -std=c11 -pthread $(WARN_ALL) -O1 -g -fno-omit-frame-pointer \
+	    -fsanitize=fuzzer,address,undefined -o $@ $(LIB_SRC) fuzz/parsers_fuzzer.c $(LDLIBS)
 bin/interleave_replay: $(LIB_OBJ) fuzz/interleave_fuzzer.c fuzz/replay_main.c $(HDR)
 	@mkdir -p bin
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(LIB_OBJ) fuzz/interleave_fuzzer.c fuzz/replay_main.c $(LDLIBS)
-fuzzers: bin/interleave_fuzzer bin/interleave_replay
+fuzzers: bin/interleave_fuzzer bin/interleave_replay bin/parsers_fuzzer
 
 # Time-boxed fuzzing of every recommended variant (a crash there is a real finding).
 fuzz: fuzzers
 	@mkdir -p fuzz/corpus/interleave out/fuzz
 	PGRACE_FUZZ_TARGET=recommended PGRACE_FUZZ_SAVE=out/fuzz bin/interleave_fuzzer \
 	    -max_total_time=$(FUZZ_SECS) -print_final_stats=1 fuzz/corpus/interleave
+	@mkdir -p out/fuzz/parsers-corpus && cp fuzz/corpus/parsers/* out/fuzz/parsers-corpus/
+	bin/parsers_fuzzer -dict=fuzz/parsers.dict -max_total_time=$(FUZZ_SECS) -print_final_stats=1 \
+	    out/fuzz/parsers-corpus
 # Under 2 minutes, from an empty corpus: finds a known race, replays it, and fuzzes the
 # recommended variant clean (part of make test).
 fuzz-smoke: fuzzers

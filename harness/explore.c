@@ -507,13 +507,29 @@ static int write_schedule(const char *path, const pgr_scenario *sc, const pgr_va
 }
 
 /* Parse a schedule file. 0, or -1 with err naming the file and the line. */
+static int parse_schedule(FILE *f, const char *path, sched_file *sf, char *err, size_t errlen);
+
 static int read_schedule(const char *path, sched_file *sf, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) { snprintf(err, errlen, "cannot read schedule %s: %s", path, strerror(errno)); return -1; }
+    return parse_schedule(f, path, sf, err, errlen);
+}
+
+int pgr_schedule_check(const char *data, size_t n, char *err, size_t errlen)
+{
+    sched_file sf;
+    FILE *f = fmemopen((void *)data, n, "r");
+    if (!f) { snprintf(err, errlen, "fmemopen: %s", strerror(errno)); return -1; }
+    return parse_schedule(f, "<memory>", &sf, err, errlen);
+}
+
+/* Parse a schedule (closes f). 0, or -1 with err naming the file and the line. */
+static int parse_schedule(FILE *f, const char *path, sched_file *sf, char *err, size_t errlen)
 {
     memset(sf, 0, sizeof *sf);
     sf->sessions = -1;
     sf->iso = PGR_NISO;
-    FILE *f = fopen(path, "r");
-    if (!f) { snprintf(err, errlen, "cannot read schedule %s: %s", path, strerror(errno)); return -1; }
     char line[2048];
     int lineno = 0;
     bool have_grants = false;

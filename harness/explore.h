@@ -32,6 +32,9 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
  * Returns 0 all reproduced, 1 one diverged, 2 a file unreadable/unparsable or a harness error. */
 int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet, volatile int *interrupted);
 
+/* Parse a schedule file's text (the parsers fuzzer). 0, or -1 with err. */
+int pgr_schedule_check(const char *data, size_t n, char *err, size_t errlen);
+
 /* ---- fuzzing: one schedule whose every decision comes from input bytes ---- */
 
 typedef struct pgr_fuzzer pgr_fuzzer;

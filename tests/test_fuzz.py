@@ -65,3 +65,16 @@ def test_unknown_fuzz_target_exits_2(pgrace, tmp_path):
     e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_TARGET="nope/none")
     p = subprocess.run([str(FUZZER), "-runs=1"], capture_output=True, text=True, env=e, timeout=60, cwd=tmp_path)
     assert p.returncode == 2 and "names no target" in p.stderr
+
+
+def test_parsers_fuzzer_runs_clean(tmp_path):
+    """Schedule files, DSNs, isolation and scenario names: 200k inputs, no crash, leak or UB."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for f in (BIN.parent.parent / "fuzz" / "corpus" / "parsers").iterdir():
+        (corpus / f.name).write_bytes(f.read_bytes())
+    p = subprocess.run([str(BIN.parent / "parsers_fuzzer"), f"-dict={BIN.parent.parent / 'fuzz' / 'parsers.dict'}",
+                        "-runs=200000", "-print_final_stats=1", str(corpus)], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "stat::number_of_executed_units: 200000" in p.stderr

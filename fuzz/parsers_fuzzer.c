@@ -1,0 +1,38 @@
+/*
+ * parsers_fuzzer.c — everything pgrace parses from outside, with no server: schedule files
+ * (pgrace replay), DSNs (--dsn / PGRACE_DSN), isolation levels and scenario names. The
+ * first byte picks the parser; the rest is its input. Bad input must be an error, never a
+ * crash, a leak or undefined behaviour (ASan+UBSan).
+ */
+#include "explore.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    char err[PGR_ERRLEN];
+    const char *text = (const char *)data + 1;
+    size_t n = size - 1;
+    char *z = malloc(n + 1);                /* NUL-terminated copy for the string parsers */
+    if (!z) return 0;
+    memcpy(z, text, n);
+    z[n] = '\0';
+    switch (data[0] % 3) {
+    case 0:
+        if (n > 0) pgr_schedule_check(text, n, err, sizeof err);
+        break;
+    case 1:
+        pgr_dsn_check(z, err, sizeof err);
+        break;
+    case 2: {
+        pgr_isolation iso;
+        pgr_isolation_parse(z, &iso);
+        pgr_find_scenario(z);
+        break;
+    }
+    }
+    free(z);
+    return 0;
+}
