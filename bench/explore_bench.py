@@ -15,16 +15,12 @@ Usage: bench/explore_bench.py [--isolationtester-rounds N]
 """
 import argparse
 import json
-import os
 import pathlib
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = ROOT / "bin" / "pgrace"
+from benchserver import BIN, kept_server
 
 SPEC = """
 setup {
@@ -66,13 +62,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--isolationtester-rounds", type=int, default=20)
     a = ap.parse_args()
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="pgrace-bench-"))
-    os.chmod(tmp, 0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["TMPDIR"] = str(tmp)
-    dsn = subprocess.run([str(BIN), "server", "start", "-q"], capture_output=True, text=True, env=env,
-                         check=True).stdout.strip()
-    try:
+    with kept_server() as (dsn, env, tmp):
         print("exhaustive, 2 sessions, read committed")
         print(f"  {'target':40} {'schedules':>9} {'first violation':>15} {'seconds':>8}  verdict")
         for target, kind, expect in targets():
@@ -119,9 +109,6 @@ def main():
                   f"{r['schedules'] / r['seconds']:7.0f} interleavings/s")
         else:
             print("\nisolationtester not installed (postgresql-server-dev-15): peer comparison skipped")
-    finally:
-        subprocess.run([str(BIN), "server", "stop", "-q"], env=env)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,13 @@
 Usage: bench/fuzz_bench.py [--seeds N] [--max-seconds S]
 """
 import argparse
-import os
 import pathlib
 import re
-import shutil
 import statistics
 import subprocess
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = ROOT / "bin" / "pgrace"
+from benchserver import BIN, ROOT, kept_server
 FUZZER = ROOT / "bin" / "interleave_fuzzer"
 
 
@@ -42,14 +39,8 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--max-seconds", type=int, default=60)
     a = ap.parse_args()
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="pgrace-bench-"))
-    os.chmod(tmp, 0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["TMPDIR"] = str(tmp)
-    dsn = subprocess.run([str(BIN), "server", "start", "-q"], capture_output=True, text=True, env=env,
-                         check=True).stdout.strip()
-    env["PGRACE_DSN"] = dsn
-    try:
+    with kept_server() as (dsn, env, tmp):
+        env["PGRACE_DSN"] = dsn
         rows = [l.split() for l in subprocess.run([str(BIN), "list"], capture_output=True, text=True,
                                                   check=True).stdout.splitlines()[1:]]
         print(f"executions to the first crash (median of {a.seeds} seeds; '>N' = none within {a.max_seconds} s)")
@@ -79,9 +70,6 @@ def main():
         hit, units, rate = run(env, tmp, "recommended", None, 1, True, 30)
         print(f"  every recommended variant, 2-3 sessions: {rate:5d} exec/s (42 pools warming up)"
               f"{'  A VIOLATION' if hit else ''}")
-    finally:
-        subprocess.run([str(BIN), "server", "stop", "-q"], env=env)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

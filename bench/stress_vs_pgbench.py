@@ -14,16 +14,13 @@ Usage: bench/stress_vs_pgbench.py [--seconds S] [--rounds N]
 """
 import argparse
 import json
-import os
 import pathlib
 import re
 import shutil
 import statistics
 import subprocess
-import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = ROOT / "bin" / "pgrace"
+from benchserver import BIN, kept_server
 SESSIONS = 8
 
 # Each client walks invites 1, 2, 3, ...: clients drift apart and seldom wait on a lock.
@@ -113,13 +110,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
 
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="pgrace-bench-"))
-    os.chmod(tmp, 0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["TMPDIR"] = str(tmp)
-    dsn = subprocess.run([str(BIN), "server", "start", "-q"], capture_output=True, text=True,
-                         env=env, check=True).stdout.strip()
-    try:
+    with kept_server() as (dsn, env, tmp):
         anchor, convoy, ours, skews = [], [], [], []
         for i in range(a.rounds):          # alternate, so drift hits all alike
             anchor.append(run_pgbench(dsn, a.seconds, env, tmp, WALK))
@@ -142,9 +133,6 @@ def main():
         print(f"  ratio pgrace/pgbench-convoy {po / pc:8.2f}   (same lock convoy as a trial)")
         print(f"  release skew         p50 {p50:.1f} us, p99 {p99:.1f} us   (target p99 <= 50 us)  "
               f"{'ok' if p99 <= 50 else 'MISSED'}")
-    finally:
-        subprocess.run([str(BIN), "server", "stop", "-q"], env=env)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
