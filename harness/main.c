@@ -7,6 +7,7 @@
 #include "report.h"
 #include "runner.h"
 #include "server.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -21,114 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* All configuration of one invocation. */
-static struct pgr_config {
-    const char *command;
-    const char *dsn;             /* --dsn or PGRACE_DSN; NULL: throwaway server */
-    const char *json_path;       /* --json */
-    const char *out_dir;         /* run --out */
-    bool quiet;
-    int sessions;
-    long long trials;
-    double seconds;
-    double budget;
-    double progress;
-    pgr_isolation iso;
-    bool iso_given;
-    pgr_strategy strategy;       /* explore */
-    long long max_schedules;
-    unsigned long long seed;
-    int depth;
-    const char *save_dir;
-    const char *kase;
-    int repeat;                  /* replay */
-    const char *baseline;        /* ci */
-    const char *regressions;     /* ci */
-} cfg = { .sessions = 2, .progress = 2.0, .budget = 60, .out_dir = "out", .depth = 2, .repeat = 1 };
+static pgr_config cfg;
 
 static volatile int interrupted;
 static pgr_server throwaway;
-
-static const char usage_text[] =
-    "usage: pgrace COMMAND [options]\n"
-    "\n"
-    "commands:\n"
-    "  list                          one line per scenario/variant: target, kind, expectation, seed\n"
-    "  stress TARGET                 fire synchronized concurrent requests, check invariants\n"
-    "  run [TARGET...]               the matrix (variant x isolation x 2/8 sessions, explore), reports\n"
-    "  ci [TARGET...]                replay regressions, run the matrix, report new failures\n"
-    "  server start|stop|status      a throwaway PostgreSQL kept for several runs\n"
-    "  explore TARGET                run the sessions' statements in chosen orders, one at a time\n"
-    "  replay FILE...                re-run saved schedules deterministically, print the trace\n"
-    "\n"
-    "TARGET = scenario[/variant]; no variant means every variant\n"
-    "\n"
-    "stress options:\n"
-    "  -c, --sessions N              concurrent sessions, 1..64 (default 2)\n"
-    "  -t, --trials N                trials, 1..1000000000 (default 2000)\n"
-    "  -T, --seconds S               run for S seconds instead of a trial count\n"
-    "  -i, --isolation LEVEL         read-committed | repeatable-read | serializable\n"
-    "                                (default: read-committed)\n"
-    "  -P, --progress S              progress on stderr every S seconds (default 2, 0 = off)\n"
-    "  --case NAME                   every trial sends this request case (default: all, weighted)\n"
-    "explore options (and -c, -i):\n"
-    "  --strategy S                  exhaustive (default) | random | pct\n"
-    "  --max-schedules N             stop after N schedules (default: exhaustive all, else 1000)\n"
-    "  --seed S                      random/pct seed (default 1)\n"
-    "  --depth D                     pct bug depth, 1..8 (default 2)\n"
-    "  --case NAME                   request case to explore (default: the scenario's first)\n"
-    "  --save DIR                    write each distinct failing schedule, minimized, to DIR\n"
-    "replay options:\n"
-    "  --repeat N                    replay each file N times (default 1)\n"
-    "ci options (and --budget, --out):\n"
-    "  --baseline FILE               an earlier results.json: its failures are known, not new\n"
-    "  --regressions DIR             schedules that must reproduce (default fuzz/regressions)\n"
-    "run options:\n"
-    "  --budget S                    total seconds for the matrix (default 60)\n"
-    "  --out DIR                     where results.json, index.html, junit.xml and summary.md go\n"
-    "                                (default out/)\n"
-    "common options:\n"
-    "  --json FILE                   write the results as JSON (schema in README.md)\n"
-    "  --dsn DSN                     use this server (or PGRACE_DSN); default: start a\n"
-    "                                throwaway PostgreSQL in a private temporary directory\n"
-    "  -q, --quiet                   no progress or notes on stderr\n"
-    "  -h, --help                    this text\n"
-    "\n"
-    "exit status: 0 verdicts matched expectations, 1 a verdict did not, 2 error\n";
-
-static int usage_error(const char *fmt, const char *a, const char *b)
-{
-    fprintf(stderr, "pgrace: ");
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, " (see 'pgrace --help')\n");
-    return 2;
-}
-
-static int parse_ll(const char *opt, const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "pgrace: %s must be an integer in %lld..%lld, got '%s'\n", opt, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_seconds(const char *opt, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
-        fprintf(stderr, "pgrace: %s must be a number of seconds in %g..%g, got '%s'\n", opt, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
 
 static void on_signal(int sig)
 {
@@ -533,97 +430,16 @@ static int cmd_run(char **targets, int ntargets)
     return rc;
 }
 
-enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
-       OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS };
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) { fputs(usage_text, stderr); return 2; }
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
-        fputs(usage_text, stdout);
-        return 0;
-    }
-    cfg.command = argv[1];
-    const char *env_dsn = getenv("PGRACE_DSN");
-    if (env_dsn && *env_dsn) cfg.dsn = env_dsn;
-
-    static const struct option opts[] = {
-        { "sessions", required_argument, NULL, 'c' }, { "trials", required_argument, NULL, 't' },
-        { "seconds", required_argument, NULL, 'T' }, { "isolation", required_argument, NULL, 'i' },
-        { "progress", required_argument, NULL, 'P' }, { "quiet", no_argument, NULL, 'q' },
-        { "help", no_argument, NULL, 'h' }, { "json", required_argument, NULL, OPT_JSON },
-        { "dsn", required_argument, NULL, OPT_DSN }, { "budget", required_argument, NULL, OPT_BUDGET },
-        { "out", required_argument, NULL, OPT_OUT }, { "strategy", required_argument, NULL, OPT_STRATEGY },
-        { "max-schedules", required_argument, NULL, OPT_MAXSCHED }, { "seed", required_argument, NULL, OPT_SEED },
-        { "depth", required_argument, NULL, OPT_DEPTH }, { "save", required_argument, NULL, OPT_SAVE },
-        { "case", required_argument, NULL, OPT_CASE }, { "repeat", required_argument, NULL, OPT_REPEAT },
-        { "baseline", required_argument, NULL, OPT_BASELINE }, { "regressions", required_argument, NULL, OPT_REGRESSIONS },
-        { NULL, 0, NULL, 0 } };
-    opterr = 0;
-    int ch;
-    long long v;
-    while ((ch = getopt_long(argc - 1, argv + 1, ":c:t:T:i:P:qh", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            if (parse_ll("-c/--sessions", optarg, 1, PGR_MAX_SESSIONS, &v)) return 2;
-            cfg.sessions = (int)v;
-            break;
-        case 't':
-            if (parse_ll("-t/--trials", optarg, 1, 1000000000LL, &v)) return 2;
-            cfg.trials = v;
-            break;
-        case 'T':
-            if (parse_seconds("-T/--seconds", optarg, 0.001, 86400, &cfg.seconds)) return 2;
-            break;
-        case 'P':
-            if (parse_seconds("-P/--progress", optarg, 0, 3600, &cfg.progress)) return 2;
-            break;
-        case 'i':
-            if (pgr_isolation_parse(optarg, &cfg.iso) != 0)
-                return usage_error("-i/--isolation must be read-committed, repeatable-read or serializable, got '%s'%s", optarg, "");
-            cfg.iso_given = true;
-            break;
-        case 'q': cfg.quiet = true; break;
-        case 'h': fputs(usage_text, stdout); return 0;
-        case OPT_JSON: cfg.json_path = optarg; break;
-        case OPT_DSN: cfg.dsn = optarg; break;
-        case OPT_BUDGET:
-            if (parse_seconds("--budget", optarg, 1, 86400, &cfg.budget)) return 2;
-            break;
-        case OPT_OUT: cfg.out_dir = optarg; break;
-        case OPT_STRATEGY:
-            if (strcmp(optarg, "exhaustive") == 0) cfg.strategy = PGR_EXHAUSTIVE;
-            else if (strcmp(optarg, "random") == 0) cfg.strategy = PGR_RANDOM;
-            else if (strcmp(optarg, "pct") == 0) cfg.strategy = PGR_PCT;
-            else return usage_error("--strategy must be exhaustive, random or pct, got '%s'%s", optarg, "");
-            break;
-        case OPT_MAXSCHED:
-            if (parse_ll("--max-schedules", optarg, 1, 100000000LL, &v)) return 2;
-            cfg.max_schedules = v;
-            break;
-        case OPT_SEED:
-            if (parse_ll("--seed", optarg, 0, LLONG_MAX, &v)) return 2;
-            cfg.seed = (unsigned long long)v;
-            break;
-        case OPT_DEPTH:
-            if (parse_ll("--depth", optarg, 1, 8, &v)) return 2;
-            cfg.depth = (int)v;
-            break;
-        case OPT_SAVE: cfg.save_dir = optarg; break;
-        case OPT_BASELINE: cfg.baseline = optarg; break;
-        case OPT_REGRESSIONS: cfg.regressions = optarg; break;
-        case OPT_CASE: cfg.kase = optarg; break;
-        case OPT_REPEAT:
-            if (parse_ll("--repeat", optarg, 1, 1000000, &v)) return 2;
-            cfg.repeat = (int)v;
-            break;
-        case ':': return usage_error("option %s needs a value%s", argv[optind], "");
-        default: return usage_error("unknown option '%s'%s", argv[optind], "");
-        }
-    }
-    if (cfg.trials && cfg.seconds > 0) return usage_error("give -t/--trials or -T/--seconds, not both%s%s", "", "");
-    int npos = argc - 1 - optind;
-    char **pos = argv + 1 + optind;
+    if (argc < 2) { fputs(pgr_usage_text, stderr); return 2; }
+    pgr_config_defaults(&cfg);
+    int npos;
+    char **pos, err[PGR_ERRLEN];
+    int prc = pgr_cli_parse(argc, argv, &cfg, &npos, &pos, err, sizeof err);
+    if (prc == 1) { fputs(pgr_usage_text, stdout); return 0; }
+    if (prc != 0) { fprintf(stderr, "pgrace: %s\n", err); return 2; }
 
     install_signals();
     atexit(pgr_server_cleanup_registered);
@@ -631,12 +447,10 @@ int main(int argc, char **argv)
     if (strcmp(cfg.command, "list") == 0) {
         rc = cmd_list();
     } else if (strcmp(cfg.command, "stress") == 0) {
-        if (npos != 1) return usage_error("stress needs exactly one TARGET%s%s", "", "");
         rc = cmd_stress(pos[0]);
     } else if (strcmp(cfg.command, "run") == 0) {
         rc = cmd_run(pos, npos);
     } else if (strcmp(cfg.command, "server") == 0) {
-        if (npos != 1) return usage_error("server needs one of start, stop, status%s%s", "", "");
         rc = pgr_server_command(pos[0], cfg.quiet);
     } else if (strcmp(cfg.command, "ci") == 0) {
         if (cfg.baseline && access(cfg.baseline, R_OK) != 0) {
@@ -645,13 +459,11 @@ int main(int argc, char **argv)
         }
         rc = cmd_ci(pos, npos);
     } else if (strcmp(cfg.command, "explore") == 0) {
-        if (npos != 1) return usage_error("explore needs exactly one TARGET%s%s", "", "");
         rc = cmd_explore(pos[0]);
     } else if (strcmp(cfg.command, "replay") == 0) {
-        if (npos < 1) return usage_error("replay needs at least one schedule FILE%s%s", "", "");
         rc = cmd_replay(pos, npos);
     } else {
-        return usage_error("unknown command '%s'%s", cfg.command, "");
+        rc = 2;                  /* unreachable: the parser knows every command */
     }
     pgr_server_stop(&throwaway);
     if (interrupted) {

@@ -1,0 +1,205 @@
+/* cli.c — the command line: options, numbers with their names and ranges, commands and
+ * their positional arguments. Only main() prints and exits; this fills an error line. */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
+       OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS };
+
+const char pgr_usage_text[] =
+    "usage: pgrace COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  list                          one line per scenario/variant: target, kind, expectation, seed\n"
+    "  stress TARGET                 fire synchronized concurrent requests, check invariants\n"
+    "  run [TARGET...]               the matrix (variant x isolation x 2/8 sessions, explore), reports\n"
+    "  ci [TARGET...]                replay regressions, run the matrix, report new failures\n"
+    "  server start|stop|status      a throwaway PostgreSQL kept for several runs\n"
+    "  explore TARGET                run the sessions' statements in chosen orders, one at a time\n"
+    "  replay FILE...                re-run saved schedules deterministically, print the trace\n"
+    "\n"
+    "TARGET = scenario[/variant]; no variant means every variant\n"
+    "\n"
+    "stress options:\n"
+    "  -c, --sessions N              concurrent sessions, 1..64 (default 2)\n"
+    "  -t, --trials N                trials, 1..1000000000 (default 2000)\n"
+    "  -T, --seconds S               run for S seconds instead of a trial count\n"
+    "  -i, --isolation LEVEL         read-committed | repeatable-read | serializable\n"
+    "                                (default: read-committed)\n"
+    "  -P, --progress S              progress on stderr every S seconds (default 2, 0 = off)\n"
+    "  --case NAME                   every trial sends this request case (default: all, weighted)\n"
+    "explore options (and -c, -i):\n"
+    "  --strategy S                  exhaustive (default) | random | pct\n"
+    "  --max-schedules N             stop after N schedules (default: exhaustive all, else 1000)\n"
+    "  --seed S                      random/pct seed (default 1)\n"
+    "  --depth D                     pct bug depth, 1..8 (default 2)\n"
+    "  --case NAME                   request case to explore (default: the scenario's first)\n"
+    "  --save DIR                    write each distinct failing schedule, minimized, to DIR\n"
+    "replay options:\n"
+    "  --repeat N                    replay each file N times (default 1)\n"
+    "ci options (and --budget, --out):\n"
+    "  --baseline FILE               an earlier results.json: its failures are known, not new\n"
+    "  --regressions DIR             schedules that must reproduce (default fuzz/regressions)\n"
+    "run options:\n"
+    "  --budget S                    total seconds for the matrix (default 60)\n"
+    "  --out DIR                     where results.json, index.html, junit.xml and summary.md go\n"
+    "                                (default out/)\n"
+    "common options:\n"
+    "  --json FILE                   write the results as JSON (schema in README.md)\n"
+    "  --dsn DSN                     use this server (or PGRACE_DSN); default: start a\n"
+    "                                throwaway PostgreSQL in a private temporary directory\n"
+    "  -q, --quiet                   no progress or notes on stderr\n"
+    "  -h, --help                    this text\n"
+    "\n"
+    "exit status: 0 verdicts matched expectations, 1 a verdict did not, 2 error\n";
+
+/* A usage error: the message, then where to look. Returns -1. */
+static int usage_error(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+{
+    char m[PGR_ERRLEN];
+    snprintf(m, sizeof m, fmt, a, b);
+    snprintf(err, errlen, "%s (see 'pgrace --help')", m);
+    return -1;
+}
+
+static int parse_ll(const char *opt, const char *s, long long lo, long long hi, long long *out, char *err, size_t errlen)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        snprintf(err, errlen, "%s must be an integer in %lld..%lld, got '%s'", opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *opt, const char *s, double lo, double hi, double *out, char *err, size_t errlen)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+        snprintf(err, errlen, "%s must be a number of seconds in %g..%g, got '%s'", opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+void pgr_config_defaults(pgr_config *c)
+{
+    *c = (pgr_config){ .sessions = 2, .progress = 2.0, .budget = 60, .out_dir = "out", .depth = 2, .repeat = 1 };
+    const char *env_dsn = getenv("PGRACE_DSN");
+    if (env_dsn && *env_dsn) c->dsn = env_dsn;
+}
+
+int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, char *err, size_t errlen)
+{
+    if (argc < 2) return usage_error(err, errlen, "no command given%s%s", "", "");
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) return 1;
+    c->command = argv[1];
+    c->command = argv[1];
+
+    static const struct option opts[] = {
+        { "sessions", required_argument, NULL, 'c' }, { "trials", required_argument, NULL, 't' },
+        { "seconds", required_argument, NULL, 'T' }, { "isolation", required_argument, NULL, 'i' },
+        { "progress", required_argument, NULL, 'P' }, { "quiet", no_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' }, { "json", required_argument, NULL, OPT_JSON },
+        { "dsn", required_argument, NULL, OPT_DSN }, { "budget", required_argument, NULL, OPT_BUDGET },
+        { "out", required_argument, NULL, OPT_OUT }, { "strategy", required_argument, NULL, OPT_STRATEGY },
+        { "max-schedules", required_argument, NULL, OPT_MAXSCHED }, { "seed", required_argument, NULL, OPT_SEED },
+        { "depth", required_argument, NULL, OPT_DEPTH }, { "save", required_argument, NULL, OPT_SAVE },
+        { "case", required_argument, NULL, OPT_CASE }, { "repeat", required_argument, NULL, OPT_REPEAT },
+        { "baseline", required_argument, NULL, OPT_BASELINE }, { "regressions", required_argument, NULL, OPT_REGRESSIONS },
+        { NULL, 0, NULL, 0 } };
+    opterr = 0;
+    optind = 0;                  /* GNU: start afresh (the parser may run more than once) */
+    int ch;
+    long long v;
+    while ((ch = getopt_long(argc - 1, argv + 1, ":c:t:T:i:P:qh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            if (parse_ll("-c/--sessions", optarg, 1, PGR_MAX_SESSIONS, &v, err, errlen)) return -1;
+            c->sessions = (int)v;
+            break;
+        case 't':
+            if (parse_ll("-t/--trials", optarg, 1, 1000000000LL, &v, err, errlen)) return -1;
+            c->trials = v;
+            break;
+        case 'T':
+            if (parse_seconds("-T/--seconds", optarg, 0.001, 86400, &c->seconds, err, errlen)) return -1;
+            break;
+        case 'P':
+            if (parse_seconds("-P/--progress", optarg, 0, 3600, &c->progress, err, errlen)) return -1;
+            break;
+        case 'i':
+            if (pgr_isolation_parse(optarg, &c->iso) != 0)
+                return usage_error(err, errlen, "-i/--isolation must be read-committed, repeatable-read or serializable, got '%s'%s", optarg, "");
+            c->iso_given = true;
+            break;
+        case 'q': c->quiet = true; break;
+        case 'h': return 1;
+        case OPT_JSON: c->json_path = optarg; break;
+        case OPT_DSN: c->dsn = optarg; break;
+        case OPT_BUDGET:
+            if (parse_seconds("--budget", optarg, 1, 86400, &c->budget, err, errlen)) return -1;
+            break;
+        case OPT_OUT: c->out_dir = optarg; break;
+        case OPT_STRATEGY:
+            if (strcmp(optarg, "exhaustive") == 0) c->strategy = PGR_EXHAUSTIVE;
+            else if (strcmp(optarg, "random") == 0) c->strategy = PGR_RANDOM;
+            else if (strcmp(optarg, "pct") == 0) c->strategy = PGR_PCT;
+            else return usage_error(err, errlen, "--strategy must be exhaustive, random or pct, got '%s'%s", optarg, "");
+            break;
+        case OPT_MAXSCHED:
+            if (parse_ll("--max-schedules", optarg, 1, 100000000LL, &v, err, errlen)) return -1;
+            c->max_schedules = v;
+            break;
+        case OPT_SEED:
+            if (parse_ll("--seed", optarg, 0, LLONG_MAX, &v, err, errlen)) return -1;
+            c->seed = (unsigned long long)v;
+            break;
+        case OPT_DEPTH:
+            if (parse_ll("--depth", optarg, 1, 8, &v, err, errlen)) return -1;
+            c->depth = (int)v;
+            break;
+        case OPT_SAVE: c->save_dir = optarg; break;
+        case OPT_BASELINE: c->baseline = optarg; break;
+        case OPT_REGRESSIONS: c->regressions = optarg; break;
+        case OPT_CASE: c->kase = optarg; break;
+        case OPT_REPEAT:
+            if (parse_ll("--repeat", optarg, 1, 1000000, &v, err, errlen)) return -1;
+            c->repeat = (int)v;
+            break;
+        case ':': return usage_error(err, errlen, "option %s needs a value%s", argv[optind], "");
+        default: return usage_error(err, errlen, "unknown option '%s'%s", argv[optind], "");
+        }
+    }
+    if (c->trials && c->seconds > 0) return usage_error(err, errlen, "give -t/--trials or -T/--seconds, not both%s%s", "", "");
+    *npos = argc - 1 - optind;
+    *pos = argv + 1 + optind;
+
+
+    static const struct { const char *name; int min, max; const char *need; } commands[] = {
+        { "list", 0, 0, "list takes no arguments" }, { "stress", 1, 1, "stress needs exactly one TARGET" },
+        { "run", 0, INT_MAX, "" }, { "ci", 0, INT_MAX, "" },
+        { "server", 1, 1, "server needs one of start, stop, status" },
+        { "explore", 1, 1, "explore needs exactly one TARGET" },
+        { "replay", 1, INT_MAX, "replay needs at least one schedule FILE" } };
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(c->command, commands[i].name) == 0) {
+            if (*npos < commands[i].min || *npos > commands[i].max)
+                return usage_error(err, errlen, "%s%s", commands[i].need, "");
+            return 0;
+        }
+    return usage_error(err, errlen, "unknown command '%s'%s", c->command, "");
+}

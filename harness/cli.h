@@ -1,0 +1,42 @@
+/* cli.h — the command line: one parser that validates everything and never prints or exits. */
+#ifndef PGRACE_CLI_H
+#define PGRACE_CLI_H
+
+#include "explore.h"
+
+/* All configuration of one invocation. */
+typedef struct pgr_config {
+    const char *command;
+    const char *dsn;             /* --dsn or PGRACE_DSN; NULL: throwaway server */
+    const char *json_path;       /* --json */
+    const char *out_dir;         /* run --out */
+    bool quiet;
+    int sessions;
+    long long trials;
+    double seconds;
+    double budget;
+    double progress;
+    pgr_isolation iso;
+    bool iso_given;
+    pgr_strategy strategy;       /* explore */
+    long long max_schedules;
+    unsigned long long seed;
+    int depth;
+    const char *save_dir;
+    const char *kase;
+    int repeat;                  /* replay */
+    const char *baseline;        /* ci */
+    const char *regressions;     /* ci */
+} pgr_config;
+
+
+extern const char pgr_usage_text[];
+
+/* The defaults, and PGRACE_DSN from the environment. */
+void pgr_config_defaults(pgr_config *c);
+
+/* Parse argv (argv[1] is the command) into c, with the positional arguments in *pos.
+ * 0 ok, 1 help asked for, -1 bad input with err set to one line (no "pgrace: " prefix). */
+int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, char *err, size_t errlen);
+
+#endif
