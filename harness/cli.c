@@ -144,7 +144,6 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         case 'i':
             if (pgr_isolation_parse(optarg, &c->iso) != 0)
                 return usage_error(err, errlen, "-i/--isolation must be read-committed, repeatable-read or serializable, got '%s'%s", optarg, "");
-            c->iso_given = true;
             break;
         case 'q': c->quiet = true; break;
         case 'h': return 1;

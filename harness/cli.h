@@ -17,7 +17,6 @@ typedef struct pgr_config {
     double budget;
     double progress;
     pgr_isolation iso;
-    bool iso_given;
     pgr_strategy strategy;       /* explore */
     long long max_schedules;
     unsigned long long seed;

@@ -17,7 +17,6 @@
 #define PGR_VERSION "0.1.0"
 #define PGR_MAX_SESSIONS 64
 #define PGR_MAX_STEPS 24         /* steps recorded per session per trial; more are counted only */
-#define PGR_MAX_PARAMS 6
 #define PGR_MAX_BATCH 256        /* trials prepared and checked together */
 #define PGR_ERRLEN 512
 

@@ -186,9 +186,7 @@ void pgr_pool_close(pgr_pool *pool, pgr_result *res)
     free(pool);
 }
 
-int pgr_pool_sessions(const pgr_pool *pool) { return pool->nsessions; }
 pgr_session *pgr_pool_session(pgr_pool *pool, int i) { return &pool->sess[i]; }
-PGconn *pgr_pool_admin(pgr_pool *pool) { return pool->admin; }
 
 /* Weighted, deterministic choice of the case for trial n. */
 static int case_of(const pgr_scenario *sc, long long n)

@@ -132,9 +132,7 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
                         const pgr_pool_opts *o, pgr_result *res);
 /* Stop the threads, close connections, add statement counts to res, drop own schema. */
 void pgr_pool_close(pgr_pool *pool, pgr_result *res);
-int pgr_pool_sessions(const pgr_pool *pool);
 pgr_session *pgr_pool_session(pgr_pool *pool, int i);
-PGconn *pgr_pool_admin(pgr_pool *pool);
 /* Set up trials first..first+n-1 (n <= PGR_MAX_BATCH) and insert their rows.
  * force_case >= 0 gives every trial that case; else the scenario's weights decide. */
 int pgr_pool_prepare(pgr_pool *pool, long long first, int n, int force_case, pgr_batch *b, pgr_result *res);
@@ -157,7 +155,6 @@ typedef struct pgr_stress_opts {
     pgr_isolation iso;
     double progress_s;               /* 0: none */
     bool quiet;
-    bool no_realtime;                /* do not try SCHED_FIFO for the sessions */
     int force_case;                  /* >= 0: every trial is this case; -1: the scenario's weights */
     volatile int *interrupted;
 } pgr_stress_opts;

@@ -317,14 +317,6 @@ static bool kept_alive(const pgr_server *srv)
     return srv->pid > 0 && kill(srv->pid, 0) == 0 && PQping(srv->dsn) == PQPING_OK;
 }
 
-int pgr_server_kept_dsn(char *dsn, size_t len)
-{
-    pgr_server srv;
-    if (read_state(&srv) != 0 || !kept_alive(&srv)) return -1;
-    snprintf(dsn, len, "%s", srv.dsn);
-    return 0;
-}
-
 int pgr_server_command(const char *action, bool quiet)
 {
     char path[PATH_MAX];

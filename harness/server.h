@@ -29,7 +29,4 @@ void pgr_scrub_pg_env(bool keep_auth);
 /* `pgrace server start|stop|status`; returns the exit status. */
 int pgr_server_command(const char *action, bool quiet);
 
-/* The DSN of the kept server, if one is running (for the docs' convenience). */
-int pgr_server_kept_dsn(char *dsn, size_t len);
-
 #endif

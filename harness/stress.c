@@ -36,7 +36,7 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                const pgr_stress_opts *o, pgr_result *res)
 {
     pgr_result_init(res, sc, v, o->iso, o->sessions, "stress");
-    pgr_pool_opts po = { .sessions = o->sessions, .iso = o->iso, .realtime = !o->no_realtime,
+    pgr_pool_opts po = { .sessions = o->sessions, .iso = o->iso, .realtime = true,
                          .interrupted = o->interrupted };
     pgr_pool *pool = pgr_pool_open(dsn, sc, v, &po, res);
     if (!pool) return -1;
