@@ -231,6 +231,11 @@ void pgr_violation(pgr_batch *b, const pgr_trial *t, int inv, const char *fmt, .
 /* Admin-side query for prepare/check (not through the seam). NULL + b->err on error. */
 PGresult *pgr_admin(pgr_batch *b, const char *sql, int nparams, const char *const *params);
 
+/* The usual prepare(): one statement for the whole batch, with $1 = first key, $2 = last
+ * key, $3 = one letter per trial, code[its case] ('-' where code has none), and, when
+ * nparams is 4, $4 = the session count. 0, or -1 with b->err. */
+int pgr_prepare_by_case(pgr_batch *b, const char *sql, const char *code, int nparams);
+
 /* Registry */
 extern const pgr_scenario *const pgr_scenarios[];
 extern const int pgr_nscenarios;

@@ -414,6 +414,20 @@ PGresult *pgr_admin(pgr_batch *b, const char *sql, int nparams, const char *cons
     return NULL;
 }
 
+int pgr_prepare_by_case(pgr_batch *b, const char *sql, const char *code, int nparams)
+{
+    char lo[24], hi[24], n[24], codes[PGR_MAX_BATCH + 1];
+    for (int i = 0; i < b->ntrials; i++) codes[i] = code[b->trials[i].kase] ? code[b->trials[i].kase] : '-';
+    codes[b->ntrials] = '\0';
+    pgr_fmt_ll(lo, b->key_lo);
+    pgr_fmt_ll(hi, b->key_hi);
+    pgr_fmt_ll(n, b->nsessions);
+    PGresult *r = pgr_admin(b, sql, nparams, (const char *[]){ lo, hi, codes, n });
+    if (!r) return -1;
+    PQclear(r);
+    return 0;
+}
+
 void pgr_account_trial(pgr_result *res, const pgr_trial *t)
 {
     int64_t lo = INT64_MAX, hi = INT64_MIN;

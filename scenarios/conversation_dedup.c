@@ -271,16 +271,8 @@ static const char PREPARE_EXISTING[] =
 
 static int conversation_dedup_prepare(pgr_batch *b)
 {
-    char lo[24], hi[24], codes[PGR_MAX_BATCH + 1];
-    int n = b->ntrials;
-    for (int i = 0; i < n; i++) codes[i] = b->trials[i].kase == CASE_EXISTING ? 'x' : '-';
-    codes[n] = '\0';
-    pgr_fmt_ll(lo, b->key_lo);
-    pgr_fmt_ll(hi, b->key_hi);
-    PGresult *r = pgr_admin(b, PREPARE_EXISTING, 3, (const char *[]){ lo, hi, codes });
-    if (!r) return -1;
-    PQclear(r);
-    return 0;
+    static const char code[CASE_MESSAGE_FAILS + 1] = { [CASE_EXISTING] = 'x' };   /* the rest: '-' */
+    return pgr_prepare_by_case(b, PREPARE_EXISTING, code, 3);
 }
 
 /* ---------------------------------------------------------------- checks */

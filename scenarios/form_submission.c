@@ -298,16 +298,7 @@ static const char PREPARE_FORM_REQUESTS[] =
 static int form_submission_prepare(pgr_batch *b)
 {
     static const char code[] = { [CASE_DOUBLE_CLICK] = 'd', [CASE_RETRY] = 'r', [CASE_NO_FORM_REQUEST] = 'n' };
-    char lo[24], hi[24], n[24], codes[PGR_MAX_BATCH + 1];
-    for (int i = 0; i < b->ntrials; i++) codes[i] = code[b->trials[i].kase];
-    codes[b->ntrials] = '\0';
-    pgr_fmt_ll(lo, b->key_lo);
-    pgr_fmt_ll(hi, b->key_hi);
-    pgr_fmt_ll(n, b->nsessions);
-    PGresult *r = pgr_admin(b, PREPARE_FORM_REQUESTS, 4, (const char *[]){ lo, hi, codes, n });
-    if (!r) return -1;
-    PQclear(r);
-    return 0;
+    return pgr_prepare_by_case(b, PREPARE_FORM_REQUESTS, code, 4);
 }
 
 /* Per form request: its submissions (ids, ascending), the submission id its metadata is

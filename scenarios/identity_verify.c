@@ -248,16 +248,7 @@ static int identity_verify_prepare(pgr_batch *b)
 {
     static const char code[] = { [CASE_TWO_USERS] = 'u', [CASE_SAME_USER] = 's',
                                  [CASE_AUDIT_FAILS] = 'f', [CASE_TAKEN] = 't' };
-    char lo[24], hi[24], n[24], codes[PGR_MAX_BATCH + 1];
-    for (int i = 0; i < b->ntrials; i++) codes[i] = code[b->trials[i].kase];
-    codes[b->ntrials] = '\0';
-    pgr_fmt_ll(lo, b->key_lo);
-    pgr_fmt_ll(hi, b->key_hi);
-    pgr_fmt_ll(n, b->nsessions);
-    PGresult *r = pgr_admin(b, PREPARE_USERS, 4, (const char *[]){ lo, hi, codes, n });
-    if (!r) return -1;
-    PQclear(r);
-    return 0;
+    return pgr_prepare_by_case(b, PREPARE_USERS, code, 4);
 }
 
 /* One row per user of the batch: is it verified, does it hold the trial's identity, its

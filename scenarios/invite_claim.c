@@ -198,16 +198,7 @@ static const char PREPARE_INVITES[] =
 static int invite_claim_prepare(pgr_batch *b)
 {
     static const char code[] = { [CASE_DOUBLE_SUBMIT] = 'v', [CASE_MISSING] = 'm', [CASE_EXPIRED] = 'e' };
-    char lo[24], hi[24], codes[PGR_MAX_BATCH + 1];
-    int n = b->ntrials;
-    for (int i = 0; i < n; i++) codes[i] = code[b->trials[i].kase];
-    codes[n] = '\0';
-    pgr_fmt_ll(lo, b->key_lo);
-    pgr_fmt_ll(hi, b->key_hi);
-    PGresult *r = pgr_admin(b, PREPARE_INVITES, 3, (const char *[]){ lo, hi, codes });
-    if (!r) return -1;
-    PQclear(r);
-    return 0;
+    return pgr_prepare_by_case(b, PREPARE_INVITES, code, 3);
 }
 
 static const char CHECK_INVITES[] =

@@ -244,16 +244,7 @@ static const char PREPARE_TRIALS[] =
 static int message_sequence_prepare(pgr_batch *b)
 {
     static const char code[] = { [CASE_CHANNEL] = 'c', [CASE_DM] = 'd', [CASE_HISTORY] = 'h' };
-    char lo[24], hi[24], codes[PGR_MAX_BATCH + 1];
-    int n = b->ntrials;
-    for (int i = 0; i < n; i++) codes[i] = code[b->trials[i].kase];
-    codes[n] = '\0';
-    pgr_fmt_ll(lo, b->key_lo);
-    pgr_fmt_ll(hi, b->key_hi);
-    PGresult *r = pgr_admin(b, PREPARE_TRIALS, 3, (const char *[]){ lo, hi, codes });
-    if (!r) return -1;
-    PQclear(r);
-    return 0;
+    return pgr_prepare_by_case(b, PREPARE_TRIALS, code, 3);
 }
 
 /* Every message of the batch's channels and conversations, grouped by trial. */

@@ -209,20 +209,8 @@ static const char PREPARE_SPENT[] =
 
 static int nullifier_submission_prepare(pgr_batch *b)
 {
-    char lo[24], hi[24], codes[PGR_MAX_BATCH + 1];
-    bool any = false;
-    for (int i = 0; i < b->ntrials; i++) {
-        codes[i] = b->trials[i].kase == CASE_SPENT ? 's' : '-';
-        any |= codes[i] == 's';
-    }
-    codes[b->ntrials] = '\0';
-    if (!any) return 0;
-    pgr_fmt_ll(lo, b->key_lo);
-    pgr_fmt_ll(hi, b->key_hi);
-    PGresult *r = pgr_admin(b, PREPARE_SPENT, 3, (const char *[]){ lo, hi, codes });
-    if (!r) return -1;
-    PQclear(r);
-    return 0;
+    static const char code[CASE_SPENT + 1] = { [CASE_SPENT] = 's' };   /* the rest: '-' */
+    return pgr_prepare_by_case(b, PREPARE_SPENT, code, 3);
 }
 
 static const char CHECK_SUBMISSIONS[] =
