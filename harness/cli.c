@@ -11,7 +11,7 @@
 #include <string.h>
 
 enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
-       OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS };
+       OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS };
 
 const char pgr_usage_text[] =
     "usage: pgrace COMMAND [options]\n"
@@ -35,6 +35,9 @@ const char pgr_usage_text[] =
     "                                (default: read-committed)\n"
     "  -P, --progress S              progress on stderr every S seconds (default 2, 0 = off)\n"
     "  --case NAME                   every trial sends this request case (default: all, weighted)\n"
+    "  --fault KIND[@RATE]           inject a fault into a share RATE of the requests (default 0.2),\n"
+    "                                at a step chosen by --seed; the client retries once:\n"
+    "                                timeout-retry | kill-backend | error-at[:STEP] | lost-commit\n"
     "explore options (and -c, -i):\n"
     "  --strategy S                  exhaustive (default) | random | pct\n"
     "  --max-schedules N             stop after N schedules (default: exhaustive all, else 1000)\n"
@@ -42,6 +45,8 @@ const char pgr_usage_text[] =
     "  --depth D                     pct bug depth, 1..8 (default 2)\n"
     "  --case NAME                   request case to explore (default: the scenario's first)\n"
     "  --save DIR                    write each distinct failing schedule, minimized, to DIR\n"
+    "  --fault KIND                  also explore where the fault fires: every eligible step of\n"
+    "                                every session is a choice (RATE is ignored)\n"
     "replay options:\n"
     "  --repeat N                    replay each file N times (default 1)\n"
     "ci options (and --budget, --out):\n"
@@ -51,6 +56,8 @@ const char pgr_usage_text[] =
     "  --budget S                    total seconds for the matrix (default 60)\n"
     "  --out DIR                     where results.json, index.html, junit.xml and summary.md go\n"
     "                                (default out/)\n"
+    "  --no-faults                   skip the fault matrix (proposed and recommended variants\n"
+    "                                under each fault kind)\n"
     "common options:\n"
     "  --json FILE                   write the results as JSON (schema in README.md)\n"
     "  --dsn DSN                     use this server (or PGRACE_DSN); default: start a\n"
@@ -107,7 +114,6 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
     if (argc < 2) return usage_error(err, errlen, "no command given%s%s", "", "");
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) return 1;
     c->command = argv[1];
-    c->command = argv[1];
 
     static const struct option opts[] = {
         { "sessions", required_argument, NULL, 'c' }, { "trials", required_argument, NULL, 't' },
@@ -120,6 +126,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         { "depth", required_argument, NULL, OPT_DEPTH }, { "save", required_argument, NULL, OPT_SAVE },
         { "case", required_argument, NULL, OPT_CASE }, { "repeat", required_argument, NULL, OPT_REPEAT },
         { "baseline", required_argument, NULL, OPT_BASELINE }, { "regressions", required_argument, NULL, OPT_REGRESSIONS },
+        { "fault", required_argument, NULL, OPT_FAULT }, { "no-faults", no_argument, NULL, OPT_NO_FAULTS },
         { NULL, 0, NULL, 0 } };
     opterr = 0;
     optind = 0;                  /* GNU: start afresh (the parser may run more than once) */
@@ -175,6 +182,10 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         case OPT_BASELINE: c->baseline = optarg; break;
         case OPT_REGRESSIONS: c->regressions = optarg; break;
         case OPT_CASE: c->kase = optarg; break;
+        case OPT_FAULT:
+            if (pgr_fault_parse(optarg, &c->fault, err, errlen) != 0) return -1;
+            break;
+        case OPT_NO_FAULTS: c->no_faults = true; break;
         case OPT_REPEAT:
             if (parse_ll("--repeat", optarg, 1, 1000000, &v, err, errlen)) return -1;
             c->repeat = (int)v;

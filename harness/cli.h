@@ -26,6 +26,8 @@ typedef struct pgr_config {
     int repeat;                  /* replay */
     const char *baseline;        /* ci */
     const char *regressions;     /* ci */
+    pgr_fault fault;             /* stress/explore --fault; kind NONE: none */
+    bool no_faults;              /* run/ci --no-faults: skip the fault matrix */
 } pgr_config;
 
 

@@ -106,6 +106,21 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
     }
     snprintf(sql, sizeof sql, "SET LOCAL search_path = %s; CREATE SEQUENCE IF NOT EXISTS pgrace_run", out->name);
     if (admin_exec(admin, sql, 0, NULL, e, sizeof e)) goto fail;
+    /* error-at faults: a real server error, raised by the server in the session's transaction */
+    if (admin_exec(admin, "CREATE OR REPLACE FUNCTION pgrace_raise(msg text) RETURNS void LANGUAGE plpgsql AS "
+                          "$$BEGIN RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = msg; END$$", 0, NULL, e, sizeof e))
+        goto fail;
+    /* faults at one session: "a failed request left nothing behind" compares this digest of
+     * every table of the schema before the request and after its failed attempt */
+    if (admin_exec(admin, "CREATE OR REPLACE FUNCTION pgrace_digest() RETURNS text LANGUAGE plpgsql AS $$"
+                          "DECLARE t regclass; d text := ''; x text; BEGIN"
+                          "  FOR t IN SELECT c.oid FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace"
+                          "           AND c.relkind = 'r' ORDER BY c.relname LOOP"
+                          "    EXECUTE format('SELECT count(*) || md5(coalesce(string_agg(r::text, chr(10) ORDER BY r::text), '''')) "
+                          "FROM %s r', t) INTO x;"
+                          "    d := d || t::text || ':' || x || ';';"
+                          "  END LOOP; RETURN md5(d); END$$", 0, NULL, e, sizeof e))
+        goto fail;
     if (sc->ddl && admin_exec(admin, sc->ddl, 0, NULL, e, sizeof e)) goto fail;
     if (v->ddl_as_written) {
         /* Keep the server's verdict on the seed's own SQL; then use the faithful form. */

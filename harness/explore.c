@@ -39,7 +39,7 @@ typedef enum {
     SS_DONE,     /* answered its request(s): moved on by the next trial */
 } sess_state;
 
-enum { K_NOOP, K_READ, K_WRITE };   /* statement kinds for the independence relation */
+enum { K_NOOP = PGR_SQL_NOOP, K_READ = PGR_SQL_READ, K_WRITE = PGR_SQL_WRITE };   /* for the independence relation */
 
 typedef struct node {               /* one decision of the depth-first search */
     uint64_t ready, sleep, done;
@@ -68,7 +68,6 @@ typedef struct explorer {
     const char *pending_sql[PGR_MAX_SESSIONS];
     int current_grant[PGR_MAX_SESSIONS];        /* grant index of the session's in-flight step */
     PGconn *monitor;
-    int pids[PGR_MAX_SESSIONS];
     pgr_gate_ops ops;
     volatile int *interrupted;
     /* strategy */
@@ -125,17 +124,6 @@ static uint64_t rnd(explorer *x)
     return v * 2685821657736338717ULL;
 }
 
-static int kind_of(const char *sql)
-{
-    while (*sql && isspace((unsigned char)*sql)) sql++;
-    if (strncasecmp(sql, "BEGIN", 5) == 0) return K_NOOP;
-    if (strncasecmp(sql, "SELECT", 6) != 0) return K_WRITE;
-    static const char *const not_plain[] = { " FOR ", "nextval", "setval", "lock", "INSERT", "UPDATE", "DELETE" };
-    for (size_t i = 0; i < sizeof not_plain / sizeof not_plain[0]; i++)
-        if (strcasestr(sql, not_plain[i])) return K_WRITE;
-    return K_READ;
-}
-
 static bool independent(int a, int b)
 {
     return a == K_NOOP || b == K_NOOP || (a == K_READ && b == K_READ);
@@ -148,6 +136,12 @@ static void add_ns(struct timespec *ts, long ns)
     while (ts->tv_nsec >= 1000000000L) { ts->tv_nsec -= 1000000000L; ts->tv_sec++; }
 }
 
+/* A session's backend; a fault's reconnect changes it (written by the session thread). */
+static int pid_of(explorer *x, int i)
+{
+    return __atomic_load_n(&pgr_pool_session(x->pool, i)->backend_pid, __ATOMIC_ACQUIRE);
+}
+
 /* Ask the monitor which of the in-flight sessions wait on a lock held by another session.
  * Called without the mutex. -1 on a monitor failure. */
 static int query_blocked(explorer *x, const int *which, int n, bool *blocked)
@@ -156,8 +150,8 @@ static int query_blocked(explorer *x, const int *which, int n, bool *blocked)
     size_t off = 0, offa = 0;
     a[off++] = '{';
     all[offa++] = '{';
-    for (int i = 0; i < n; i++) off += (size_t)snprintf(a + off, sizeof a - off, "%s%d", i ? "," : "", x->pids[which[i]]);
-    for (int i = 0; i < x->n; i++) offa += (size_t)snprintf(all + offa, sizeof all - offa, "%s%d", i ? "," : "", x->pids[i]);
+    for (int i = 0; i < n; i++) off += (size_t)snprintf(a + off, sizeof a - off, "%s%d", i ? "," : "", pid_of(x, which[i]));
+    for (int i = 0; i < x->n; i++) offa += (size_t)snprintf(all + offa, sizeof all - offa, "%s%d", i ? "," : "", pid_of(x, i));
     snprintf(a + off, sizeof a - off, "}");
     snprintf(all + offa, sizeof all - offa, "}");
     const char *p[2] = { a, all };
@@ -354,7 +348,7 @@ static int run_schedule(explorer *x, pgr_trial *t, sched_run *out, pgr_result *r
         unsigned char kind[PGR_MAX_SESSIONS] = { 0 };
         pthread_mutex_lock(&x->mu);
         for (int i = 0; i < x->n; i++) {
-            if (x->st[i] == SS_READY) { ready |= 1ULL << i; kind[i] = (unsigned char)kind_of(x->pending_sql[i]); }
+            if (x->st[i] == SS_READY) { ready |= 1ULL << i; kind[i] = (unsigned char)pgr_sql_kind(x->pending_sql[i]); }
             if (x->st[i] != SS_DONE) all_done = false;
         }
         pthread_mutex_unlock(&x->mu);
@@ -403,7 +397,7 @@ static void explain_order(const pgr_trial *t, const sched_run *sr, char *out, si
     for (int w = 0; w < sr->n; w++) {
         int a;
         const pgr_step *ws = step_of(t, sr, w, &a);
-        if (!ws || kind_of(ws->sql) != K_WRITE || strcasecmp(ws->sql, "COMMIT") == 0 ||
+        if (!ws || pgr_sql_kind(ws->sql) != K_WRITE || strcasecmp(ws->sql, "COMMIT") == 0 ||
             strcasecmp(ws->sql, "ROLLBACK") == 0 || ws->rows <= 0)
             continue;
         int commit = w;                      /* autocommit, unless a COMMIT of a follows */
@@ -426,7 +420,7 @@ static void explain_order(const pgr_trial *t, const sched_run *sr, char *out, si
         for (int r = commit - 1; r >= 0; r--) {
             int b;
             const pgr_step *rs = step_of(t, sr, r, &b);
-            if (!rs || b == a || kind_of(rs->sql) != K_READ) continue;
+            if (!rs || b == a || pgr_sql_kind(rs->sql) != K_READ) continue;
             char seen[96];
             if (rs->values[0]) snprintf(seen, sizeof seen, "read %s", rs->values);
             else snprintf(seen, sizeof seen, "found %ld rows", rs->rows);
@@ -496,7 +490,7 @@ static int write_schedule(const char *path, const pgr_scenario *sc, const pgr_va
             pgr_isolation_name(iso), t->nsessions, sc->cases[t->kase].name);
     for (int g = 0; g < sr->n; g++) fprintf(f, " %d", sr->grants[g] + 1);
     fprintf(f, "\nviolation %s\nexplanation %s\n#\n",
-            t->violated ? sc->invariants[t->first_invariant] : "none", t->violated ? t->why : "");
+            t->violated ? pgr_invariant_name(sc, t->first_invariant) : "none", t->violated ? t->why : "");
     for (const char *p = table; *p;) {
         const char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
@@ -629,7 +623,6 @@ static int explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *
                          .thread_per_trial = per_trial, .interrupted = x->interrupted };
     x->pool = pgr_pool_open(dsn, sc, v, &po, res);
     if (!x->pool) return -1;
-    for (int i = 0; i < sessions; i++) x->pids[i] = pgr_pool_session(x->pool, i)->backend_pid;
     x->monitor = pgr_connect(dsn, res->error, sizeof res->error);
     if (!x->monitor) return -1;
     PGresult *r = PQprepare(x->monitor, "blocked",
@@ -962,7 +955,7 @@ int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet
         for (int rep = 0; rep < repeat && sr; rep++) {
             pgr_trial *t;
             if (run_forced(x, sf->grants, sf->ngrants, kase, rep, &res, &t, sr) != 0) { status = 2; break; }
-            const char *got = t->violated ? sc->invariants[t->first_invariant] : "none";
+            const char *got = t->violated ? pgr_invariant_name(sc, t->first_invariant) : "none";
             bool steps_same = sr->diverged_at < 0 && sr->n == sf->ngrants;
             if (steps_same && strcmp(got, sf->violation) == 0) { same++; continue; }
             diverged++;

@@ -141,6 +141,9 @@ typedef struct cell {
     pgr_isolation iso;
     int sessions;
     bool explore;            /* exhaustive exploration instead of stress */
+    pgr_fault fault;         /* stress with this fault (kind NONE: none) */
+    int force_case;          /* -1: the command's --case (or the weights) */
+    long long trials;        /* 0: the run's budget */
 } cell;
 
 static int run_cells(const cell *cells, int n, double seconds_each, long long trials_each,
@@ -163,10 +166,13 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
                                     .quiet = true, .interrupted = &interrupted };
             rc = pgr_explore(dsn, cells[i].sc, cells[i].v, &eo, &rs[i]);
         } else {
-            pgr_stress_opts o = { .sessions = cells[i].sessions, .trials = trials_each, .seconds = seconds_each,
+            long long trials = cells[i].trials ? cells[i].trials : trials_each;
+            pgr_stress_opts o = { .sessions = cells[i].sessions, .trials = trials,
+                                  .seconds = cells[i].trials ? 0 : seconds_each,
                                   .iso = cells[i].iso, .progress_s = cfg.progress, .quiet = cfg.quiet,
-                                  .force_case = stress_case, .min_trials = report_dir ? 300 : 0,
-                                  .interrupted = &interrupted };
+                                  .force_case = cells[i].force_case >= 0 ? cells[i].force_case : stress_case,
+                                  .min_trials = report_dir ? 300 : 0, .fault = cells[i].fault,
+                                  .seed = cfg.seed ? cfg.seed : 1, .interrupted = &interrupted };
             rc = pgr_stress(dsn, cells[i].sc, cells[i].v, &o, &rs[i]);
         }
         done++;
@@ -183,8 +189,12 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
         printf("\n%-36s %-8s %-16s %3s %8s  %-34s %s\n", "TARGET", "MODE", "ISOLATION", "C", "TRIALS", "VERDICT", "EXPECTED");
         for (int i = 0; i < done; i++) {
             pgr_result *r = &rs[i];
-            char target[96], verdict[64];
-            snprintf(target, sizeof target, "%s/%s", r->sc->name, r->v->name);
+            char target[96], verdict[64], fault[80];
+            if (i == 0 || (r->fault.kind != PGR_FAULT_NONE) != (rs[i - 1].fault.kind != PGR_FAULT_NONE))
+                if (r->fault.kind != PGR_FAULT_NONE) printf("faults (the client retries once after each):\n");
+            fault[0] = '\0';
+            if (r->fault.kind != PGR_FAULT_NONE) pgr_fault_format(&r->fault, fault, sizeof fault);
+            snprintf(target, sizeof target, "%s/%s%s%s", r->sc->name, r->v->name, fault[0] ? " " : "", fault);
             if (r->verdict == PGR_RACE)
                 snprintf(verdict, sizeof verdict, "race in %lld of %lld trials", r->tally.violated_trials, r->trials);
             else
@@ -195,6 +205,10 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
             for (int k = 0; k < r->sc->ninvariants; k++)
                 if (r->tally.inv[k])
                     printf("%-45s   %lld violations of \"%s\"\n", "", r->tally.inv[k], r->sc->invariants[k]);
+            if (r->tally.retry_failed)
+                printf("%-45s   %lld violations of \"%s\"\n", "", r->tally.retry_failed, PGR_INV_RETRY_NAME);
+            if (r->tally.half_committed)
+                printf("%-45s   %lld violations of \"%s\"\n", "", r->tally.half_committed, PGR_INV_ATOMIC_NAME);
         }
     }
     if (json_path) {
@@ -240,7 +254,8 @@ static int cmd_stress(const char *target)
     cell cells[16];
     int n = 0;
     for (int j = 0; j < sc->nvariants && n < 16; j++)
-        if (vi < 0 || vi == j) cells[n++] = (cell){ sc, &sc->variants[j], cfg.iso, cfg.sessions, false };
+        if (vi < 0 || vi == j)
+            cells[n++] = (cell){ sc, &sc->variants[j], cfg.iso, cfg.sessions, false, cfg.fault, -1, 0 };
     long long trials = cfg.trials;
     if (!trials && cfg.seconds <= 0) trials = 2000;
     return run_cells(cells, n, cfg.seconds, trials, cfg.json_path, NULL, false);
@@ -389,6 +404,16 @@ static int cmd_ci(char **targets, int ntargets)
     return (fresh > 0 || replay_rc != 0) ? 1 : 0;
 }
 
+#define FAULT_TRIALS 200   /* per fault cell; half the requests get the fault */
+
+/* Is variant j of sc among the command's targets (all when none were given)? */
+static bool wanted(const pgr_scenario *sc, int j, const pgr_scenario *const *only, const int *only_v, int ntargets)
+{
+    bool w = ntargets == 0;
+    for (int t = 0; t < ntargets; t++) w |= only[t] == sc && (only_v[t] < 0 || only_v[t] == j);
+    return w;
+}
+
 static int cmd_run(char **targets, int ntargets)
 {
     static const int sessions[] = { 2, 8 };
@@ -397,22 +422,30 @@ static int cmd_run(char **targets, int ntargets)
     for (int t = 0; t < ntargets && t < 64; t++)
         if (resolve_target(targets[t], &only[t], &only_v[t]) != 0) return 2;
     int total = 0;
-    for (int i = 0; i < pgr_nscenarios; i++) total += pgr_scenarios[i]->nvariants * PGR_NISO * 3;
+    for (int i = 0; i < pgr_nscenarios; i++) total += pgr_scenarios[i]->nvariants * (PGR_NISO * 3 + PGR_NFAULTS);
     cell *cells = calloc((size_t)total, sizeof *cells);
     if (!cells) return 2;
     int n = 0, nstress = 0;
     for (int i = 0; i < pgr_nscenarios; i++)
         for (int j = 0; j < pgr_scenarios[i]->nvariants; j++) {
-            bool wanted = ntargets == 0;
-            for (int t = 0; t < ntargets; t++)
-                wanted |= only[t] == pgr_scenarios[i] && (only_v[t] < 0 || only_v[t] == j);
-            if (!wanted) continue;
+            if (!wanted(pgr_scenarios[i], j, only, only_v, ntargets)) continue;
             for (int iso = 0; iso < PGR_NISO; iso++) {
                 for (int c = 0; c < 2; c++, nstress++)
                     cells[n++] = (cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso,
-                                         sessions[c], false };
-                cells[n++] = (cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso, 2, true };
+                                         sessions[c], false, { 0 }, -1, 0 };
+                cells[n++] = (cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso, 2, true,
+                                     { 0 }, -1, 0 };
             }
+        }
+    /* The fault matrix: every variant under every fault, one client sending the race case's
+     * request (so what breaks is the fault's doing, not concurrency's), retrying once. */
+    for (int i = 0; i < pgr_nscenarios && !cfg.no_faults; i++)
+        for (int j = 0; j < pgr_scenarios[i]->nvariants; j++) {
+            const pgr_variant *v = &pgr_scenarios[i]->variants[j];
+            if (!wanted(pgr_scenarios[i], j, only, only_v, ntargets)) continue;
+            for (int f = 1; f < PGR_NFAULTS; f++)
+                cells[n++] = (cell){ pgr_scenarios[i], v, PGR_RC, 1, false, { .kind = (pgr_fault_kind)f, .rate = 0.5 },
+                                     0, FAULT_TRIALS };
         }
     if (mkdir(cfg.out_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "pgrace: cannot create %s: %s\n", cfg.out_dir, strerror(errno));

@@ -24,13 +24,19 @@ static void print_trace(FILE *f, const pgr_result *r, const pgr_counterexample *
     int m = pgr_cex_order(c, order_s, order_k);
     for (int i = 0; i < m; i++) {
         const pgr_step *st = &c->steps[(size_t)order_s[i] * PGR_MAX_STEPS + order_k[i]];
-        fprintf(f, "      S%-2d %-20s rows=%-3ld %s%s%s\n", order_s[i] + 1, st->label, st->rows,
-                st->sqlstate, st->constraint[0] ? " " : "", st->constraint);
+        bool fault = c->fault_step[order_s[i]] == order_k[i];
+        fprintf(f, "      S%-2d %-20s rows=%-3ld %s%s%s%s%s\n", order_s[i] + 1, st->label, st->rows,
+                st->sqlstate, st->constraint[0] ? " " : "", st->constraint, fault ? "  <- FAULT: " : "",
+                fault ? st->message : "");
     }
     fprintf(f, "      answers:");
     for (int s = 0; s < c->nsessions; s++) {
         fprintf(f, " S%d=%d", s + 1, c->resp[s].status);
         if (c->resp[s].id >= 0) fprintf(f, "(id %lld)", c->resp[s].id);
+        if (c->fault_retried[s]) {
+            if (c->fault_status[s]) fprintf(f, "[retry; the faulted attempt answered %d]", c->fault_status[s]);
+            else fprintf(f, "[retry; the faulted attempt's answer was lost]");
+        }
     }
     fprintf(f, "\n");
 }
@@ -40,9 +46,30 @@ static void print_invariants_statuses(FILE *f, const pgr_result *r)
 {
     for (int i = 0; i < r->sc->ninvariants; i++)
         fprintf(f, "    %8lld  %s\n", r->tally.inv[i], r->sc->invariants[i]);
+    if (r->fault.kind != PGR_FAULT_NONE) {
+        fprintf(f, "    %8lld  %s\n", r->tally.retry_failed, PGR_INV_RETRY_NAME);
+        if (r->sessions == 1) fprintf(f, "    %8lld  %s\n", r->tally.half_committed, PGR_INV_ATOMIC_NAME);
+    }
     fprintf(f, "  statuses:");
     for (int i = 0; i < 600; i++)
         if (r->tally.statuses[i]) fprintf(f, " %d x%lld", i, r->tally.statuses[i]);
+}
+
+/* What the fault did in this run (nothing when none was injected). */
+static void print_faults(FILE *f, const pgr_result *r)
+{
+    if (r->fault.kind == PGR_FAULT_NONE) return;
+    char name[80];
+    pgr_fault_format(&r->fault, name, sizeof name);
+    const pgr_tally *t = &r->tally;
+    fprintf(f, "  fault %s: %lld requests armed, %lld fired, %lld retried by the client", name, t->faults_armed,
+            t->faults_fired, t->faults_retried);
+    if (r->fault.kind == PGR_FAULT_LOST_COMMIT) fprintf(f, ", %lld indeterminate (commit outcome unknown)", t->faults_indeterminate);
+    fprintf(f, "; %lld answer checks not judged (an answer was lost)\n", t->unjudged);
+    if (t->faults_armed > 0 && t->faults_fired == 0)
+        fprintf(f, "  note: the fault never fired: %s\n", r->fault.kind == PGR_FAULT_ERROR && r->fault.step[0]
+                ? "no step of this variant has that label (see the steps in a counterexample or 'pgrace explore')"
+                : "no request of this variant reached an eligible step");
 }
 
 static void print_explore(FILE *f, pgr_result *r)
@@ -62,6 +89,7 @@ static void print_explore(FILE *f, pgr_result *r)
     if (r->seed_sql_error[0])
         fprintf(f, "  note: the seed's SQL as written fails on PostgreSQL (%s); ran the closest faithful form\n",
                 r->seed_sql_error);
+    print_faults(f, r);
     if (r->verdict == PGR_RACE)
         fprintf(f, "  verdict: RACE in %lld of %lld schedules, first at schedule %lld (expected %s)%s\n",
                 r->tally.violated_trials, e->schedules, e->first_violation, pgr_verdict_name(r->expected),
@@ -95,6 +123,7 @@ void pgr_print_result(FILE *f, pgr_result *r)
     else
         fprintf(f, "  verdict: safe, 0 of %lld trials violated an invariant (expected %s)%s\n", r->trials,
                 pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+    print_faults(f, r);
     print_invariants_statuses(f, r);
     fprintf(f, "  (%lld answers)\n  sqlstates:", status_total(&r->tally));
     for (int i = 0; i < r->tally.nsqlstates; i++)
@@ -128,15 +157,19 @@ static json_t *cex_json(const pgr_result *r, const pgr_counterexample *c)
                 "attempt", st->attempt, "t_send_us", (double)(st->t_send_ns - t0) / 1000.0,
                 "t_done_us", (double)(st->t_done_ns - t0) / 1000.0, "values", st->values,
                 "waited", st->waited));
+            json_object_set_new(json_array_get(steps, json_array_size(steps) - 1), "message", json_string(st->message));
         }
         json_t *a = json_pack("{s:i, s:i}", "session", s + 1, "status", c->resp[s].status);
+        if (c->fault_step[s] >= 0)
+            json_object_set_new(a, "fault", json_pack("{s:i, s:i, s:b}", "step", c->fault_step[s] + 1,
+                                                      "faulted_status", c->fault_status[s], "retried", c->fault_retried[s]));
         if (c->resp[s].id >= 0) json_object_set_new(a, "id", json_integer(c->resp[s].id));
         if (c->resp[s].sqlstate[0]) json_object_set_new(a, "sqlstate", json_string(c->resp[s].sqlstate));
         json_array_append_new(answers, a);
     }
     return json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "trial", (json_int_t)c->trial_no,
                      "case", r->sc->cases[c->kase].name,
-                     "invariant", c->invariant >= 0 ? r->sc->invariants[c->invariant] : "",
+                     "invariant", pgr_invariant_name(r->sc, c->invariant),
                      "explanation", c->why, "steps", steps, "answers", answers);
 }
 
@@ -166,7 +199,20 @@ static json_t *result_json(pgr_result *r)
         "statements_per_s", r->seconds > 0 ? (double)r->statements / r->seconds : 0.0,
         "verdict", pgr_verdict_name(r->verdict), "expected", pgr_verdict_name(r->expected),
         "matched", r->verdict == r->expected && !r->error[0]);
+    if (r->fault.kind != PGR_FAULT_NONE) json_object_set_new(inv, PGR_INV_RETRY_NAME, json_integer(r->tally.retry_failed));
+    if (r->fault.kind != PGR_FAULT_NONE && r->sessions == 1)
+        json_object_set_new(inv, PGR_INV_ATOMIC_NAME, json_integer(r->tally.half_committed));
     json_object_set_new(o, "invariants", inv);
+    json_t *fault = json_null();
+    if (r->fault.kind != PGR_FAULT_NONE) {
+        const pgr_tally *t = &r->tally;
+        fault = json_pack("{s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "kind", pgr_fault_name(r->fault.kind),
+            "step", r->fault.step, "rate", r->fault.rate, "armed", (json_int_t)t->faults_armed,
+            "fired", (json_int_t)t->faults_fired, "retried", (json_int_t)t->faults_retried,
+            "indeterminate", (json_int_t)t->faults_indeterminate, "retry_failed", (json_int_t)t->retry_failed,
+            "half_committed", (json_int_t)t->half_committed, "unjudged", (json_int_t)t->unjudged);
+    }
+    json_object_set_new(o, "fault", fault);
     json_object_set_new(o, "statuses", st);
     json_object_set_new(o, "sqlstates", ss);
     json_object_set_new(o, "cases", cases);

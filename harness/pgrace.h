@@ -11,6 +11,7 @@
 #define PGRACE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <libpq-fe.h>
 
@@ -26,6 +27,34 @@ enum { PGR_RETRY = -1 };
 typedef enum { PGR_RC = 0, PGR_RR = 1, PGR_SER = 2, PGR_NISO = 3 } pgr_isolation;
 typedef enum { PGR_ORIGINAL, PGR_PROPOSED, PGR_RECOMMENDED } pgr_kind;
 typedef enum { PGR_SAFE = 0, PGR_RACE = 1 } pgr_verdict;
+
+/* Faults the seam injects into one request (issue #7). Each fires at most once per request,
+ * on its first send; a client that saw no answer, or a 5xx, then sends the request again. */
+typedef enum {
+    PGR_FAULT_NONE = 0,
+    PGR_FAULT_TIMEOUT,       /* timeout-retry: the step runs, its answer never arrives; the
+                              * client gives up and discards the connection */
+    PGR_FAULT_KILL,          /* kill-backend: pg_terminate_backend between two steps */
+    PGR_FAULT_ERROR,         /* error-at[:STEP]: a real server error instead of that step
+                              * (no STEP: any step) */
+    PGR_FAULT_LOST_COMMIT,   /* lost-commit: the connection drops during a commit (COMMIT, or
+                              * an autocommitted write); whether it committed is unknown */
+    PGR_NFAULTS
+} pgr_fault_kind;
+
+typedef struct pgr_fault {
+    pgr_fault_kind kind;
+    char step[48];           /* error-at: the step's label ("create submission"); "" any */
+    double rate;             /* stress: share of requests that get the fault, (0, 1] */
+} pgr_fault;
+
+const char *pgr_fault_name(pgr_fault_kind k);        /* "timeout-retry", ... */
+/* Parse "KIND[@RATE]" (RATE a fraction or a percentage "20%"). 0, or -1 with err. */
+int pgr_fault_parse(const char *s, pgr_fault *out, char *err, size_t errlen);
+/* "kill-backend@0.2", "error-at:claim@1" */
+void pgr_fault_format(const pgr_fault *f, char *out, size_t len);
+/* Whether the step labelled `label` is the one error-at names (case, '-', '_', ' ' ignored). */
+bool pgr_fault_step_is(const char *want, const char *label);
 
 const char *pgr_isolation_name(pgr_isolation iso);   /* "read-committed", ... */
 int pgr_isolation_parse(const char *s, pgr_isolation *out);
@@ -99,6 +128,15 @@ typedef struct pgr_session {
     bool in_tx;                  /* [seam] inside BEGIN ... COMMIT/ROLLBACK */
     int64_t first_send_ns;       /* [seam] send time of this trial's first statement */
 
+    /* fault injection: [runner] arms one fault per request, [seam] fires it */
+    const pgr_fault *fault;      /* [runner] the run's fault (NULL none) */
+    int fault_site;              /* [runner] fire at this eligible site of the request; -1 none */
+    bool fault_applies;          /* [runner] lost-commit: the commit reaches the server first */
+    int fault_sites;             /* [seam] eligible sites passed in this request */
+    int fault_fired_at;          /* [seam] index of the step it fired at; -1 not (yet) */
+    bool conn_lost;              /* [seam] the fault took the connection: every step fails
+                                  * (08006, not a harness error) until the runner reconnects */
+
     /* totals for the run */
     long long statements;        /* [seam] */
     bool infra_error;            /* [seam] connection lost / server gone: not a race */
@@ -150,6 +188,15 @@ typedef struct pgr_trial {
     pgr_step *trace;             /* [nsessions][PGR_MAX_STEPS] */
     int nsteps[PGR_MAX_SESSIONS];
     int64_t first_send_ns[PGR_MAX_SESSIONS];   /* [runner] for the release skew */
+    /* faults: the plan (set before the trial) and what happened */
+    short fault_site[PGR_MAX_SESSIONS];        /* eligible site to fire at; -1 none */
+    bool fault_applies[PGR_MAX_SESSIONS];      /* lost-commit: the commit goes through */
+    short fault_step[PGR_MAX_SESSIONS];        /* [runner] step the fault fired at; -1 none */
+    short fault_status[PGR_MAX_SESSIONS];      /* [runner] the faulted attempt's answer; 0 none
+                                                * reached the client (timeout, lost commit) */
+    bool fault_retried[PGR_MAX_SESSIONS];      /* [runner] the client sent the request again */
+    bool fault_dirty[PGR_MAX_SESSIONS];        /* [runner] the faulted attempt failed (5xx) yet
+                                                * changed the schema (judged at one session) */
     int64_t latency_ns[PGR_MAX_SESSIONS];      /* [runner] handler start to answer */
     long long trial_no;          /* [runner] 0-based within the run */
     bool violated;               /* [check] some invariant broke in this trial */
@@ -175,6 +222,9 @@ typedef struct pgr_variant {
                                   * concurrent executions of it), which statement-level
                                   * exploration cannot produce: explore expects safe there */
     const char *summary;         /* one line: what this variant does */
+    /* What CI holds it to under each fault (read committed, the scenario's first case, a
+     * client that retries once); PGR_SAFE = survives. Measured, like expect. */
+    pgr_verdict fault_expect[PGR_NFAULTS];
 } pgr_variant;
 
 typedef struct pgr_case {
@@ -184,7 +234,10 @@ typedef struct pgr_case {
 } pgr_case;
 
 /* Per-batch context for prepare() and check(): admin connection and the trials. */
+struct pgr_scenario;
+typedef struct pgr_scenario pgr_scenario;
 typedef struct pgr_batch {
+    const pgr_scenario *sc;
     PGconn *admin;               /* search_path set to the variant's schema */
     pgr_trial *trials;
     int ntrials;
@@ -203,7 +256,7 @@ typedef struct pgr_claim {
     int invariant;               /* index into the scenario's invariants */
 } pgr_claim;
 
-typedef struct pgr_scenario {
+struct pgr_scenario {
     const char *name;
     const char *seed;            /* "001" */
     const char *title;
@@ -216,15 +269,34 @@ typedef struct pgr_scenario {
     int ninvariants;
     const pgr_claim *claims;     /* the seed's claims about its fix, to mark held or broken */
     int nclaims;
+    /* Invariants (bit i = invariant i) about the exact status every request gets ("exactly
+     * one 201"): they assume every answer arrives, so they are not judged in a trial where a
+     * fault lost an answer and the client retried. Invariants on the stored state and on
+     * the ids the client saw are always judged. */
+    unsigned answer_invariants;
+    /* Cases (bit i = case i) whose request is meant to fail, a 5xx being its right answer:
+     * the retry-after-fault invariant does not apply to them. */
+    unsigned failing_cases;
     /* Insert each trial's rows (one or a few statements for the whole batch). 0 or -1+err. */
     int (*prepare)(pgr_batch *b);
     /* The request session `session` sends in trial t. */
     void (*request)(const pgr_trial *t, int session, pgr_request *req);
     /* Check every invariant of every trial of the batch (batched queries). 0 or -1+err. */
     int (*check)(pgr_batch *b);
-} pgr_scenario;
+};
 
-/* Record that trial t broke invariant inv; the first explanation per trial is kept. */
+/* The harness's own invariants under faults (negative indexes in violations). */
+#define PGR_INV_RETRY (-2)
+#define PGR_INV_RETRY_NAME "after a fault, the client's retry gets a definite answer (never 5xx)"
+#define PGR_INV_ATOMIC (-3)
+#define PGR_INV_ATOMIC_NAME "a request that failed (5xx) left nothing behind (nothing half-committed)"
+const char *pgr_invariant_name(const pgr_scenario *sc, int inv);
+/* Whether session j's request lost an answer to a fault and was sent again. */
+bool pgr_answer_lost(const pgr_trial *t, int j);
+
+/* Record that trial t broke invariant inv; the first explanation per trial is kept. An
+ * answer invariant (scenario->answer_invariants) of a trial whose answer was lost to a
+ * fault is not judged. */
 void pgr_violation(pgr_batch *b, const pgr_trial *t, int inv, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -240,6 +312,10 @@ int pgr_prepare_by_case(pgr_batch *b, const char *sql, const char *code, int npa
 extern const pgr_scenario *const pgr_scenarios[];
 extern const int pgr_nscenarios;
 const pgr_scenario *pgr_find_scenario(const char *name);
+
+/* What a statement does, for the explorer's independence relation and for faults. */
+enum { PGR_SQL_NOOP, PGR_SQL_READ, PGR_SQL_WRITE };
+int pgr_sql_kind(const char *sql);
 
 /* Small utilities */
 int64_t pgr_now_ns(void);

@@ -35,6 +35,10 @@ struct pgr_pool {
     bool realtime;                   /* try SCHED_FIFO for the sessions */
     bool per_trial;                  /* threads are created for each trial and joined after it */
     _Atomic int realtime_failed;
+    const pgr_fault *fault;          /* the run's fault; NULL none */
+    pgr_isolation iso;
+    _Atomic int fault_sites;         /* most eligible fault sites seen in one request */
+    char dsn[1024];                  /* to reconnect a session whose connection a fault took */
     pgr_session sess[PGR_MAX_SESSIONS];
     pthread_t th[PGR_MAX_SESSIONS];
     session_arg args[PGR_MAX_SESSIONS];   /* each thread's argument; several pools may live at once */
@@ -47,7 +51,44 @@ struct pgr_pool {
 };
 
 
-/* One session's part of trial t: build its request, send it (once or more), record. */
+/* A fault took the session's connection: connect again, as the application's pool would.
+ * A server that cannot be reached now is a harness error. */
+static void reconnect(pgr_pool *pool, pgr_session *s)
+{
+    char err[PGR_ERRLEN];
+    if (s->conn) PQfinish(s->conn);
+    free(s->stmts);
+    s->stmts = NULL;
+    s->conn_lost = false;
+    s->conn = pgr_connect(pool->dsn, err, sizeof err);
+    int pid = 0;
+    if (!s->conn || pgr_session_setup(s->conn, &pool->schema, pool->iso, &pid, err, sizeof err) != 0) {
+        s->infra_error = true;
+        snprintf(s->infra_msg, sizeof s->infra_msg, "session S%d: reconnecting after a fault: %s", s->index + 1, err);
+        return;
+    }
+    __atomic_store_n(&s->backend_pid, pid, __ATOMIC_RELEASE);
+}
+
+/* Digest of every table of the variant's schema (one session only: the admin connection
+ * is the coordinator's, idle while the only session runs). "" on failure (infra error). */
+static void schema_digest(pgr_pool *pool, pgr_session *s, char out[40])
+{
+    out[0] = '\0';
+    PGresult *r = PQexec(pool->admin, "SELECT pgrace_digest()");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        snprintf(out, 40, "%s", PQgetvalue(r, 0, 0));
+    } else {
+        s->infra_error = true;
+        snprintf(s->infra_msg, sizeof s->infra_msg, "schema digest: %s", PQerrorMessage(pool->admin));
+        s->infra_msg[strcspn(s->infra_msg, "\n")] = '\0';
+    }
+    PQclear(r);
+}
+
+/* One session's part of trial t: build its request, send it (once or more), record.
+ * With a fault armed, the first send may lose its answer (or get a 5xx): the client then
+ * sends the request again, once, and that attempt is not part of the request's answers. */
 static void run_request(pgr_pool *pool, int index, pgr_trial *t)
 {
     pgr_session *s = &pool->sess[index];
@@ -55,17 +96,47 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
     s->nsteps = 0;
     s->attempt = 0;
     s->first_send_ns = 0;
+    t->fault_step[index] = -1;
     pgr_request req;
     memset(&req, 0, sizeof req);
     pool->sc->request(t, index, &req);
     int sends = req.sends > 1 ? req.sends : 1;
     pgr_response resp = { 0 };
+    /* alone, a request whose faulted attempt fails must leave the schema as it found it */
+    char before[40] = "", after[40];
+    bool atomic = pool->fault && pool->nsessions == 1 && t->fault_site[index] >= 0 &&
+                  (pool->fault->kind == PGR_FAULT_KILL || pool->fault->kind == PGR_FAULT_ERROR);
+    if (atomic) schema_digest(pool, s, before);
     int64_t t0 = pgr_now_ns();
-    for (int k = 0; k < sends; k++) {
+    for (int k = 0; k < sends && !s->infra_error; k++) {
         resp = (pgr_response){ .status = 0, .id = -1, .sqlstate = "" };
         s->attempt = 0;
+        s->fault_sites = 0;
+        s->fault_fired_at = -1;
+        s->fault_site = k == 0 && !t->fault_retried[index] ? t->fault_site[index] : -1;
+        s->fault_applies = t->fault_applies[index];
         resp.status = pool->v->handler(s, &req, &resp);
         pgr_rollback(s);   /* a handler that leaves a transaction open is a handler bug */
+        if (pool->fault && k == 0) {
+            int seen = atomic_load(&pool->fault_sites);
+            while (s->fault_sites > seen && !atomic_compare_exchange_weak(&pool->fault_sites, &seen, s->fault_sites)) {}
+        }
+        if (s->fault_fired_at >= 0) {
+            bool lost = pool->fault->kind == PGR_FAULT_TIMEOUT || pool->fault->kind == PGR_FAULT_LOST_COMMIT;
+            t->fault_step[index] = (short)s->fault_fired_at;
+            t->fault_status[index] = (short)(lost ? 0 : resp.status);
+            if (s->conn_lost) reconnect(pool, s);
+            if (atomic && resp.status >= 500 && !s->infra_error) {
+                schema_digest(pool, s, after);
+                t->fault_dirty[index] = strcmp(before, after) != 0;
+            }
+            if (s->infra_error) break;
+            if (lost || resp.status >= 500) {        /* no answer, or a 5xx: the client retries */
+                t->fault_retried[index] = true;
+                k--;
+                continue;
+            }
+        }
         if (k == 0) t->first[index] = resp;
     }
     t->sends[index] = sends;
@@ -130,6 +201,9 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
     pool->nsessions = o->sessions;
     pool->realtime = o->realtime;
     pool->per_trial = o->thread_per_trial;
+    pool->iso = o->iso;
+    pool->fault = o->fault && o->fault->kind != PGR_FAULT_NONE ? o->fault : NULL;
+    snprintf(pool->dsn, sizeof pool->dsn, "%s", dsn);
     pgr_release_init(&pool->gate);
     pool->traces = calloc((size_t)PGR_MAX_BATCH * o->sessions * PGR_MAX_STEPS, sizeof *pool->traces);
     if (!pool->traces) { snprintf(res->error, sizeof res->error, "out of memory"); goto fail; }
@@ -146,6 +220,8 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
         s->interrupted = o->interrupted;
         s->step_timeout_ns = 30LL * 1000000000;
         s->gate = o->gate;
+        s->fault = pool->fault;
+        s->fault_site = -1;
         s->conn = pgr_connect(dsn, res->error, sizeof res->error);
         if (!s->conn) goto fail;
         if (pgr_session_setup(s->conn, &pool->schema, o->iso, &s->backend_pid, res->error, sizeof res->error))
@@ -187,6 +263,7 @@ void pgr_pool_close(pgr_pool *pool, pgr_result *res)
 }
 
 pgr_session *pgr_pool_session(pgr_pool *pool, int i) { return &pool->sess[i]; }
+int pgr_pool_fault_sites(pgr_pool *pool) { return atomic_load(&pool->fault_sites); }
 
 /* Weighted, deterministic choice of the case for trial n. */
 static int case_of(const pgr_scenario *sc, long long n)
@@ -212,8 +289,9 @@ int pgr_pool_prepare(pgr_pool *pool, long long first, int n, int force_case, pgr
         t->kase = force_case >= 0 ? force_case : case_of(pool->sc, first + i);
         t->nsessions = pool->nsessions;
         t->trace = pool->traces + (size_t)i * pool->nsessions * PGR_MAX_STEPS;
+        for (int j = 0; j < pool->nsessions; j++) t->fault_site[j] = t->fault_step[j] = -1;
     }
-    *b = (pgr_batch){ .admin = pool->admin, .trials = pool->trials, .ntrials = n, .nsessions = pool->nsessions,
+    *b = (pgr_batch){ .sc = pool->sc, .admin = pool->admin, .trials = pool->trials, .ntrials = n, .nsessions = pool->nsessions,
                       .key_lo = pool->base + first, .key_hi = pool->base + first + n - 1, .tally = &res->tally };
     if (pool->sc->prepare(b) != 0) {
         snprintf(res->error, sizeof res->error, "preparing trials: %s", b->err);
@@ -263,6 +341,24 @@ int pgr_pool_check(pgr_pool *pool, pgr_batch *b, int ran, pgr_result *res)
     if (pool->sc->check(b) != 0) {
         snprintf(res->error, sizeof res->error, "checking invariants: %s", b->err);
         return -1;
+    }
+    for (int i = 0; i < ran; i++) {      /* the harness's own invariants under faults */
+        const pgr_trial *t = &b->trials[i];
+        for (int j = 0; j < t->nsessions; j++)
+            if (t->fault_dirty[j]) {
+                const pgr_step *st = &t->trace[(size_t)j * PGR_MAX_STEPS + t->fault_step[j]];
+                pgr_violation(b, t, PGR_INV_ATOMIC, "S%d's request answered %d after the fault at its step %d (%s), "
+                              "but left changes behind", j + 1, t->fault_status[j], t->fault_step[j] + 1,
+                              t->fault_step[j] < PGR_MAX_STEPS ? st->label : "?");
+                break;
+            }
+        for (int j = 0; j < t->nsessions && !(pool->sc->failing_cases >> t->kase & 1u); j++)
+            if (t->fault_retried[j] && t->resp[j].status >= 500) {
+                pgr_violation(b, t, PGR_INV_RETRY, "S%d's retry after the fault (at its step %d) answered %d%s%s",
+                              j + 1, t->fault_step[j] + 1, t->resp[j].status, t->resp[j].sqlstate[0] ? ", SQLSTATE " : "",
+                              t->resp[j].sqlstate);
+                break;
+            }
     }
     return 0;
 }
@@ -326,6 +422,9 @@ static int cex_from_trial(pgr_counterexample *c, const pgr_trial *tr)
     c->nsessions = tr->nsessions;
     memcpy(c->resp, tr->resp, sizeof c->resp);
     memcpy(c->nsteps, tr->nsteps, sizeof c->nsteps);
+    memcpy(c->fault_step, tr->fault_step, sizeof c->fault_step);
+    memcpy(c->fault_status, tr->fault_status, sizeof c->fault_status);
+    memcpy(c->fault_retried, tr->fault_retried, sizeof c->fault_retried);
     snprintf(c->why, sizeof c->why, "%s", tr->why);
     return 0;
 }
@@ -360,11 +459,27 @@ void pgr_result_lead_counterexample(pgr_result *res, const pgr_trial *t)
     ty->ncex++;
 }
 
+bool pgr_answer_lost(const pgr_trial *t, int j) { return t->fault_retried[j]; }
+
+const char *pgr_invariant_name(const pgr_scenario *sc, int inv)
+{
+    if (inv == PGR_INV_RETRY) return PGR_INV_RETRY_NAME;
+    if (inv == PGR_INV_ATOMIC) return PGR_INV_ATOMIC_NAME;
+    return inv >= 0 && inv < sc->ninvariants ? sc->invariants[inv] : "";
+}
+
 void pgr_violation(pgr_batch *b, const pgr_trial *tc, int inv, const char *fmt, ...)
 {
     pgr_tally *t = b->tally;
     pgr_trial *tr = (pgr_trial *)tc;
+    if (inv >= 0 && b->sc && (b->sc->answer_invariants >> inv & 1u)) {
+        bool lost = false;
+        for (int j = 0; j < tr->nsessions; j++) lost |= tr->fault_retried[j];
+        if (lost) { t->unjudged++; return; }       /* an answer never arrived: not judged */
+    }
     if (inv >= 0 && inv < PGR_MAX_INV) t->inv[inv]++;
+    if (inv == PGR_INV_RETRY) t->retry_failed++;
+    if (inv == PGR_INV_ATOMIC) t->half_committed++;
     if (tr->violated) return;
     tr->violated = true;
     tr->first_invariant = inv;
@@ -444,5 +559,12 @@ void pgr_account_trial(pgr_result *res, const pgr_trial *t)
             pgr_tally_sqlstate(&res->tally, t->trace[(size_t)i * PGR_MAX_STEPS + k].sqlstate, 1);
     }
     if (hi >= lo && t->nsessions > 1) dist_add(&res->skew, (double)(hi - lo) / 1000.0);
+    for (int i = 0; i < t->nsessions; i++) {
+        if (t->fault_site[i] >= 0) res->tally.faults_armed++;
+        if (t->fault_step[i] < 0) continue;
+        res->tally.faults_fired++;
+        if (res->fault.kind == PGR_FAULT_LOST_COMMIT) res->tally.faults_indeterminate++;
+        if (t->fault_retried[i]) res->tally.faults_retried++;
+    }
     res->tally.case_trials[t->kase]++;
 }

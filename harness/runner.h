@@ -48,6 +48,9 @@ typedef struct pgr_counterexample {
     pgr_response resp[PGR_MAX_SESSIONS];
     int nsteps[PGR_MAX_SESSIONS];
     pgr_step *steps;           /* [nsessions][PGR_MAX_STEPS], owned */
+    short fault_step[PGR_MAX_SESSIONS];     /* step a fault fired at; -1 none */
+    short fault_status[PGR_MAX_SESSIONS];   /* the faulted attempt's answer; 0 none arrived */
+    bool fault_retried[PGR_MAX_SESSIONS];
 } pgr_counterexample;
 
 typedef struct pgr_tally {
@@ -57,6 +60,14 @@ typedef struct pgr_tally {
     struct { char code[6]; long long n; } sqlstates[PGR_MAX_SQLSTATES];
     int nsqlstates;
     long long case_trials[PGR_MAX_CASES];
+    /* faults */
+    long long faults_armed;              /* requests given a fault to fire */
+    long long faults_fired;              /* ... that reached its site */
+    long long faults_indeterminate;      /* lost commits: outcome unknown to the client */
+    long long faults_retried;            /* requests the client sent again after the fault */
+    long long retry_failed;              /* retries that still answered 5xx */
+    long long half_committed;            /* failed (5xx) faulted attempts that left changes */
+    long long unjudged;                  /* answer-invariant checks skipped: an answer was lost */
     pgr_counterexample cex[PGR_MAX_CEX];
     int ncex;
 } pgr_tally;
@@ -100,6 +111,7 @@ typedef struct pgr_result {
     char error[PGR_ERRLEN];          /* harness error: the result is incomplete */
     char seed_sql_error[256];        /* the seed's SQL as written was rejected: "SQLSTATE message" */
     pgr_explore_stats ex;
+    pgr_fault fault;                 /* the injected fault; kind NONE = none */
 } pgr_result;
 
 void pgr_result_free(pgr_result *r);
@@ -122,6 +134,7 @@ typedef struct pgr_pool_opts {
     pgr_isolation iso;
     bool realtime;                   /* try SCHED_FIFO for the sessions */
     const pgr_gate_ops *gate;        /* scheduler at the seam; NULL = run at once */
+    const pgr_fault *fault;          /* inject this fault where trials arm it; NULL none */
     bool thread_per_trial;           /* create the session threads per trial, join them after
                                       * (the fuzzer: no thread outlives an input) */
     volatile int *interrupted;
@@ -133,6 +146,8 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
 /* Stop the threads, close connections, add statement counts to res, drop own schema. */
 void pgr_pool_close(pgr_pool *pool, pgr_result *res);
 pgr_session *pgr_pool_session(pgr_pool *pool, int i);
+/* The most eligible fault sites one request has passed so far (stress picks among them). */
+int pgr_pool_fault_sites(pgr_pool *pool);
 /* Set up trials first..first+n-1 (n <= PGR_MAX_BATCH) and insert their rows.
  * force_case >= 0 gives every trial that case; else the scenario's weights decide. */
 int pgr_pool_prepare(pgr_pool *pool, long long first, int n, int force_case, pgr_batch *b, pgr_result *res);
@@ -156,8 +171,14 @@ typedef struct pgr_stress_opts {
     double progress_s;               /* 0: none */
     bool quiet;
     int force_case;                  /* >= 0: every trial is this case; -1: the scenario's weights */
+    pgr_fault fault;                 /* kind NONE: no faults */
+    unsigned long long seed;         /* which requests get the fault, and where */
     volatile int *interrupted;
 } pgr_stress_opts;
+
+/* Arm trial t's requests with fault f: each with probability f->rate, at a site chosen
+ * among `sites` (a pure function of seed, trial number and session). */
+void pgr_fault_plan(pgr_trial *t, const pgr_fault *f, unsigned long long seed, int sites);
 
 /* Run one variant under stress. 0 done (result filled), -1 harness error (result->error;
  * what finished is still in the result). */

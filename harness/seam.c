@@ -12,9 +12,16 @@
  *   4. records the step (label, SQL, params, SQLSTATE, constraint, rows, timing).
  * A lost connection or a server shutting down marks s->infra_error: the runner then
  * reports a harness error (exit 2), never a race.
+ *
+ * Faults (--fault) fire here too, once per request at the site the runner armed: a step
+ * whose answer is lost (timeout-retry), a backend terminated before a step (kill-backend),
+ * a real server error instead of a named step (error-at), a connection dropped around a
+ * commit (lost-commit). A connection taken by a fault is the application's problem, not
+ * the harness's: its steps fail with 08006 until the runner reconnects the session.
  */
 #include "pgrace.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -186,6 +193,55 @@ static void fill_res(pgr_session *s, PGresult *r, pgr_step *st)
     }
 }
 
+int pgr_sql_kind(const char *sql)
+{
+    while (*sql && isspace((unsigned char)*sql)) sql++;
+    if (strncasecmp(sql, "BEGIN", 5) == 0) return PGR_SQL_NOOP;
+    if (strncasecmp(sql, "SELECT", 6) != 0) return PGR_SQL_WRITE;
+    static const char *const not_plain[] = { " FOR ", "nextval", "setval", "lock", "INSERT", "UPDATE", "DELETE" };
+    for (size_t i = 0; i < sizeof not_plain / sizeof not_plain[0]; i++)
+        if (strcasestr(sql, not_plain[i])) return PGR_SQL_WRITE;
+    return PGR_SQL_READ;
+}
+
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+static const char SQL_COMMIT[] = "COMMIT";
+/* pgrace_raise is created in every variant's schema (conn.c). */
+static const char SQL_INJECTED_ERROR[] = "SELECT pgrace_raise($1)";
+static const char SQL_TERMINATE_SELF[] = "SELECT pg_terminate_backend(pg_backend_pid())";
+
+/* Is this step an eligible site for the armed fault? Counts the sites; true at the armed one. */
+static bool fault_fires_here(pgr_session *s, const char *label, const char *sql)
+{
+    const pgr_fault *f = s->fault;
+    if (!f || sql == SQL_ROLLBACK) return false;
+    bool eligible = false;
+    switch (f->kind) {
+    case PGR_FAULT_TIMEOUT: eligible = true; break;
+    case PGR_FAULT_KILL: eligible = s->nsteps > 1; break;               /* between two steps */
+    case PGR_FAULT_ERROR: eligible = !f->step[0] || pgr_fault_step_is(f->step, label); break;
+    case PGR_FAULT_LOST_COMMIT:                                           /* a statement that commits */
+        eligible = sql == SQL_COMMIT || (!s->in_tx && pgr_sql_kind(sql) == PGR_SQL_WRITE);
+        break;
+    default: break;
+    }
+    if (!eligible) return false;
+    int site = s->fault_sites++;      /* counted on every request: the runner learns how many */
+    return s->fault_site >= 0 && s->fault_fired_at < 0 && site == s->fault_site;
+}
+
+/* The fault took the connection: close it (the server rolls back an open transaction) and
+ * fail this step as the application's driver would see it. */
+static void drop_connection(pgr_session *s, pgr_step *st, const char *why)
+{
+    PQfinish(s->conn);
+    s->conn = NULL;
+    s->conn_lost = true;
+    s->in_tx = false;
+    fill_res(s, NULL, st);
+    copy_trunc(st->message, sizeof st->message, why);
+}
+
 pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
                   int nparams, const char *const *params)
 {
@@ -214,6 +270,42 @@ pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
     }
     if (s->gate) s->gate->before(s->gate->ctx, s, st);
 
+    if (s->conn_lost) {              /* a fault took it earlier in this request */
+        st->t_send_ns = st->t_done_ns = pgr_now_ns();
+        fill_res(s, NULL, st);
+        copy_trunc(st->message, sizeof st->message, "no connection (lost to the fault)");
+        if (s->gate) s->gate->after(s->gate->ctx, s, st);
+        return &s->res;
+    }
+    pgr_fault_kind fault = PGR_FAULT_NONE;
+    char injected[96];
+    const char *injected_params[1] = { injected };
+    if (fault_fires_here(s, label, sql)) {
+        fault = s->fault->kind;
+        s->fault_fired_at = s->nsteps - 1;
+        if (fault == PGR_FAULT_KILL) {
+            /* a real pg_terminate_backend: the server ends this backend (rolling back) */
+            PGresult *k = PQexec(s->conn, SQL_TERMINATE_SELF);
+            PQclear(k);
+            st->t_send_ns = st->t_done_ns = pgr_now_ns();
+            drop_connection(s, st, "backend terminated before this step (fault kill-backend)");
+            if (s->gate) s->gate->after(s->gate->ctx, s, st);
+            return &s->res;
+        }
+        if (fault == PGR_FAULT_LOST_COMMIT && !s->fault_applies) {
+            st->t_send_ns = st->t_done_ns = pgr_now_ns();
+            drop_connection(s, st, "connection lost before the commit arrived (fault lost-commit): outcome unknown");
+            if (s->gate) s->gate->after(s->gate->ctx, s, st);
+            return &s->res;
+        }
+        if (fault == PGR_FAULT_ERROR) {          /* the server raises instead of running the step */
+            snprintf(injected, sizeof injected, "pgrace: injected error at step '%s'", label);
+            sql = SQL_INJECTED_ERROR;
+            nparams = 1;
+            params = injected_params;
+        }
+    }
+
     PGresult *prep_fail = NULL;
     int idx = ensure_prepared(s, sql, nparams, &prep_fail);
     int64_t t0 = pgr_now_ns();
@@ -236,6 +328,17 @@ pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
     s->statements++;
     fill_res(s, r, st);
 
+    if (fault == PGR_FAULT_TIMEOUT || fault == PGR_FAULT_LOST_COMMIT) {
+        /* the statement ran (and committed, if it commits); its answer never arrives */
+        char ran[96];
+        snprintf(ran, sizeof ran, "%s %s, answer lost (fault %s)", s->res.ok ? "ran" : "failed", s->res.sqlstate,
+                 pgr_fault_name(fault));
+        if (s->res.pg) { PQclear(s->res.pg); s->res.pg = NULL; }
+        drop_connection(s, st, ran);
+        if (s->gate) s->gate->after(s->gate->ctx, s, st);
+        return &s->res;
+    }
+
     /* Transaction state as the server sees it, so rollback-on-error is exact. */
     PGTransactionStatusType ts = PQtransactionStatus(s->conn);
     s->in_tx = (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR);
@@ -245,8 +348,6 @@ pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
 }
 
 static const char SQL_BEGIN[] = "BEGIN";
-static const char SQL_COMMIT[] = "COMMIT";
-static const char SQL_ROLLBACK[] = "ROLLBACK";
 
 pgr_res *pgr_begin(pgr_session *s) { return PGR_SQL0(s, "begin", SQL_BEGIN); }
 
@@ -263,7 +364,77 @@ pgr_res *pgr_commit(pgr_session *s)
 
 void pgr_rollback(pgr_session *s)
 {
-    if (s->in_tx && !s->infra_error) PGR_SQL0(s, "rollback", SQL_ROLLBACK);
+    if (s->in_tx && !s->infra_error && !s->conn_lost) PGR_SQL0(s, "rollback", SQL_ROLLBACK);
+}
+
+/* ---- faults: names and the --fault syntax ---- */
+
+static const char *const fault_names[PGR_NFAULTS] = {
+    "none", "timeout-retry", "kill-backend", "error-at", "lost-commit",
+};
+
+const char *pgr_fault_name(pgr_fault_kind k)
+{
+    return k >= 0 && k < PGR_NFAULTS ? fault_names[k] : "?";
+}
+
+bool pgr_fault_step_is(const char *want, const char *label)
+{
+    for (;; want++, label++) {
+        char a = *want, b = *label;
+        if (a == '-' || a == '_') a = ' ';
+        if (b == '-' || b == '_') b = ' ';
+        if (tolower((unsigned char)a) != tolower((unsigned char)b)) return false;
+        if (!a) return true;
+    }
+}
+
+int pgr_fault_parse(const char *text, pgr_fault *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->rate = 0.2;
+    const char *at = strrchr(text, '@');
+    size_t klen = at ? (size_t)(at - text) : strlen(text);
+    for (int k = 1; k < PGR_NFAULTS; k++) {
+        size_t n = strlen(fault_names[k]);
+        if (k == PGR_FAULT_ERROR) {
+            if (klen == n && strncmp(text, "error-at", n) == 0) {
+                out->kind = PGR_FAULT_ERROR;           /* no step named: any step */
+            } else if (klen > n + 1 && strncmp(text, "error-at:", n + 1) == 0) {
+                if (klen - n - 1 >= sizeof out->step) break;
+                memcpy(out->step, text + n + 1, klen - n - 1);
+                out->step[klen - n - 1] = '\0';
+                out->kind = PGR_FAULT_ERROR;
+            }
+        } else if (klen == n && strncmp(text, fault_names[k], n) == 0) {
+            out->kind = (pgr_fault_kind)k;
+        }
+    }
+    if (out->kind == PGR_FAULT_NONE) {
+        snprintf(err, errlen, "bad fault '%.60s': expected timeout-retry, kill-backend, error-at[:STEP] or lost-commit, "
+                 "optionally @RATE", text);
+        return -1;
+    }
+    if (at) {
+        char *end;
+        errno = 0;
+        double r = strtod(at + 1, &end);
+        if (end != at + 1 && *end == '%' && end[1] == '\0') { r /= 100; end++; }
+        if (end == at + 1 || *end || errno || !(r > 0 && r <= 1)) {
+            snprintf(err, errlen, "bad fault rate '%.40s': a fraction in (0, 1] or a percentage", at + 1);
+            return -1;
+        }
+        out->rate = r;
+    }
+    return 0;
+}
+
+void pgr_fault_format(const pgr_fault *f, char *out, size_t len)
+{
+    if (f->kind == PGR_FAULT_ERROR && f->step[0])
+        snprintf(out, len, "error-at:%s@%g", f->step, f->rate);
+    else
+        snprintf(out, len, "%s@%g", pgr_fault_name(f->kind), f->rate);
 }
 
 int pgr_uncaught(pgr_session *s, const pgr_res *r, pgr_response *resp)

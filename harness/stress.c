@@ -32,12 +32,36 @@ void pgr_result_init(pgr_result *res, const pgr_scenario *sc, const pgr_variant 
     if (res->expected == PGR_RACE && sessions < v->race_from[iso]) res->expected = PGR_SAFE;
 }
 
+static uint64_t splitmix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+/* Which requests of trial t get the fault, and at which of their eligible sites: a pure
+ * function of (seed, trial, session), so a run is reproducible. */
+void pgr_fault_plan(pgr_trial *t, const pgr_fault *f, unsigned long long seed, int sites)
+{
+    for (int j = 0; j < t->nsessions; j++) {
+        uint64_t r = splitmix(seed ^ splitmix((uint64_t)t->trial_no * PGR_MAX_SESSIONS + (uint64_t)j));
+        t->fault_site[j] = -1;
+        if (f->kind == PGR_FAULT_NONE || (double)(r >> 11) / 9007199254740992.0 >= f->rate) continue;
+        uint64_t r2 = splitmix(r);
+        t->fault_site[j] = (short)(sites > 1 ? r2 % (uint64_t)sites : 0);
+        t->fault_applies[j] = (r2 >> 40) & 1;
+    }
+}
+
 int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                const pgr_stress_opts *o, pgr_result *res)
 {
     pgr_result_init(res, sc, v, o->iso, o->sessions, "stress");
+    res->fault = o->fault;
+    if (o->fault.kind != PGR_FAULT_NONE) res->expected = v->fault_expect[o->fault.kind];
     pgr_pool_opts po = { .sessions = o->sessions, .iso = o->iso, .realtime = true,
-                         .interrupted = o->interrupted };
+                         .fault = &o->fault, .interrupted = o->interrupted };
     pgr_pool *pool = pgr_pool_open(dsn, sc, v, &po, res);
     if (!pool) return -1;
 
@@ -57,6 +81,8 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
         if (pgr_pool_prepare(pool, res->trials, nb, o->force_case, &b, res) != 0) goto out;
         int ran = 0;
         while (ran < nb) {
+            if (o->fault.kind != PGR_FAULT_NONE)
+                pgr_fault_plan(&b.trials[ran], &o->fault, o->seed, pgr_pool_fault_sites(pool));
             if (pgr_pool_start(pool, &b.trials[ran], res) != 0 || pgr_pool_finish(pool, res) != 0) goto out;
             pgr_account_trial(res, &b.trials[ran]);
             ran++;

@@ -542,6 +542,7 @@ const pgr_scenario pgr_scenario_form_submission = {
     .ninvariants = 6,
     .claims = form_submission_claims,
     .nclaims = (int)(sizeof form_submission_claims / sizeof form_submission_claims[0]),
+    .answer_invariants = 1u << INV_DOUBLE_CLICK | 1u << INV_RETRY,
     .prepare = form_submission_prepare,
     .request = form_submission_request,
     .check = form_submission_check,

@@ -328,6 +328,7 @@ const pgr_scenario pgr_scenario_idempotent_submission = {
     .ninvariants = 4,
     .claims = idempotent_submission_claims,
     .nclaims = (int)(sizeof idempotent_submission_claims / sizeof idempotent_submission_claims[0]),
+    .answer_invariants = 1u << INV_DOUBLE_CLICK | 1u << INV_RETRY,
     .prepare = idempotent_submission_prepare,
     .request = idempotent_submission_request,
     .check = idempotent_submission_check,

@@ -303,6 +303,7 @@ const pgr_scenario pgr_scenario_invite_claim = {
     .ninvariants = 4,
     .claims = invite_claim_claims,
     .nclaims = 2,
+    .answer_invariants = 1u << INV_ONE_CREATED,
     .prepare = invite_claim_prepare,
     .request = invite_claim_request,
     .check = invite_claim_check,

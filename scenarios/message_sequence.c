@@ -402,6 +402,7 @@ const pgr_scenario pgr_scenario_message_sequence = {
     .ninvariants = 4,
     .claims = message_sequence_claims,
     .nclaims = 3,
+    .answer_invariants = 0,
     .prepare = message_sequence_prepare,
     .request = message_sequence_request,
     .check = message_sequence_check,

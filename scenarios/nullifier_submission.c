@@ -334,6 +334,7 @@ const pgr_scenario pgr_scenario_nullifier_submission = {
     .ninvariants = 3,
     .claims = nullifier_submission_claims,
     .nclaims = (int)(sizeof nullifier_submission_claims / sizeof nullifier_submission_claims[0]),
+    .answer_invariants = 1u << INV_LOSER_409,
     .prepare = nullifier_submission_prepare,
     .request = nullifier_submission_request,
     .check = nullifier_submission_check,
