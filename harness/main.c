@@ -404,7 +404,7 @@ static int cmd_ci(char **targets, int ntargets)
     return (fresh > 0 || replay_rc != 0) ? 1 : 0;
 }
 
-#define FAULT_TRIALS 200   /* per fault cell; half the requests get the fault */
+#define FAULT_TRIALS 100   /* per fault cell; half the requests get the fault */
 
 /* Is variant j of sc among the command's targets (all when none were given)? */
 static bool wanted(const pgr_scenario *sc, int j, const pgr_scenario *const *only, const int *only_v, int ntargets)

@@ -32,6 +32,17 @@ static void esc(FILE *f, const char *s)
 }
 
 static bool matched(const pgr_result *r) { return r->verdict == r->expected && !r->error[0]; }
+static bool faulted(const pgr_result *r) { return r->fault.kind != PGR_FAULT_NONE; }
+/* A stress cell of the concurrency matrix (the fault matrix has its own section). */
+static bool is_stress(const pgr_result *r) { return strcmp(r->mode, "stress") == 0 && !faulted(r); }
+
+/* "invite_claim/proposed" or, under a fault, "invite_claim/proposed under kill-backend@0.5" */
+static void cell_name(char *out, size_t len, const pgr_result *r)
+{
+    char fault[80] = "";
+    if (faulted(r)) pgr_fault_format(&r->fault, fault, sizeof fault);
+    snprintf(out, len, "%s/%s%s%s", r->sc->name, r->v->name, fault[0] ? " under " : "", fault);
+}
 
 static const char *status_color(int code)
 {
@@ -50,7 +61,7 @@ static claim_tally tally_claim(const pgr_scenario *sc, const pgr_claim *c, pgr_r
 {
     claim_tally t = { 0, 0, 0, 0 };
     for (int i = 0; i < n; i++) {
-        if (rs[i].sc != sc || strcmp(rs[i].v->name, c->variant) != 0) continue;
+        if (rs[i].sc != sc || strcmp(rs[i].v->name, c->variant) != 0 || faulted(&rs[i])) continue;
         t.cells++;
         t.trials += rs[i].trials;
         t.violations += rs[i].tally.inv[c->invariant];
@@ -64,7 +75,7 @@ static const pgr_result *cex_source(const pgr_variant *v, pgr_result *rs, int n)
 {
     const pgr_result *best = NULL;
     for (int i = 0; i < n; i++) {
-        if (rs[i].v != v || rs[i].tally.ncex == 0) continue;
+        if (rs[i].v != v || rs[i].tally.ncex == 0 || faulted(&rs[i])) continue;
         if (strcmp(rs[i].mode, "explore") == 0) return &rs[i];
         if (!best) best = &rs[i];
     }
@@ -92,11 +103,12 @@ static void swimlane(FILE *f, const pgr_counterexample *c)
         if (s >= lanes) continue;
         const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + order_k[i]];
         int x = 40 + s * lw + 8, y = top + i * rh + 4;
-        bool err = strcmp(st->sqlstate, "00000") != 0;
+        bool err = strcmp(st->sqlstate, "00000") != 0, fault = c->fault_step[s] == order_k[i];
         fprintf(f, "<g><title>");
         esc(f, st->sql);
         if (st->params[0]) { fputs(" -- params: ", f); esc(f, st->params); }
         if (st->values[0]) { fputs(" -- first row: ", f); esc(f, st->values); }
+        if (st->message[0]) { fputs(" -- ", f); esc(f, st->message); }
         fprintf(f, "</title><rect x=%d y=%d width=%d height=%d rx=4 class='st%s'%s/>", x, y, lw - 16, rh - 6,
                 err ? " err" : "", st->waited ? " fill='url(#hatch)'" : "");
         fprintf(f, "<text x=%d y=%d class=sl>%d. ", x + 6, y + 16, i + 1);
@@ -104,12 +116,14 @@ static void swimlane(FILE *f, const pgr_counterexample *c)
         fprintf(f, " rows=%ld", st->rows);
         if (err) { fputc(' ', f); esc(f, st->sqlstate); }
         if (st->waited) fputs(" (waited)", f);
+        if (fault) fputs(" &#9889; FAULT", f);
         fprintf(f, "</text></g>\n");
     }
     int y = top + m * rh + 18;
     for (int s = 0; s < lanes; s++) {
         fprintf(f, "<text x=%d y=%d class=ans>answer %d", 40 + s * lw + 8, y, c->resp[s].status);
         if (c->resp[s].id >= 0) fprintf(f, " (id %lld)", c->resp[s].id);
+        if (c->fault_retried[s]) fputs(c->fault_status[s] ? " to the retry" : " to the retry (1st answer lost)", f);
         fprintf(f, "</text>\n");
     }
     fprintf(f, "</svg>\n");
@@ -126,7 +140,7 @@ static void status_bars(FILE *f, const pgr_scenario *sc, pgr_result *rs, int n)
     for (int j = 0; j < sc->nvariants; j++) {
         long long st[600] = { 0 }, total = 0;
         for (int i = 0; i < n; i++)
-            if (rs[i].v == &sc->variants[j] && strcmp(rs[i].mode, "stress") == 0)
+            if (rs[i].v == &sc->variants[j] && is_stress(&rs[i]))
                 for (int k = 0; k < 600; k++) { st[k] += rs[i].tally.statuses[k]; total += rs[i].tally.statuses[k]; }
         int y = 22 + j * rh;
         fprintf(f, "<text x=0 y=%d class=bl>", y + 15);
@@ -160,7 +174,7 @@ static void latency_chart(FILE *f, const pgr_scenario *sc, pgr_result *rs, int n
     double maxv = 1;
     int cells = 0;
     for (int i = 0; i < n; i++)
-        if (rs[i].sc == sc && strcmp(rs[i].mode, "stress") == 0 && rs[i].latency.n) {
+        if (rs[i].sc == sc && is_stress(&rs[i]) && rs[i].latency.n) {
             double p99 = pgr_dist_pct(&rs[i].latency, 99);
             if (p99 > maxv) maxv = p99;
             cells++;
@@ -172,7 +186,7 @@ static void latency_chart(FILE *f, const pgr_scenario *sc, pgr_result *rs, int n
     int row = 0;
     for (int i = 0; i < n; i++) {
         pgr_result *r = &rs[i];
-        if (r->sc != sc || strcmp(r->mode, "stress") != 0 || !r->latency.n) continue;
+        if (r->sc != sc || !is_stress(r) || !r->latency.n) continue;
         double p50 = pgr_dist_pct(&r->latency, 50), p99 = pgr_dist_pct(&r->latency, 99);
         int y = 22 + row++ * rh;
         double bw = w - 330;
@@ -222,6 +236,64 @@ static void latency_histogram(FILE *f, const pgr_scenario *sc, pgr_result *rs, i
                 y0 + ph + 18, x0 + pw - 34, y0 + ph + 18);
     }
     fprintf(f, "</svg>\n");
+}
+
+/* The second matrix: which variants survive which fault (one client, the race case, a
+ * retry after a lost answer or a 5xx), then a diagram of each breakage. */
+static void fault_matrix(FILE *f, pgr_result *rs, int n)
+{
+    bool any = false;
+    for (int i = 0; i < n; i++) any |= faulted(&rs[i]);
+    if (!any) return;
+    fputs("<h2 id=faults>Fault matrix</h2>\n<p class=k>One client sends the scenario's race-case request; in half of the "
+          "trials a fault fires at one of its steps, and a client that got no answer or a 5xx sends the request again, "
+          "once. <b>timeout-retry</b>: the step runs, its answer never arrives; <b>kill-backend</b>: "
+          "pg_terminate_backend before a step; <b>error-at</b>: a server error instead of a step; <b>lost-commit</b>: "
+          "the connection drops around a commit, which may or may not have happened (indeterminate). Judged: the "
+          "scenario's invariants on the stored state, the retry's answer, and that a failed request left nothing "
+          "behind.</p>\n<table id=faultmatrix><tr><th>scenario / variant</th><th>kind</th>", f);
+    for (int k = 1; k < PGR_NFAULTS; k++) fprintf(f, "<th>%s</th>", pgr_fault_name((pgr_fault_kind)k));
+    fputs("</tr>\n", f);
+    for (int si = 0; si < pgr_nscenarios; si++)
+        for (int j = 0; j < pgr_scenarios[si]->nvariants; j++) {
+            const pgr_variant *v = &pgr_scenarios[si]->variants[j];
+            pgr_result *row[PGR_NFAULTS] = { NULL };
+            bool have = false;
+            for (int i = 0; i < n; i++)
+                if (rs[i].v == v && faulted(&rs[i]) && !row[rs[i].fault.kind]) { row[rs[i].fault.kind] = &rs[i]; have = true; }
+            if (!have) continue;
+            fprintf(f, "<tr><td class=name>%s / %s</td><td>%s</td>", pgr_scenarios[si]->name, v->name, pgr_kind_name(v->kind));
+            for (int k = 1; k < PGR_NFAULTS; k++) {
+                pgr_result *r = row[k];
+                if (!r) { fputs("<td>&ndash;</td>", f); continue; }
+                const char *first = r->tally.ncex ? pgr_invariant_name(r->sc, r->tally.cex[0].invariant) : "";
+                fprintf(f, "<td class='%s%s' title='expected %s%s", pgr_verdict_name(r->verdict), matched(r) ? "" : " mismatch",
+                        r->expected == PGR_RACE ? "broken" : "survives", first[0] ? "; " : "");
+                esc(f, first);
+                fprintf(f, "'>%s<small>%lld/%lld", r->error[0] ? "error" : r->verdict == PGR_RACE ? "broken" : "survives",
+                        r->tally.violated_trials, r->trials);
+                if (r->tally.faults_indeterminate) fprintf(f, " &middot; %lld indeterminate", r->tally.faults_indeterminate);
+                fputs("</small></td>", f);
+            }
+            fputs("</tr>\n", f);
+        }
+    fputs("</table>\n<details><summary>How each fault breaks a variant (first counterexample of each broken cell)</summary>\n", f);
+    for (int i = 0; i < n; i++) {
+        pgr_result *r = &rs[i];
+        if (!faulted(r) || r->tally.ncex == 0) continue;
+        const pgr_counterexample *c = &r->tally.cex[0];
+        char name[160];
+        cell_name(name, sizeof name, r);
+        fputs("<h4>", f);
+        esc(f, name);
+        fprintf(f, " <span class=k>trial %lld</span></h4>\n<p class=why><b>", c->trial_no);
+        esc(f, pgr_invariant_name(r->sc, c->invariant));
+        fputs(":</b> ", f);
+        esc(f, c->why);
+        fputs("</p>\n", f);
+        swimlane(f, c);
+    }
+    fputs("</details>\n", f);
 }
 
 static int write_html(const char *path, const char *server, pgr_result *rs, int n, const char *error)
@@ -276,7 +348,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
                     for (int i = 0; i < n && !r; i++)
                         if (rs[i].v == v && (int)rs[i].iso == iso &&
                             (col == 2 ? strcmp(rs[i].mode, "explore") == 0
-                                      : strcmp(rs[i].mode, "stress") == 0 && rs[i].sessions == (col ? 8 : 2)))
+                                      : is_stress(&rs[i]) && rs[i].sessions == (col ? 8 : 2)))
                             r = &rs[i];
                     if (!r) { fputs("<td>&ndash;</td>", f); continue; }
                     fprintf(f, "<td class='%s%s' title='expected %s'>%s<small>%lld/%lld</small></td>",
@@ -287,6 +359,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
         }
     }
     fputs("</table>\n", f);
+    fault_matrix(f, rs, n);
 
     for (int si = 0; si < pgr_nscenarios; si++) {
         const pgr_scenario *sc = pgr_scenarios[si];
@@ -323,7 +396,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
             for (int k = 0; k < sc->ninvariants; k++) {
                 long long v = 0, tr = 0;
                 for (int i = 0; i < n; i++)
-                    if (rs[i].v == &sc->variants[j]) { v += rs[i].tally.inv[k]; tr += rs[i].trials; }
+                    if (rs[i].v == &sc->variants[j] && !faulted(&rs[i])) { v += rs[i].tally.inv[k]; tr += rs[i].trials; }
                 fprintf(f, "<td class=%s>%lld<small>of %lld</small></td>", v ? "race" : "safe", v, tr);
             }
             fputs("</tr>\n", f);
@@ -337,7 +410,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
               "<th>release skew p50 &micro;s</th><th>p99 &micro;s</th><th>release</th></tr>\n", f);
         for (int i = 0; i < n; i++) {
             pgr_result *r = &rs[i];
-            if (r->sc != sc || strcmp(r->mode, "stress") != 0 || r->sessions < 8) continue;
+            if (r->sc != sc || !is_stress(r) || r->sessions < 8) continue;
             fprintf(f, "<tr><td class=name>%s</td><td>%s</td><td>%d</td><td>%.0f</td><td>%.1f</td><td>%.1f</td><td>%s</td></tr>\n",
                     r->v->name, pgr_isolation_name(r->iso), r->sessions, r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
                     pgr_dist_pct(&r->skew, 50), pgr_dist_pct(&r->skew, 99), r->release ? r->release : "");
@@ -353,7 +426,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
             if (!ex) fprintf(f, ", trial %lld", c->trial_no);
             fputs("</span></h4>\n", f);
             fputs("<p class=why><b>", f);
-            esc(f, c->invariant >= 0 ? sc->invariants[c->invariant] : "");
+            esc(f, pgr_invariant_name(sc, c->invariant));
             fputs(":</b> ", f);
             esc(f, c->why);
             fputs("</p>\n", f);
@@ -385,8 +458,10 @@ static int write_junit(const char *path, pgr_result *rs, int n, const char *erro
         for (int i = 0; i < n; i++) {
             pgr_result *r = &rs[i];
             if (r->sc != sc) continue;
-            fprintf(f, "    <testcase classname=\"pgrace.%s\" name=\"%s/%s %s %s c=%d\" time=\"%.3f\">", sc->name, sc->name,
-                    r->v->name, r->mode, pgr_isolation_name(r->iso), r->sessions, r->seconds);
+            char name[160];
+            cell_name(name, sizeof name, r);
+            fprintf(f, "    <testcase classname=\"pgrace.%s\" name=\"%s %s %s c=%d\" time=\"%.3f\">", sc->name, name,
+                    r->mode, pgr_isolation_name(r->iso), r->sessions, r->seconds);
             if (!matched(r)) {
                 fprintf(f, "\n      <failure message=\"");
                 if (r->error[0]) { fputs("harness error: ", f); xml_esc(f, r->error); }
@@ -395,6 +470,8 @@ static int write_junit(const char *path, pgr_result *rs, int n, const char *erro
                 fputs("\">", f);
                 for (int k = 0; k < sc->ninvariants; k++)
                     if (r->tally.inv[k]) { fprintf(f, "%lld violations of ", r->tally.inv[k]); xml_esc(f, sc->invariants[k]); fputc('\n', f); }
+                if (r->tally.retry_failed) { fprintf(f, "%lld violations of ", r->tally.retry_failed); xml_esc(f, PGR_INV_RETRY_NAME); fputc('\n', f); }
+                if (r->tally.half_committed) { fprintf(f, "%lld violations of ", r->tally.half_committed); xml_esc(f, PGR_INV_ATOMIC_NAME); fputc('\n', f); }
                 if (r->tally.ncex) {
                     const pgr_counterexample *c = &r->tally.cex[0];
                     xml_esc(f, c->why);
@@ -429,7 +506,9 @@ static int write_summary(const char *path, const char *server, pgr_result *rs, i
         char v[64];
         if (r->verdict == PGR_RACE) snprintf(v, sizeof v, "race in %lld of %lld", r->tally.violated_trials, r->trials);
         else snprintf(v, sizeof v, "safe (%lld)", r->trials);
-        fprintf(f, "| %s/%s | %s | %s | %d | %s | %s | %s |\n", r->sc->name, r->v->name, r->mode,
+        char name[160];
+        cell_name(name, sizeof name, r);
+        fprintf(f, "| %s | %s | %s | %d | %s | %s | %s |\n", name, r->mode,
                 pgr_isolation_name(r->iso), r->sessions, v, pgr_verdict_name(r->expected), matched(r) ? "ok" : "**MISMATCH**");
     }
     fputs("\n### The seeds' claims\n\n", f);

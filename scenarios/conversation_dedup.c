@@ -532,9 +532,13 @@ static const pgr_claim conversation_dedup_claims[] = {
 };
 static const pgr_variant conversation_dedup_variants[] = {
     { .name = "original", .kind = PGR_ORIGINAL, .handler = conversation_dedup_original,
+      .fault_expect = { [PGR_FAULT_TIMEOUT] = PGR_RACE, [PGR_FAULT_KILL] = PGR_RACE, [PGR_FAULT_ERROR] = PGR_RACE,
+                        [PGR_FAULT_LOST_COMMIT] = PGR_RACE },
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "maybeSingle check, then insert conversation and message, each autocommitted; no constraint" },
     { .name = "proposed", .kind = PGR_PROPOSED, .handler = conversation_dedup_proposed,
+      .fault_expect = { [PGR_FAULT_TIMEOUT] = PGR_RACE, [PGR_FAULT_KILL] = PGR_RACE, [PGR_FAULT_ERROR] = PGR_RACE,
+                        [PGR_FAULT_LOST_COMMIT] = PGR_RACE },
       .ddl = PARTIAL_UNIQUE_INDEX, .ddl_as_written = SEED_CONSTRAINT_AS_WRITTEN,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "issue 007: check, insert, on 23505 re-select (200), then the message; partial unique index" },

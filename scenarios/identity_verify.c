@@ -402,6 +402,8 @@ static const pgr_claim identity_verify_claims[] = {
 
 static const pgr_variant identity_verify_variants[] = {
     { .name = "original", .kind = PGR_ORIGINAL, .handler = identity_verify_original,
+      .fault_expect = { [PGR_FAULT_TIMEOUT] = PGR_SAFE, [PGR_FAULT_KILL] = PGR_RACE, [PGR_FAULT_ERROR] = PGR_RACE,
+                        [PGR_FAULT_LOST_COMMIT] = PGR_SAFE },
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "findUnique(identity_hash), update user, create success audit, each autocommitted" },
     { .name = "proposed", .kind = PGR_PROPOSED, .handler = identity_verify_proposed,

@@ -280,9 +280,13 @@ static const pgr_claim invite_claim_claims[] = {
 
 static const pgr_variant invite_claim_variants[] = {
     { .name = "original", .kind = PGR_ORIGINAL, .handler = invite_claim_original,
+      .fault_expect = { [PGR_FAULT_TIMEOUT] = PGR_RACE, [PGR_FAULT_KILL] = PGR_RACE, [PGR_FAULT_ERROR] = PGR_RACE,
+                        [PGR_FAULT_LOST_COMMIT] = PGR_RACE },
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "findUnique, then update usedAt and create Submission, each autocommitted" },
     { .name = "proposed", .kind = PGR_PROPOSED, .handler = invite_claim_proposed,
+      .fault_expect = { [PGR_FAULT_TIMEOUT] = PGR_RACE, [PGR_FAULT_KILL] = PGR_RACE, [PGR_FAULT_ERROR] = PGR_RACE,
+                        [PGR_FAULT_LOST_COMMIT] = PGR_RACE },
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "PR #15: updateMany claim, then create Submission; 400/410/200/409 on count 0" },
     { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = RECOMMENDED_DDL, .handler = invite_claim_recommended,

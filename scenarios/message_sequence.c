@@ -375,16 +375,22 @@ static const pgr_claim message_sequence_claims[] = {
 
 static const pgr_variant message_sequence_variants[] = {
     { .name = "original", .kind = PGR_ORIGINAL, .handler = message_sequence_original,
+      .fault_expect = { [PGR_FAULT_TIMEOUT] = PGR_RACE, [PGR_FAULT_KILL] = PGR_SAFE, [PGR_FAULT_ERROR] = PGR_SAFE,
+                        [PGR_FAULT_LOST_COMMIT] = PGR_RACE },
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "SELECT max(sequence), then INSERT max + 1, autocommitted, no unique index" },
     /* 3 attempts absorb 2 losses, and a sender loses only to another sender's commit: with 3
      * or fewer senders no 23505 escapes (read committed, repeatable read). Serializable
      * fails with 40001, which the loop does not catch, from 2 senders on. */
     { .name = "proposed", .kind = PGR_PROPOSED, .ddl = PROPOSED_DDL, .handler = message_sequence_proposed,
+      .fault_expect = { [PGR_FAULT_TIMEOUT] = PGR_RACE, [PGR_FAULT_KILL] = PGR_SAFE, [PGR_FAULT_ERROR] = PGR_SAFE,
+                        [PGR_FAULT_LOST_COMMIT] = PGR_RACE },
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE }, .race_from = { 4, 4, 0 },
       .explore_blind = { false, false, true },   /* 40001 between two concurrent INSERTs */
       .summary = "plan 09-06: partial unique indexes, INSERT with MAX+1 subquery, 3 attempts on 23505" },
     { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = RECOMMENDED_DDL, .handler = message_sequence_recommended,
+      .fault_expect = { [PGR_FAULT_TIMEOUT] = PGR_RACE, [PGR_FAULT_KILL] = PGR_SAFE, [PGR_FAULT_ERROR] = PGR_SAFE,
+                        [PGR_FAULT_LOST_COMMIT] = PGR_RACE },
       .expect = { PGR_SAFE, PGR_SAFE, PGR_SAFE },
       .summary = "per-channel counter: UPDATE ... RETURNING and the INSERT in one statement, retry 40001/40P01" },
 };
