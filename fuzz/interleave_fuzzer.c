@@ -2,8 +2,9 @@
  * interleave_fuzzer.c — libFuzzer drives the explorer's scheduler over a real server.
  *
  * Input bytes: [0] which target (scenario/variant), [1] isolation level, [2] sessions (2 or
- * 3), [3] request case, then one byte per scheduling decision (which of the ready sessions
- * runs its next statement). An invariant violation prints the interleaving and why, writes
+ * 3), [3] request case, with PGRACE_FUZZ_FAULT [4] the faulted session (low bits) and the
+ * commit outcome (high bit) and [5] the site of its fault, then one byte per scheduling
+ * decision (which of the ready sessions runs its next statement). An invariant violation prints the interleaving and why, writes
  * a schedule file (replayable with `pgrace replay`), then aborts so libFuzzer keeps the
  * input. The interleaving signal (each step's outcome and every switch between sessions)
  * goes to libFuzzer's extra counters, so "new coverage" also means "new interleaving".
@@ -13,7 +14,9 @@
  *   PGRACE_FUZZ_TARGET      scenario[/variant] or "recommended" (every recommended variant);
  *                           default: every variant
  *   PGRACE_FUZZ_ISOLATION   fix the isolation level (read-committed, ...)
- *   PGRACE_FUZZ_SESSIONS    fix the session count (2..8; default 2 or 3 from the input)
+ *   PGRACE_FUZZ_SESSIONS    fix the session count (2..8, 1..8 with a fault; default 2 or 3)
+ *   PGRACE_FUZZ_FAULT       inject this fault (timeout-retry, kill-backend, error-at[:STEP],
+ *                           lost-commit) into every schedule, where the input says
  *   PGRACE_FUZZ_SAVE        directory for schedule files of violations (default .)
  *   PGRACE_FUZZ_NO_SIGNAL   1: do not feed the interleaving signal (to measure its worth)
  *   PGRACE_FUZZ_NO_ABORT    1: report a violation and go on (the replay main uses this)
@@ -38,6 +41,7 @@ static int ntargets;
 static int fixed_iso = -1, fixed_sessions;
 static bool no_signal, no_abort;
 static const char *save_dir = ".";
+static pgr_fault fault;                  /* PGRACE_FUZZ_FAULT: kind NONE = none */
 static long long violations;
 
 long long pgr_fuzz_violations(void) { return violations; }
@@ -71,11 +75,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         }
         fixed_iso = (int)l;
     }
+    const char *fs = getenv("PGRACE_FUZZ_FAULT");
+    if (fs && *fs) {
+        char ferr[PGR_ERRLEN];
+        if (pgr_fault_parse(fs, &fault, ferr, sizeof ferr) != 0) {
+            fprintf(stderr, "pgrace fuzz: PGRACE_FUZZ_FAULT: %s\n", ferr);
+            exit(2);
+        }
+    }
     const char *ns = getenv("PGRACE_FUZZ_SESSIONS");
     if (ns && *ns) {
+        int lo = fault.kind != PGR_FAULT_NONE ? 1 : 2;   /* a fault needs no second session */
         fixed_sessions = atoi(ns);
-        if (fixed_sessions < 2 || fixed_sessions > 8) {
-            fprintf(stderr, "pgrace fuzz: PGRACE_FUZZ_SESSIONS must be 2..8, got '%s'\n", ns);
+        if (fixed_sessions < lo || fixed_sessions > 8) {
+            fprintf(stderr, "pgrace fuzz: PGRACE_FUZZ_SESSIONS must be %d..8, got '%s'\n", lo, ns);
             exit(2);
         }
     }
@@ -104,8 +117,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     PQfinish(c);
     fuzzer = pgr_fuzzer_new(dsn);
-    fprintf(stderr, "pgrace fuzz: %d target(s), %s signal, server %s\n", ntargets,
-            no_signal ? "no interleaving" : "interleaving", dsn);
+    char fname[80] = "no";
+    if (fault.kind != PGR_FAULT_NONE) pgr_fault_format(&fault, fname, sizeof fname);
+    fprintf(stderr, "pgrace fuzz: %d target(s), %s signal, %s fault, server %s\n", ntargets,
+            no_signal ? "no interleaving" : "interleaving", fname, dsn);
     return 0;
 }
 
@@ -117,10 +132,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pgr_isolation iso = fixed_iso >= 0 ? (pgr_isolation)fixed_iso : (pgr_isolation)(data[1] % PGR_NISO);
     int sessions = fixed_sessions ? fixed_sessions : 2 + data[2] % 2;
     int kase = data[3] % sc->ncases;
+    /* with a fault, two more bytes say where it fires: session and commit outcome, site */
+    pgr_fault_at at = { .fault = fault, .session = -1 };
+    size_t head = 4;
+    if (fault.kind != PGR_FAULT_NONE) {
+        if (size < 6) return -1;
+        at.session = data[4] % sessions;
+        at.applies = data[4] >> 7;
+        at.site = data[5] % 16;
+        head = 6;
+    }
     char path[4300], err[PGR_ERRLEN];
     snprintf(path, sizeof path, "%s/fuzz-%s-%s-%s.schedule", save_dir, sc->name, v->name, pgr_isolation_name(iso));
     static pgr_fuzz_outcome out;
-    if (pgr_fuzz_one(fuzzer, sc, v, iso, sessions, kase, data + 4, size - 4, path, &out, err, sizeof err) != 0) {
+    if (pgr_fuzz_one(fuzzer, sc, v, iso, sessions, kase, &at, data + head, size - head, path, &out, err,
+                     sizeof err) != 0) {
         static int warned;
         if (!warned++) fprintf(stderr, "pgrace fuzz: harness error, inputs rejected, not crashes: %s\n", err);
         return -1;
@@ -134,7 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         violations++;
         fprintf(stderr, "\npgrace: violation of \"%s\" in %s/%s (%s, %d sessions, case %s)\n%s"
                         "pgrace: schedule written to %s\n",
-                sc->invariants[out.invariant], sc->name, v->name, pgr_isolation_name(iso), sessions,
+                pgr_invariant_name(sc, out.invariant), sc->name, v->name, pgr_isolation_name(iso), sessions,
                 sc->cases[kase].name, out.table, path);
         if (!no_abort) abort();
     }

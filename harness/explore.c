@@ -52,6 +52,7 @@ typedef struct sched_run {          /* what one schedule did */
     uint64_t ready[PGR_MAX_GRANTS]; /* who was ready at that grant */
     bool waited[PGR_MAX_GRANTS];    /* that statement was seen waiting on a lock */
     int n;
+    pgr_fault_at fat;               /* the fault of this schedule (kind NONE: none) */
     int diverged_at;                /* forced schedule: first grant not possible; -1 none */
     bool pruned;                    /* exhaustive: every enabled choice was asleep */
 } sched_run;
@@ -70,6 +71,8 @@ typedef struct explorer {
     PGconn *monitor;
     pgr_gate_ops ops;
     volatile int *interrupted;
+    pgr_fault fault;                            /* the pool's fault (kind NONE: none) */
+    pgr_fault_at fat;                           /* where it fires in the next schedule */
     /* strategy */
     pgr_strategy strategy;
     uint64_t rng;
@@ -339,6 +342,11 @@ static int run_schedule(explorer *x, pgr_trial *t, sched_run *out, pgr_result *r
     }
     pthread_mutex_unlock(&x->mu);
     if (x->strategy == PGR_PCT) pct_reset(x);
+    out->fat = x->fat;
+    if (x->fat.fault.kind != PGR_FAULT_NONE && x->fat.session < t->nsessions) {
+        t->fault_site[x->fat.session] = (short)x->fat.site;
+        t->fault_applies[x->fat.session] = x->fat.applies;
+    }
     if (pgr_pool_start(x->pool, t, res) != 0) return -1;
     char err[PGR_ERRLEN] = "";
     for (;;) {
@@ -450,19 +458,28 @@ static void describe(const pgr_trial *t, const sched_run *sr, char *out, size_t 
         int s;
         const pgr_step *st = step_of(t, sr, g, &s);
         char cell[64];
+        int nth = 0;
+        for (int i = 0; i < g; i++) nth += sr->grants[i] == sr->grants[g];
+        bool fault = st && t->fault_step[s] == nth;
         if (st)
-            snprintf(cell, sizeof cell, "%.20s rows=%ld%s%s", st->label, st->rows,
-                     strcmp(st->sqlstate, "00000") ? " " : "", strcmp(st->sqlstate, "00000") ? st->sqlstate : "");
+            snprintf(cell, sizeof cell, "%.20s rows=%ld%s%s%s", st->label, st->rows,
+                     strcmp(st->sqlstate, "00000") ? " " : "", strcmp(st->sqlstate, "00000") ? st->sqlstate : "",
+                     fault ? " FAULT" : "");
         else
             snprintf(cell, sizeof cell, "...");
         PUT("    %3d ", g + 1);
         for (int k = 0; k < s; k++) PUT(" %-34s", "");
         PUT(" %s%s\n", cell, sr->waited[g] ? " (waited for a lock)" : "");
+        if (fault) {
+            for (int j = 0; j <= s; j++) PUT(" %-34s", "");
+            PUT("     ^ %s\n", st->message);
+        }
     }
     PUT("    answers:");
     for (int s = 0; s < t->nsessions; s++) {
         PUT(" S%d=%d", s + 1, t->resp[s].status);
         if (t->resp[s].id >= 0) PUT("(id %lld)", t->resp[s].id);
+        if (t->fault_retried[s]) PUT("[retry after the fault]");
     }
     char order[400];
     explain_order(t, sr, order, sizeof order);
@@ -478,6 +495,7 @@ typedef struct sched_file {
     int sessions;
     int grants[PGR_MAX_GRANTS];
     int ngrants;
+    pgr_fault_at fat;
 } sched_file;
 
 static int write_schedule(const char *path, const pgr_scenario *sc, const pgr_variant *v, pgr_isolation iso,
@@ -489,6 +507,9 @@ static int write_schedule(const char *path, const pgr_scenario *sc, const pgr_va
     fprintf(f, "scenario %s\nvariant %s\nisolation %s\nsessions %d\ncase %s\ngrants", sc->name, v->name,
             pgr_isolation_name(iso), t->nsessions, sc->cases[t->kase].name);
     for (int g = 0; g < sr->n; g++) fprintf(f, " %d", sr->grants[g] + 1);
+    if (sr->fat.fault.kind != PGR_FAULT_NONE)       /* session, site, commit applied, kind */
+        fprintf(f, "\nfault %d %d %d %s%s%s", sr->fat.session + 1, sr->fat.site + 1, sr->fat.applies ? 1 : 0,
+                pgr_fault_name(sr->fat.fault.kind), sr->fat.fault.step[0] ? ":" : "", sr->fat.fault.step);
     fprintf(f, "\nviolation %s\nexplanation %s\n#\n",
             t->violated ? pgr_invariant_name(sc, t->first_invariant) : "none", t->violated ? t->why : "");
     for (const char *p = table; *p;) {
@@ -569,6 +590,19 @@ static int parse_schedule(FILE *f, const char *path, sched_file *sf, char *err, 
                 sf->grants[sf->ngrants++] = (int)g - 1;
                 p = end;
             }
+        } else if (strcmp(line, "fault") == 0) {
+            int fs, site, applied, used = 0;
+            char kerr[PGR_ERRLEN];
+            if (sscanf(val, "%d %d %d %n", &fs, &site, &applied, &used) != 3 || fs < 1 || fs > 8 || site < 1 ||
+                site > PGR_MAX_STEPS || (applied != 0 && applied != 1) || !val[used] ||
+                pgr_fault_parse(val + used, &sf->fat.fault, kerr, sizeof kerr) != 0 || strchr(val + used, '@')) {
+                snprintf(err, errlen, "%s:%d: fault must be 'SESSION SITE APPLIED KIND', got '%s'", path, lineno, val);
+                fclose(f);
+                return -1;
+            }
+            sf->fat.session = fs - 1;
+            sf->fat.site = site - 1;
+            sf->fat.applies = applied;
         } else {
             snprintf(err, errlen, "%s:%d: unknown key '%s'", path, lineno, line);
             fclose(f);
@@ -580,6 +614,10 @@ static int parse_schedule(FILE *f, const char *path, sched_file *sf, char *err, 
                         : sf->sessions < 0 ? "sessions" : !sf->kase[0] ? "case" : !have_grants ? "grants"
                         : !sf->violation[0] ? "violation" : NULL;
     if (missing) { snprintf(err, errlen, "%s: not a pgrace schedule (no '%s' line)", path, missing); return -1; }
+    if (sf->fat.fault.kind != PGR_FAULT_NONE && sf->fat.session >= sf->sessions) {
+        snprintf(err, errlen, "%s: the fault names session %d of %d", path, sf->fat.session + 1, sf->sessions);
+        return -1;
+    }
     for (int g = 0; g < sf->ngrants; g++)
         if (sf->grants[g] >= sf->sessions) {
             snprintf(err, errlen, "%s: grant %d names session %d of %d", path, g + 1, sf->grants[g] + 1, sf->sessions);
@@ -616,11 +654,12 @@ static void explorer_free(explorer *x)
 
 /* Open the pool (sessions gated by x) and the monitor connection. */
 static int explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
-                              int sessions, pgr_isolation iso, bool per_trial, pgr_result *res)
+                              int sessions, pgr_isolation iso, bool per_trial, const pgr_fault *fault, pgr_result *res)
 {
     x->n = sessions;
+    if (fault) x->fault = *fault;
     pgr_pool_opts po = { .sessions = sessions, .iso = iso, .realtime = false, .gate = &x->ops,
-                         .thread_per_trial = per_trial, .interrupted = x->interrupted };
+                         .thread_per_trial = per_trial, .fault = &x->fault, .interrupted = x->interrupted };
     x->pool = pgr_pool_open(dsn, sc, v, &po, res);
     if (!x->pool) return -1;
     x->monitor = pgr_connect(dsn, res->error, sizeof res->error);
@@ -635,9 +674,9 @@ static int explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *
 }
 
 static int explorer_open(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
-                         int sessions, pgr_isolation iso, pgr_result *res)
+                         int sessions, pgr_isolation iso, const pgr_fault *fault, pgr_result *res)
 {
-    return explorer_open_opts(x, dsn, sc, v, sessions, iso, false, res);
+    return explorer_open_opts(x, dsn, sc, v, sessions, iso, false, fault, res);
 }
 
 static void explorer_close(explorer *x, pgr_result *res)
@@ -702,7 +741,7 @@ static explorer *fewer_sessions(explorer *x, const char *dsn, const pgr_scenario
     pgr_result sink;
     pgr_result_init(&sink, sc, v, iso, x->n - 1, "explore");
     explorer *y = explorer_new(x->interrupted);
-    if (!y || explorer_open(y, dsn, sc, v, x->n - 1, iso, &sink) != 0) {
+    if (!y || explorer_open(y, dsn, sc, v, x->n - 1, iso, NULL, &sink) != 0) {
         if (y) { explorer_close(y, &sink); explorer_free(y); }
         pgr_result_free(&sink);
         return NULL;
@@ -729,11 +768,40 @@ static explorer *fewer_sessions(explorer *x, const char *dsn, const pgr_scenario
     return NULL;
 }
 
+/* Invariant (scenario's >= 0, the harness's < 0) to a slot of per-invariant arrays. */
+static int inv_slot(int inv) { return inv >= 0 ? inv : PGR_MAX_INV + 1 + inv; }
+static int slot_inv(int slot) { return slot < PGR_MAX_INV - 2 ? slot : slot - PGR_MAX_INV - 1; }
+
+/* The fault sites of a variant's requests, learned from one schedule run without firing:
+ * (session, site, commit outcome) triples. Returns how many. */
+static int fault_sites(explorer *x, int kase, long long *trial_no, pgr_result *res, pgr_fault_at *out, int cap)
+{
+    pgr_trial *t;
+    sched_run *sr = calloc(1, sizeof *sr);
+    if (!sr) return -1;
+    x->fat = (pgr_fault_at){ .session = -1 };
+    int rc = run_forced(x, NULL, 0, kase, (*trial_no)++, res, &t, sr);
+    free(sr);
+    if (rc != 0) return -1;
+    int n = 0;
+    for (int s = 0; s < t->nsessions; s++)
+        for (int site = 0; site < t->fault_sites_seen[s]; site++)
+            for (int a = 0; a < (x->fault.kind == PGR_FAULT_LOST_COMMIT ? 2 : 1) && n < cap; a++)
+                out[n++] = (pgr_fault_at){ .fault = x->fault, .session = s, .site = site, .applies = a };
+    return n;
+}
+
 int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                 const pgr_explore_opts *o, pgr_result *res)
 {
     pgr_result_init(res, sc, v, o->iso, o->sessions, "explore");
     if (v->explore_blind[o->iso]) res->expected = PGR_SAFE;
+    bool faults = o->fault.kind != PGR_FAULT_NONE;
+    if (faults) {                /* concurrency's verdict (from 2 sessions on) or the fault's */
+        res->fault = o->fault;
+        if (o->sessions < 2) res->expected = PGR_SAFE;
+        if (v->fault_expect[o->fault.kind] == PGR_RACE) res->expected = PGR_RACE;
+    }
     static const char *const names[] = { "exhaustive", "random", "pct" };
     res->ex.strategy = names[o->strategy];
     res->ex.seed = o->seed;
@@ -747,7 +815,11 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
     x->depth = o->depth > 0 ? o->depth : 2;
     if (x->depth > 8) x->depth = 8;
     x->rng ^= o->seed * 0xD1B54A32D192ED03ULL + 1;
-    if (explorer_open(x, dsn, sc, v, o->sessions, o->iso, res) != 0) { explorer_close(x, res); explorer_free(x); return -1; }
+    if (explorer_open(x, dsn, sc, v, o->sessions, o->iso, faults ? &o->fault : NULL, res) != 0) {
+        explorer_close(x, res);
+        explorer_free(x);
+        return -1;
+    }
 
     sched_run *runs = calloc(PGR_MAX_BATCH, sizeof *runs);
     sched_run *fails = calloc(PGR_MAX_INV, sizeof *fails);
@@ -764,7 +836,17 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
         goto out;
     }
     int dfs_prefix[PGR_MAX_GRANTS];
-    bool finished = false;
+    bool finished = false, dfs_started = false;
+    /* with a fault: every schedule fires it at one site; exhaustive explores every site's
+     * interleavings in turn, random and pct pick a site per schedule */
+    static pgr_fault_at sites[PGR_MAX_SESSIONS * PGR_MAX_STEPS * 2];
+    int nsites = 0, fidx = 0;
+    x->fat = (pgr_fault_at){ .session = -1 };
+    if (faults) {
+        nsites = fault_sites(x, kase, &trial_no, res, sites, (int)(sizeof sites / sizeof sites[0]));
+        if (nsites < 0) goto out;
+        if (nsites > 0) x->fat = sites[0];
+    }
     while (!finished && res->ex.schedules < cap) {
         int nb = 64;
         if (cap - res->ex.schedules < nb) nb = (int)(cap - res->ex.schedules);
@@ -774,7 +856,7 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
         int ran = 0;
         for (; ran < nb; ran++) {
             if (o->strategy == PGR_EXHAUSTIVE) {
-                if (res->ex.schedules > 0) {
+                if (dfs_started) {
                     /* backtrack to the deepest decision with an untried, awake choice */
                     int d = x->nstack - 1;
                     for (; d >= 0; d--) {
@@ -786,16 +868,28 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                             break;
                         }
                     }
-                    if (d < 0) { finished = true; res->ex.complete = true; break; }
-                    x->nstack = d + 1;
-                    for (int i = 0; i <= d; i++) dfs_prefix[i] = x->stack[i].chosen;
-                    x->forced = dfs_prefix;
-                    x->nforced = d + 1;
-                } else {
+                    if (d < 0 && fidx + 1 < nsites) {           /* the next fault site, afresh */
+                        x->fat = sites[++fidx];
+                        dfs_started = false;
+                    } else if (d < 0) {
+                        finished = true;
+                        res->ex.complete = true;
+                        break;
+                    } else {
+                        x->nstack = d + 1;
+                        for (int i = 0; i <= d; i++) dfs_prefix[i] = x->stack[i].chosen;
+                        x->forced = dfs_prefix;
+                        x->nforced = d + 1;
+                    }
+                }
+                if (!dfs_started) {
                     x->nstack = 0;
                     x->forced = NULL;
                     x->nforced = 0;
+                    dfs_started = true;
                 }
+            } else if (nsites > 0) {
+                x->fat = sites[rnd(x) % (uint64_t)nsites];
             }
             sched_run *sr = &runs[ran];
             if (run_schedule(x, &b.trials[ran], sr, res) != 0) goto out;
@@ -814,8 +908,8 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
             pgr_trial *t = &b.trials[i];
             if (!t->violated) continue;
             if (!res->ex.first_violation) res->ex.first_violation = res->ex.schedules - ran + i + 1;
-            int inv = t->first_invariant;
-            if (inv >= 0 && inv < PGR_MAX_INV && !have_fail[inv]) { have_fail[inv] = true; fails[inv] = runs[i]; }
+            int slot = inv_slot(t->first_invariant);
+            if (slot >= 0 && slot < PGR_MAX_INV && !have_fail[slot]) { have_fail[slot] = true; fails[slot] = runs[i]; }
         }
         int64_t now = pgr_now_ns();
         if (o->progress_s > 0 && !o->quiet && now >= next_progress) {
@@ -827,14 +921,16 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
     }
     /* Minimize one failing schedule per broken invariant, the scenario's first invariant
      * first (it is the race the seed is about), and save the distinct ones. */
-    for (int inv = 0; inv < PGR_MAX_INV && saves < (o->max_saves > 0 ? o->max_saves : 5); inv++) {
-        if (!have_fail[inv]) continue;
+    for (int slot = 0; slot < PGR_MAX_INV && saves < (o->max_saves > 0 ? o->max_saves : 5); slot++) {
+        if (!have_fail[slot]) continue;
         {
-            sched_run failing = fails[inv];
+            int inv = slot_inv(slot);
+            sched_run failing = fails[slot];
+            x->fat = failing.fat;               /* the fault fires where it did */
             /* fewer sessions first: drop one session's statements, re-run on a pool one
              * session smaller, keep it while the same invariant still breaks */
             explorer *mx = x;
-            while (mx->n > 2) {
+            while (mx->n > 2 && !faults) {
                 explorer *smaller = fewer_sessions(mx, dsn, sc, v, o->iso, &failing, kase, inv, &trial_no);
                 if (!smaller) break;
                 if (mx != x) { pgr_result sink; memset(&sink, 0, sizeof sink); explorer_close(mx, &sink); explorer_free(mx); }
@@ -943,12 +1039,13 @@ int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet
         pgr_result res;
         pgr_result_init(&res, sc, v, sf->iso, sf->sessions, "replay");
         explorer *x = explorer_new(interrupted);
-        if (!x || explorer_open(x, dsn, sc, v, sf->sessions, sf->iso, &res) != 0) {
+        if (!x || explorer_open(x, dsn, sc, v, sf->sessions, sf->iso, &sf->fat.fault, &res) != 0) {
             fprintf(stderr, "pgrace: %s\n", res.error[0] ? res.error : "out of memory");
             if (x) { explorer_close(x, &res); explorer_free(x); }
             status = 2;
             break;
         }
+        x->fat = sf->fat;
         sched_run *sr = calloc(1, sizeof *sr);
         int same = 0, diverged = 0;
         char first_diff[600] = "";
@@ -1046,14 +1143,17 @@ static uint32_t mix(uint32_t h, uint32_t v)
 }
 
 int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_scenario *sc, const pgr_variant *v, pgr_isolation iso,
-                 int sessions, int kase, const uint8_t *choices, size_t nchoices, const char *save_path,
-                 pgr_fuzz_outcome *out, char *err, size_t errlen)
+                 int sessions, int kase, const pgr_fault_at *fault, const uint8_t *choices, size_t nchoices,
+                 const char *save_path, pgr_fuzz_outcome *out, char *err, size_t errlen)
 {
+    pgr_fault_kind fk = fault ? fault->fault.kind : PGR_FAULT_NONE;
     memset(out, 0, sizeof *out);
     fz->clock++;
     int slot = -1, victim = 0;
     for (int i = 0; i < FUZZ_POOLS; i++) {
-        if (fz->pool[i].x && fz->pool[i].v == v && fz->pool[i].iso == iso && fz->pool[i].n == sessions) slot = i;
+        if (fz->pool[i].x && fz->pool[i].v == v && fz->pool[i].iso == iso && fz->pool[i].n == sessions &&
+            fz->pool[i].x->fault.kind == fk && (!fault || strcmp(fz->pool[i].x->fault.step, fault->fault.step) == 0))
+            slot = i;
         if (fz->pool[i].used < fz->pool[victim].used) victim = i;
     }
     pgr_result res;
@@ -1068,7 +1168,7 @@ int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_scenario *sc, const pgr_variant *v, p
             fz->pool[slot].x = NULL;
         }
         explorer *x = explorer_new(NULL);
-        if (!x || explorer_open_opts(x, fz->dsn, sc, v, sessions, iso, true, &res) != 0) {
+        if (!x || explorer_open_opts(x, fz->dsn, sc, v, sessions, iso, true, fault ? &fault->fault : NULL, &res) != 0) {
             snprintf(err, errlen, "%s", res.error[0] ? res.error : "out of memory");
             if (x) { explorer_close(x, &res); explorer_free(x); }
             return -1;
@@ -1089,6 +1189,7 @@ int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_scenario *sc, const pgr_variant *v, p
     }
     x->bytes = choices;
     x->nbytes = nchoices;
+    x->fat = fault && fk != PGR_FAULT_NONE && fault->session < sessions ? *fault : (pgr_fault_at){ .session = -1 };
     sched_run *sr = &fz->run;
     int rc = run_schedule(x, &b.trials[0], sr, &res);
     x->bytes = NULL;

@@ -8,6 +8,14 @@
 
 typedef enum { PGR_EXHAUSTIVE, PGR_RANDOM, PGR_PCT } pgr_strategy;
 
+/* Where one fault fires in a schedule: a choice the explorer and the fuzzer make. */
+typedef struct pgr_fault_at {
+    pgr_fault fault;                /* kind NONE: no fault */
+    int session;                    /* 0-based */
+    int site;                       /* eligible site of that session's request, 0-based */
+    bool applies;                   /* lost-commit: the commit reached the server first */
+} pgr_fault_at;
+
 typedef struct pgr_explore_opts {
     int sessions;
     pgr_isolation iso;
@@ -17,6 +25,8 @@ typedef struct pgr_explore_opts {
     int depth;                      /* PCT bug depth d */
     int force_case;                 /* -1 = the scenario's first case (the race the seed is about) */
     const char *save_dir;           /* write minimized failing schedules here (NULL: don't) */
+    pgr_fault fault;                /* kind NONE: none; else every schedule has one such fault, and
+                                     * where it fires (session, site, commit outcome) is explored too */
     int max_saves;
     bool quiet;
     double progress_s;
@@ -53,11 +63,11 @@ typedef struct pgr_fuzz_outcome {
 /* Pools are opened on first use per (variant, isolation, sessions) and kept (a few). */
 pgr_fuzzer *pgr_fuzzer_new(const char *dsn);
 /* Run one schedule: decision g picks among the ready sessions by choices[g] (past the end:
- * the lowest ready). Threads are joined before it returns. When an invariant breaks and
+ * the lowest ready); fault (NULL or kind NONE: none) fires where it says. Threads are joined before it returns. When an invariant breaks and
  * save_path is set, the schedule file is written there. 0, or -1 with err (harness error). */
 int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_scenario *sc, const pgr_variant *v, pgr_isolation iso,
-                 int sessions, int kase, const uint8_t *choices, size_t nchoices, const char *save_path,
-                 pgr_fuzz_outcome *out, char *err, size_t errlen);
+                 int sessions, int kase, const pgr_fault_at *fault, const uint8_t *choices, size_t nchoices,
+                 const char *save_path, pgr_fuzz_outcome *out, char *err, size_t errlen);
 void pgr_fuzzer_free(pgr_fuzzer *fz);
 
 #endif

@@ -283,7 +283,7 @@ static int cmd_explore(const char *target)
         if (vi >= 0 && vi != j) continue;
         pgr_explore_opts o = { .sessions = cfg.sessions, .iso = cfg.iso, .strategy = cfg.strategy,
                                .max_schedules = cfg.max_schedules, .seed = cfg.seed, .depth = cfg.depth,
-                               .force_case = kase, .save_dir = cfg.save_dir, .max_saves = 5,
+                               .force_case = kase, .save_dir = cfg.save_dir, .max_saves = 5, .fault = cfg.fault,
                                .quiet = cfg.quiet, .progress_s = cfg.progress, .interrupted = &interrupted };
         int rc = pgr_explore(dsn, sc, &sc->variants[j], &o, &rs[n]);
         pgr_print_result(stdout, &rs[n]);

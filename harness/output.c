@@ -61,6 +61,7 @@ static void print_faults(FILE *f, const pgr_result *r)
     if (r->fault.kind == PGR_FAULT_NONE) return;
     char name[80];
     pgr_fault_format(&r->fault, name, sizeof name);
+    if (strcmp(r->mode, "stress") != 0) name[strcspn(name, "@")] = '\0';   /* explore: every site, no rate */
     const pgr_tally *t = &r->tally;
     fprintf(f, "  fault %s: %lld requests armed, %lld fired, %lld retried by the client", name, t->faults_armed,
             t->faults_fired, t->faults_retried);

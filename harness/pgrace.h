@@ -195,6 +195,7 @@ typedef struct pgr_trial {
     short fault_status[PGR_MAX_SESSIONS];      /* [runner] the faulted attempt's answer; 0 none
                                                 * reached the client (timeout, lost commit) */
     bool fault_retried[PGR_MAX_SESSIONS];      /* [runner] the client sent the request again */
+    short fault_sites_seen[PGR_MAX_SESSIONS];  /* [runner] eligible sites the first send passed */
     bool fault_dirty[PGR_MAX_SESSIONS];        /* [runner] the faulted attempt failed (5xx) yet
                                                 * changed the schema (judged at one session) */
     int64_t latency_ns[PGR_MAX_SESSIONS];      /* [runner] handler start to answer */

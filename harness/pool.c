@@ -117,6 +117,7 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
         s->fault_applies = t->fault_applies[index];
         resp.status = pool->v->handler(s, &req, &resp);
         pgr_rollback(s);   /* a handler that leaves a transaction open is a handler bug */
+        if (pool->fault && k == 0 && !t->fault_retried[index]) t->fault_sites_seen[index] = (short)s->fault_sites;
         if (pool->fault && k == 0) {
             int seen = atomic_load(&pool->fault_sites);
             while (s->fault_sites > seen && !atomic_compare_exchange_weak(&pool->fault_sites, &seen, s->fault_sites)) {}
