@@ -11,7 +11,7 @@
 #include <string.h>
 
 enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
-       OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS };
+       OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS, OPT_STEP_TIMEOUT };
 
 const char pgr_usage_text[] =
     "usage: pgrace COMMAND [options]\n"
@@ -63,6 +63,8 @@ const char pgr_usage_text[] =
     "  --dsn DSN                     use this server (or PGRACE_DSN); default: start a\n"
     "                                throwaway PostgreSQL in a private temporary directory\n"
     "  -q, --quiet                   no progress or notes on stderr\n"
+    "  --step-timeout S              the watchdog: a statement stuck S seconds is cancelled and the\n"
+    "                                run stops with a harness error (default 30)\n"
     "  -h, --help                    this text\n"
     "\n"
     "exit status: 0 verdicts matched expectations, 1 a verdict did not, 2 error\n";
@@ -127,6 +129,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         { "case", required_argument, NULL, OPT_CASE }, { "repeat", required_argument, NULL, OPT_REPEAT },
         { "baseline", required_argument, NULL, OPT_BASELINE }, { "regressions", required_argument, NULL, OPT_REGRESSIONS },
         { "fault", required_argument, NULL, OPT_FAULT }, { "no-faults", no_argument, NULL, OPT_NO_FAULTS },
+        { "step-timeout", required_argument, NULL, OPT_STEP_TIMEOUT },
         { NULL, 0, NULL, 0 } };
     opterr = 0;
     optind = 0;                  /* GNU: start afresh (the parser may run more than once) */
@@ -186,6 +189,9 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
             if (pgr_fault_parse(optarg, &c->fault, err, errlen) != 0) return -1;
             break;
         case OPT_NO_FAULTS: c->no_faults = true; break;
+        case OPT_STEP_TIMEOUT:
+            if (parse_seconds("--step-timeout", optarg, 0.01, 3600, &c->step_timeout, err, errlen)) return -1;
+            break;
         case OPT_REPEAT:
             if (parse_ll("--repeat", optarg, 1, 1000000, &v, err, errlen)) return -1;
             c->repeat = (int)v;

@@ -28,6 +28,7 @@ typedef struct pgr_config {
     const char *regressions;     /* ci */
     pgr_fault fault;             /* stress/explore --fault; kind NONE: none */
     bool no_faults;              /* run/ci --no-faults: skip the fault matrix */
+    double step_timeout;         /* --step-timeout: the watchdog, seconds (0: 30) */
 } pgr_config;
 
 

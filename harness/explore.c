@@ -72,6 +72,7 @@ typedef struct explorer {
     pgr_gate_ops ops;
     volatile int *interrupted;
     pgr_fault fault;                            /* the pool's fault (kind NONE: none) */
+    double step_timeout_s;                      /* 0: the pool's default */
     pgr_fault_at fat;                           /* where it fires in the next schedule */
     /* strategy */
     pgr_strategy strategy;
@@ -659,7 +660,8 @@ static int explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *
     x->n = sessions;
     if (fault) x->fault = *fault;
     pgr_pool_opts po = { .sessions = sessions, .iso = iso, .realtime = false, .gate = &x->ops,
-                         .thread_per_trial = per_trial, .fault = &x->fault, .interrupted = x->interrupted };
+                         .thread_per_trial = per_trial, .fault = &x->fault, .step_timeout_s = x->step_timeout_s,
+                         .interrupted = x->interrupted };
     x->pool = pgr_pool_open(dsn, sc, v, &po, res);
     if (!x->pool) return -1;
     x->monitor = pgr_connect(dsn, res->error, sizeof res->error);
@@ -812,6 +814,7 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
     explorer *x = explorer_new(o->interrupted);
     if (!x) { snprintf(res->error, sizeof res->error, "out of memory"); return -1; }
     x->strategy = o->strategy;
+    x->step_timeout_s = o->step_timeout_s;
     x->depth = o->depth > 0 ? o->depth : 2;
     if (x->depth > 8) x->depth = 8;
     x->rng ^= o->seed * 0xD1B54A32D192ED03ULL + 1;

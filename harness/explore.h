@@ -25,6 +25,7 @@ typedef struct pgr_explore_opts {
     int depth;                      /* PCT bug depth d */
     int force_case;                 /* -1 = the scenario's first case (the race the seed is about) */
     const char *save_dir;           /* write minimized failing schedules here (NULL: don't) */
+    double step_timeout_s;          /* 0: 30 s */
     pgr_fault fault;                /* kind NONE: none; else every schedule has one such fault, and
                                      * where it fires (session, site, commit outcome) is explored too */
     int max_saves;

@@ -163,6 +163,7 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
         if (cells[i].explore) {
             pgr_explore_opts eo = { .sessions = cells[i].sessions, .iso = cells[i].iso, .strategy = PGR_EXHAUSTIVE,
                                     .max_schedules = 5000, .seed = 1, .depth = 2, .force_case = -1, .max_saves = 3,
+                                    .step_timeout_s = cfg.step_timeout,
                                     .quiet = true, .interrupted = &interrupted };
             rc = pgr_explore(dsn, cells[i].sc, cells[i].v, &eo, &rs[i]);
         } else {
@@ -172,7 +173,8 @@ static int run_cells(const cell *cells, int n, double seconds_each, long long tr
                                   .iso = cells[i].iso, .progress_s = cfg.progress, .quiet = cfg.quiet,
                                   .force_case = cells[i].force_case >= 0 ? cells[i].force_case : stress_case,
                                   .min_trials = report_dir ? 300 : 0, .fault = cells[i].fault,
-                                  .seed = cfg.seed ? cfg.seed : 1, .interrupted = &interrupted };
+                                  .seed = cfg.seed ? cfg.seed : 1, .step_timeout_s = cfg.step_timeout,
+                                  .interrupted = &interrupted };
             rc = pgr_stress(dsn, cells[i].sc, cells[i].v, &o, &rs[i]);
         }
         done++;
@@ -284,6 +286,7 @@ static int cmd_explore(const char *target)
         pgr_explore_opts o = { .sessions = cfg.sessions, .iso = cfg.iso, .strategy = cfg.strategy,
                                .max_schedules = cfg.max_schedules, .seed = cfg.seed, .depth = cfg.depth,
                                .force_case = kase, .save_dir = cfg.save_dir, .max_saves = 5, .fault = cfg.fault,
+                               .step_timeout_s = cfg.step_timeout,
                                .quiet = cfg.quiet, .progress_s = cfg.progress, .interrupted = &interrupted };
         int rc = pgr_explore(dsn, sc, &sc->variants[j], &o, &rs[n]);
         pgr_print_result(stdout, &rs[n]);

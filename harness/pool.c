@@ -211,6 +211,15 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
 
     pool->admin = pgr_connect(dsn, res->error, sizeof res->error);
     if (!pool->admin) goto fail;
+    {   /* the admin connection's watchdog (unless the DSN sets one): no DDL, prepare or check
+         * waits forever on a lock someone else holds */
+        char ms[24];
+        double step = o->step_timeout_s > 0 ? o->step_timeout_s : 30;
+        snprintf(ms, sizeof ms, "%.0f", (step > 5 ? step : 5) * 2000);
+        PQclear(PQexecParams(pool->admin, "SELECT set_config('statement_timeout', $1, false) "
+                             "WHERE current_setting('statement_timeout') = '0'", 1, NULL, (const char *[]){ ms },
+                             NULL, NULL, 0));
+    }
     if (pgr_schema_setup(pool->admin, sc, v, &pool->schema, res->error, sizeof res->error) != 0) goto fail;
     memcpy(res->seed_sql_error, pool->schema.seed_sql_error, sizeof res->seed_sql_error);
     pool->base = pool->schema.run_id * 1000000000LL;
@@ -219,7 +228,7 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
         pgr_session *s = &pool->sess[i];
         s->index = i;
         s->interrupted = o->interrupted;
-        s->step_timeout_ns = 30LL * 1000000000;
+        s->step_timeout_ns = (int64_t)((o->step_timeout_s > 0 ? o->step_timeout_s : 30) * 1e9);
         s->gate = o->gate;
         s->fault = pool->fault;
         s->fault_site = -1;

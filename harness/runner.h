@@ -135,6 +135,8 @@ typedef struct pgr_pool_opts {
     bool realtime;                   /* try SCHED_FIFO for the sessions */
     const pgr_gate_ops *gate;        /* scheduler at the seam; NULL = run at once */
     const pgr_fault *fault;          /* inject this fault where trials arm it; NULL none */
+    double step_timeout_s;           /* the watchdog: a step stuck longer is cancelled and
+                                      * reported as a harness error (0: 30 s) */
     bool thread_per_trial;           /* create the session threads per trial, join them after
                                       * (the fuzzer: no thread outlives an input) */
     volatile int *interrupted;
@@ -173,6 +175,7 @@ typedef struct pgr_stress_opts {
     int force_case;                  /* >= 0: every trial is this case; -1: the scenario's weights */
     pgr_fault fault;                 /* kind NONE: no faults */
     unsigned long long seed;         /* which requests get the fault, and where */
+    double step_timeout_s;           /* 0: 30 s */
     volatile int *interrupted;
 } pgr_stress_opts;
 

@@ -96,7 +96,11 @@ static PGresult *await_result(pgr_session *s, int64_t deadline)
             PGcancel *cn = PQgetCancel(c);
             char eb[64];
             if (cn) { PQcancel(cn, eb, sizeof eb); PQfreeCancel(cn); }
-            mark_infra(s, "step timed out", "statement did not complete within the step timeout");
+            char why[160];
+            snprintf(why, sizeof why, "stuck for %.1f s, cancelled by the watchdog (--step-timeout)",
+                     (double)(now - deadline + s->step_timeout_ns) / 1e9);
+            mark_infra(s, s->trace && s->nsteps > 0 && s->nsteps <= PGR_MAX_STEPS ? s->trace[s->nsteps - 1].label
+                       : "step", why);
             return NULL;
         }
         struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -299,7 +303,7 @@ pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
             return &s->res;
         }
         if (fault == PGR_FAULT_ERROR) {          /* the server raises instead of running the step */
-            snprintf(injected, sizeof injected, "pgrace: injected error at step '%s'", label);
+            snprintf(injected, sizeof injected, "injected error at step '%s' (fault error-at)", label);
             sql = SQL_INJECTED_ERROR;
             nparams = 1;
             params = injected_params;

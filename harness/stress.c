@@ -64,7 +64,7 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
         if (v->fault_expect[o->fault.kind] == PGR_RACE) res->expected = PGR_RACE;
     }
     pgr_pool_opts po = { .sessions = o->sessions, .iso = o->iso, .realtime = true,
-                         .fault = &o->fault, .interrupted = o->interrupted };
+                         .fault = &o->fault, .step_timeout_s = o->step_timeout_s, .interrupted = o->interrupted };
     pgr_pool *pool = pgr_pool_open(dsn, sc, v, &po, res);
     if (!pool) return -1;
 

@@ -86,6 +86,9 @@ def _check_schema(doc):
                  "verdict": str, "expected": str, "matched": bool, "invariants": dict,
                  "statuses": dict, "sqlstates": dict, "cases": dict, "latency_us": dict,
                  "release_skew_us": dict, "release": str, "counterexamples": list}
+        assert r["fault"] is None or set(r["fault"]) == {"kind", "step", "rate", "armed", "fired", "retried",
+                                                          "indeterminate", "retry_failed", "half_committed",
+                                                          "unjudged"}
         assert r["seed_sql_error"] is None or isinstance(r["seed_sql_error"], str)
         for k, t in types.items():
             assert isinstance(r[k], t), (k, r[k])
@@ -106,7 +109,7 @@ def _check_schema(doc):
             assert c["invariant"] in r["invariants"]
             for s in c["steps"]:
                 assert set(s) == {"session", "label", "sql", "params", "sqlstate", "constraint",
-                                  "rows", "attempt", "t_send_us", "t_done_us", "values", "waited"}
+                                  "rows", "attempt", "t_send_us", "t_done_us", "values", "waited", "message"}
             assert len(c["answers"]) == r["sessions"]
 
 

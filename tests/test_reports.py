@@ -20,8 +20,11 @@ def test_run_writes_all_reports(report):
     for name in ("results.json", "index.html", "junit.xml", "summary.md"):
         assert (out / name).stat().st_size > 0, name
     doc = json.loads((out / "results.json").read_text())
-    modes = {(r["variant"], r["isolation"], r["sessions"], r["mode"]) for r in doc["results"]}
+    modes = {(r["variant"], r["isolation"], r["sessions"], r["mode"]) for r in doc["results"] if not r["fault"]}
     assert len(modes) == 3 * 3 * 3          # 3 variants x 3 levels x (stress 2, stress 8, explore 2)
+    faults = {(r["variant"], r["fault"]["kind"]) for r in doc["results"] if r["fault"]}
+    assert len(faults) == 3 * 4             # the fault matrix: 3 variants x 4 faults, one client
+    assert all(r["sessions"] == 1 and r["trials"] == 100 for r in doc["results"] if r["fault"])
     assert "MODE" in p.stdout and "explore" in p.stdout
 
 
@@ -29,9 +32,11 @@ def test_junit_has_one_testcase_per_cell_and_no_failures(report):
     out, _ = report
     root = ET.parse(out / "junit.xml").getroot()
     cases = root.findall(".//testcase")
-    assert len(cases) == 27
+    assert len(cases) == 27 + 12
     assert root.get("failures") == "0" and not root.findall(".//failure")
     assert any("invite_claim/proposed explore read-committed c=2" in c.get("name") for c in cases)
+    assert any("invite_claim/recommended under lost-commit@0.5 stress read-committed c=1" in c.get("name")
+               for c in cases)
 
 
 def test_summary_marks_the_seed_claims(report):
@@ -51,6 +56,14 @@ def test_html_stands_alone_with_matrix_claims_and_diagrams(report):
     # every lane of a diagram is drawn (self-closing SVG elements must not swallow the rest)
     assert "<line x1='" in html and "class=ll/" not in html
     assert "<b id=mismatches>0</b>" in html
+    # the fault matrix: the PR's claim breaks under every fault, the recommended survives all
+    fm = html[html.index("<table id=faultmatrix>"):]
+    fm = fm[:fm.index("</table>")]
+    rows = {r.split("</td>")[0].split(">")[-1]: r for r in fm.split("<tr><td class=name>")[1:]}
+    assert rows["invite_claim / proposed"].count("broken<small>") == 4
+    assert rows["invite_claim / recommended"].count("survives<small>") == 4
+    assert "indeterminate" in rows["invite_claim / recommended"]
+    assert "&#9889; FAULT" in html                             # the faulted step in a diagram
 
 
 def chromium():
