@@ -58,13 +58,15 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
     pgr_request req;
     memset(&req, 0, sizeof req);
     pool->sc->request(t, index, &req);
+    /* The framework's body parsing and schema validation: a 4xx, and the handler never runs. */
+    int invalid = pgr_request_validate(pool->sc, &req, NULL, 0);
     int sends = req.sends > 1 ? req.sends : 1;
     pgr_response resp = { 0 };
     int64_t t0 = pgr_now_ns();
     for (int k = 0; k < sends; k++) {
         resp = (pgr_response){ .status = 0, .id = -1, .sqlstate = "" };
         s->attempt = 0;
-        resp.status = pool->v->handler(s, &req, &resp);
+        resp.status = invalid ? invalid : pool->v->handler(s, &req, &resp);
         pgr_rollback(s);   /* a handler that leaves a transaction open is a handler bug */
         if (k == 0) t->first[index] = resp;
     }
