@@ -191,10 +191,12 @@ int pgr_payloads_make(const pgr_field *f, const char *base, pgr_payload *out)
         rc |= add_str(out, &n, "leading space", true, " 12");
         rc |= add_str(out, &n, "2^63-1", false, "9223372036854775807");
         break;
-    case PGR_FIELD_TEXT: {
-        size_t len = fill_multibyte(buf, (size_t)f->max_len);
+    case PGR_FIELD_TEXT: {              /* the real value first: unique per trial, as in use */
+        size_t bl = strnlen(base, (size_t)f->max_len);
+        memcpy(buf, base, bl);
+        size_t len = bl + fill_multibyte(buf + bl, (size_t)f->max_len - bl);
         rc |= add(out, &n, "longest multi-byte", false, buf, len);
-        snprintf(buf, (size_t)f->max_len + 1, "%s", "O'Brien \"\\\" '; DROP TABLE x; --");
+        snprintf(buf, (size_t)f->max_len + 1, "%s%sO'Brien \"\\\" '; DROP TABLE x; --", base, bl ? " " : "");
         rc |= add_str(out, &n, "quotes and SQL", false, buf);
         break;
     }
@@ -241,11 +243,12 @@ static void request_with_payload(const pgr_trial *t, int session, pgr_request *r
     req->raw_len[injected.field] = injected.payload->len;
 }
 
-/* A digest of every table in the connection's schema: name, row count and md5 of the rows
- * ordered by their text. One round trip (query_to_xml runs the per-table query). */
+/* A digest of every table in the connection's schema: name, row count and the sum of a
+ * 64-bit hash of each row's text (order-free, so no sort: a schema an earlier run left
+ * behind can be large). One round trip (query_to_xml runs the per-table query). */
 static const char SCHEMA_DIGEST[] =
     "SELECT coalesce(string_agg(c.relname || ' ' || (xpath('/row/d/text()', query_to_xml(format("
-    "  'SELECT count(*) || '' '' || md5(coalesce(string_agg(t::text, E''\\n'' ORDER BY t::text), '''')) AS d "
+    "  'SELECT count(*) || '' '' || coalesce(sum(hashtextextended(t::text, 0)::numeric), 0) AS d "
     "   FROM %I.%I t', n.nspname, c.relname), false, true, '')))[1]::text, '; ' ORDER BY c.relname), '') "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')";
