@@ -24,6 +24,8 @@ const char pgr_usage_text[] =
     "  server start|stop|status      a throwaway PostgreSQL kept for several runs\n"
     "  explore TARGET                run the sessions' statements in chosen orders, one at a time\n"
     "  replay FILE...                re-run saved schedules deterministically, print the trace\n"
+    "  payloads [TARGET...]          hostile and edge-valid request payloads against the handlers:\n"
+    "                                4xx, no statement and no row for every hostile one (-c, -i)\n"
     "\n"
     "TARGET = scenario[/variant]; no variant means every variant\n"
     "\n"
@@ -67,7 +69,8 @@ const char pgr_usage_text[] =
     "                                run stops with a harness error (default 30)\n"
     "  -h, --help                    this text\n"
     "\n"
-    "exit status: 0 verdicts matched expectations, 1 a verdict did not, 2 error\n";
+    "exit status: 0 verdicts matched expectations (payloads: every check ok), 1 a verdict did not\n"
+    "(payloads: a check failed), 2 error\n";
 
 /* A usage error: the message, then where to look. Returns -1. */
 static int usage_error(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
@@ -210,7 +213,8 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         { "run", 0, INT_MAX, "" }, { "ci", 0, INT_MAX, "" },
         { "server", 1, 1, "server needs one of start, stop, status" },
         { "explore", 1, 1, "explore needs exactly one TARGET" },
-        { "replay", 1, INT_MAX, "replay needs at least one schedule FILE" } };
+        { "replay", 1, INT_MAX, "replay needs at least one schedule FILE" },
+        { "payloads", 0, INT_MAX, "" } };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(c->command, commands[i].name) == 0) {
             if (*npos < commands[i].min || *npos > commands[i].max)

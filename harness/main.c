@@ -4,6 +4,7 @@
  * verdict did not, 2 usage, connection or harness error (never reported as a race).
  */
 #include "explore.h"
+#include "payload.h"
 #include "report.h"
 #include "runner.h"
 #include "server.h"
@@ -466,6 +467,54 @@ static int cmd_run(char **targets, int ntargets)
     return rc;
 }
 
+/* pgrace payloads [TARGET...]: every payload of every field of every chosen variant. */
+static int cmd_payloads(char **targets, int ntargets)
+{
+    const pgr_scenario *only[64];
+    int only_v[64];
+    for (int t = 0; t < ntargets && t < 64; t++)
+        if (resolve_target(targets[t], &only[t], &only_v[t]) != 0) return 2;
+    char dsn[PATH_MAX + 128];
+    if (obtain_server(dsn, sizeof dsn) != 0) return 2;
+    char version[64];
+    server_version(dsn, version, sizeof version);
+    pgr_payload_checks checks = { 0 };
+    char error[PGR_ERRLEN + 160] = "";
+    int64_t t0 = pgr_now_ns();
+    for (int i = 0; i < pgr_nscenarios && !error[0]; i++) {
+        const pgr_scenario *sc = pgr_scenarios[i];
+        int first = checks.n;
+        for (int j = 0; j < sc->nvariants && !error[0]; j++) {
+            bool wanted = ntargets == 0;
+            for (int t = 0; t < ntargets; t++) wanted |= only[t] == sc && (only_v[t] < 0 || only_v[t] == j);
+            if (!wanted) continue;
+            if (!cfg.quiet) fprintf(stderr, "pgrace: payloads against %s/%s\n", sc->name, sc->variants[j].name);
+            pgr_payload_opts o = { .sessions = cfg.sessions, .iso = cfg.iso, .interrupted = &interrupted };
+            char err[PGR_ERRLEN];
+            if (pgr_payloads_run(dsn, sc, &sc->variants[j], &o, &checks, err, sizeof err) != 0)
+                snprintf(error, sizeof error, "%s/%s: %s", sc->name, sc->variants[j].name, err);
+        }
+        pgr_print_payload_checks(stdout, checks.v + first, checks.n - first);
+        fflush(stdout);
+    }
+    int failed = 0;
+    for (int i = 0; i < checks.n; i++) failed += !checks.v[i].ok;
+    printf("payloads: %d checks, %d failed, %.1f s\n", checks.n, failed, (double)(pgr_now_ns() - t0) / 1e9);
+    int exit_status = failed ? 1 : 0;
+    if (cfg.json_path) {
+        char err[PGR_ERRLEN];
+        if (pgr_write_payloads_json(cfg.json_path, version, &checks, error, err, sizeof err) != 0) {
+            fprintf(stderr, "pgrace: %s\n", err);
+            exit_status = 2;
+        }
+    }
+    free(checks.v);
+    if (error[0]) {
+        fprintf(stderr, "pgrace: %s\n", error);
+        exit_status = 2;
+    }
+    return exit_status;
+}
 
 int main(int argc, char **argv)
 {
@@ -498,6 +547,8 @@ int main(int argc, char **argv)
         rc = cmd_explore(pos[0]);
     } else if (strcmp(cfg.command, "replay") == 0) {
         rc = cmd_replay(pos, npos);
+    } else if (strcmp(cfg.command, "payloads") == 0) {
+        rc = cmd_payloads(pos, npos);
     } else {
         rc = 2;                  /* unreachable: the parser knows every command */
     }

@@ -245,8 +245,14 @@ int pgr_write_json(const char *path, const char *server, pgr_result *rs, int n,
 {
     json_t *results = json_array();
     for (int i = 0; i < n; i++) json_array_append_new(results, result_json(&rs[i]));
+    return pgr_write_json_document(path, server, "results", results, error, err, errlen);
+}
+
+int pgr_write_json_document(const char *path, const char *server, const char *key, struct json_t *items,
+                            const char *error, char *err, size_t errlen)
+{
     json_t *top = json_pack("{s:s, s:s, s:o}", "pgrace_version", PGR_VERSION, "server", server ? server : "",
-                            "results", results);
+                            key, items);
     json_object_set_new(top, "error", error && *error ? json_string(error) : json_null());
     int rc = json_dump_file(top, path, JSON_INDENT(2) | JSON_ENSURE_ASCII);
     json_decref(top);

@@ -78,13 +78,36 @@ typedef struct pgr_step {
     int64_t t_done_ns;           /* when its result was complete */
 } pgr_step;
 
-/* A request a session sends: scenario-defined text fields (token, key, ...). */
+/* A request a session sends: scenario-defined text fields (token, key, ...), declared by
+ * the scenario's `fields` (field i is text[i]). */
 typedef struct pgr_request {
     char text[4][80];
-    long long num[2];
+    long long num[2];            /* num[0]: the trial key where a handler stores it; not a payload */
     int sends;                   /* times this session sends it, one after another (a retry
                                   * after a lost answer); 0 or 1 = once */
+    const char *raw[4];          /* when set, field i is these raw_len[i] bytes (NUL bytes,
+                                  * invalid UTF-8, 1 MiB ...) instead of text[i]; the
+                                  * validator copies a valid one into text[i] */
+    size_t raw_len[4];
 } pgr_request;
+
+/* What the API accepts in one request field: the schema the web framework validates the
+ * body against before the handler runs (pgr_request_validate). */
+typedef enum {
+    PGR_FIELD_TEXT,              /* any valid UTF-8 without NUL bytes */
+    PGR_FIELD_ID,                /* a positive decimal bigint, 1..9223372036854775807, no sign,
+                                  * blanks or leading zeros */
+    PGR_FIELD_JSON,              /* a JSON object */
+    PGR_FIELD_ENUM,              /* one of `values` */
+} pgr_field_kind;
+
+typedef struct pgr_field {
+    const char *name;            /* as the seed's API calls it: "token", "formId" */
+    pgr_field_kind kind;
+    int max_len;                 /* bytes, < 80 (text[] holds the value and its NUL) */
+    bool optional;               /* empty is allowed (and means something to the handler) */
+    const char *const *values;   /* PGR_FIELD_ENUM: the allowed values, NULL-terminated */
+} pgr_field;
 
 /* What a handler answers. */
 typedef struct pgr_response {
@@ -284,6 +307,8 @@ struct pgr_scenario {
     void (*request)(const pgr_trial *t, int session, pgr_request *req);
     /* Check every invariant of every trial of the batch (batched queries). 0 or -1+err. */
     int (*check)(pgr_batch *b);
+    const pgr_field *fields;     /* what request() fills: fields[i] is text[i] */
+    int nfields;
 };
 
 /* The harness's own invariants under faults (negative indexes in violations). */
@@ -308,6 +333,12 @@ PGresult *pgr_admin(pgr_batch *b, const char *sql, int nparams, const char *cons
  * key, $3 = one letter per trial, code[its case] ('-' where code has none), and, when
  * nparams is 4, $4 = the session count. 0, or -1 with b->err. */
 int pgr_prepare_by_case(pgr_batch *b, const char *sql, const char *code, int nparams);
+
+/* The web framework's body parsing and schema validation (payload.c): 0 when every
+ * declared field of req is valid (raw fields are then copied into text[]), else the
+ * status to answer, 400 (malformed) or 413 (longer than the field's max), with the reason
+ * in why (may be NULL). */
+int pgr_request_validate(const pgr_scenario *sc, pgr_request *req, char *why, size_t len);
 
 /* Registry */
 extern const pgr_scenario *const pgr_scenarios[];

@@ -70,20 +70,17 @@ static void reconnect(pgr_pool *pool, pgr_session *s)
     __atomic_store_n(&s->backend_pid, pid, __ATOMIC_RELEASE);
 }
 
-/* Digest of every table of the variant's schema (one session only: the admin connection
- * is the coordinator's, idle while the only session runs). "" on failure (infra error). */
-static void schema_digest(pgr_pool *pool, pgr_session *s, char out[40])
+/* Digest of the variant's schema (one session only: the admin connection is the
+ * coordinator's, idle while the only session runs). NULL on failure (infra error). */
+static char *schema_digest(pgr_pool *pool, pgr_session *s)
 {
-    out[0] = '\0';
-    PGresult *r = PQexec(pool->admin, "SELECT pgrace_digest()");
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-        snprintf(out, 40, "%s", PQgetvalue(r, 0, 0));
-    } else {
+    char err[PGR_ERRLEN];
+    char *d = pgr_schema_digest(pool->admin, err, sizeof err);
+    if (!d) {
         s->infra_error = true;
-        snprintf(s->infra_msg, sizeof s->infra_msg, "schema digest: %s", PQerrorMessage(pool->admin));
-        s->infra_msg[strcspn(s->infra_msg, "\n")] = '\0';
+        snprintf(s->infra_msg, sizeof s->infra_msg, "schema digest: %s", err);
     }
-    PQclear(r);
+    return d;
 }
 
 /* One session's part of trial t: build its request, send it (once or more), record.
@@ -100,13 +97,15 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
     pgr_request req;
     memset(&req, 0, sizeof req);
     pool->sc->request(t, index, &req);
+    /* The framework's body parsing and schema validation: a 4xx, and the handler never runs. */
+    int invalid = pgr_request_validate(pool->sc, &req, NULL, 0);
     int sends = req.sends > 1 ? req.sends : 1;
     pgr_response resp = { 0 };
     /* alone, a request whose faulted attempt fails must leave the schema as it found it */
-    char before[40] = "", after[40];
+    char *before = NULL;
     bool atomic = pool->fault && pool->nsessions == 1 && t->fault_site[index] >= 0 &&
                   (pool->fault->kind == PGR_FAULT_KILL || pool->fault->kind == PGR_FAULT_ERROR);
-    if (atomic) schema_digest(pool, s, before);
+    if (atomic) before = schema_digest(pool, s);
     int64_t t0 = pgr_now_ns();
     for (int k = 0; k < sends && !s->infra_error; k++) {
         resp = (pgr_response){ .status = 0, .id = -1, .sqlstate = "" };
@@ -115,7 +114,7 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
         s->fault_fired_at = -1;
         s->fault_site = k == 0 && !t->fault_retried[index] ? t->fault_site[index] : -1;
         s->fault_applies = t->fault_applies[index];
-        resp.status = pool->v->handler(s, &req, &resp);
+        resp.status = invalid ? invalid : pool->v->handler(s, &req, &resp);
         pgr_rollback(s);   /* a handler that leaves a transaction open is a handler bug */
         if (pool->fault && k == 0 && !t->fault_retried[index]) t->fault_sites_seen[index] = (short)s->fault_sites;
         if (pool->fault && k == 0) {
@@ -127,9 +126,10 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
             t->fault_step[index] = (short)s->fault_fired_at;
             t->fault_status[index] = (short)(lost ? 0 : resp.status);
             if (s->conn_lost) reconnect(pool, s);
-            if (atomic && resp.status >= 500 && !s->infra_error) {
-                schema_digest(pool, s, after);
-                t->fault_dirty[index] = strcmp(before, after) != 0;
+            if (atomic && before && resp.status >= 500 && !s->infra_error) {
+                char *after = schema_digest(pool, s);
+                t->fault_dirty[index] = after && strcmp(before, after) != 0;
+                free(after);
             }
             if (s->infra_error) break;
             if (lost || resp.status >= 500) {        /* no answer, or a 5xx: the client retries */
@@ -140,6 +140,7 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
         }
         if (k == 0) t->first[index] = resp;
     }
+    free(before);
     t->sends[index] = sends;
     t->latency_ns[index] = pgr_now_ns() - t0;
     t->first_send_ns[index] = s->first_send_ns;

@@ -33,6 +33,9 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
                      pgr_schema *out, char *err, size_t errlen);
 /* Drop the schema if this process created it and no other pgrace holds it. */
 void pgr_schema_release(PGconn *admin, const pgr_schema *schema);
+/* A digest of every table of the connection's schema (row counts and an order-free hash of
+ * the rows): equal digests, nothing written. malloc'd; NULL + err on error. */
+char *pgr_schema_digest(PGconn *c, char *err, size_t errlen);
 /* Point a connection at the schema, set isolation; returns 0 or -1+err. */
 int pgr_session_setup(PGconn *c, const pgr_schema *schema, pgr_isolation iso, int *backend_pid,
                       char *err, size_t errlen);
@@ -194,5 +197,9 @@ void pgr_print_result(FILE *f, pgr_result *r);
 /* Write {"pgrace_version", "server", "results": [...], "error"} to path. 0 or -1+err. */
 int pgr_write_json(const char *path, const char *server, pgr_result *rs, int n,
                    const char *error, char *err, size_t errlen);
+struct json_t;
+/* Write {"pgrace_version", "server", key: items (stolen), "error"} to path. 0 or -1+err. */
+int pgr_write_json_document(const char *path, const char *server, const char *key, struct json_t *items,
+                            const char *error, char *err, size_t errlen);
 
 #endif

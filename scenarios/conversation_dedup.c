@@ -548,6 +548,14 @@ static const pgr_variant conversation_dedup_variants[] = {
       .summary = "one transaction: INSERT ON CONFLICT DO NOTHING, message or select existing; retry 40001/40P01" },
 };
 
+/* The route's body. The initial message may be empty: the message_fails case sends it empty
+ * for the messages CHECK to reject (the seed's "message insert fails"). */
+static const pgr_field conversation_dedup_fields[] = {
+    { "contextId", PGR_FIELD_ID, 19, false, NULL },         /* the agency: conversations.context_id bigint */
+    { "userId", PGR_FIELD_TEXT, 64, false, NULL },          /* conversations.created_by text */
+    { "initialMessage", PGR_FIELD_TEXT, 79, true, NULL },   /* messages.content text */
+};
+
 const pgr_scenario pgr_scenario_conversation_dedup = {
     .name = "conversation_dedup",
     .seed = "002",
@@ -566,4 +574,6 @@ const pgr_scenario pgr_scenario_conversation_dedup = {
     .prepare = conversation_dedup_prepare,
     .request = conversation_dedup_request,
     .check = conversation_dedup_check,
+    .fields = conversation_dedup_fields,
+    .nfields = 3,
 };

@@ -529,6 +529,14 @@ static const pgr_variant form_submission_variants[] = {
       .summary = "Plan 3.1 plus a retry of the whole transaction on 40001/40P01" },
 };
 
+/* submitFormAsVisitor's body (and the agent's createSubmission when formId is empty). */
+static const pgr_field form_submission_fields[] = {
+    { "formId", PGR_FIELD_ID, 19, true, NULL },             /* message.id bigint; empty: no form request */
+    { "conversationId", PGR_FIELD_ID, 19, false, NULL },    /* action_submission.conversation_id bigint */
+    { "visitorId", PGR_FIELD_ID, 19, false, NULL },         /* action_submission.visitor_id bigint */
+    { "data", PGR_FIELD_JSON, 79, false, NULL },            /* action_submission.data jsonb */
+};
+
 const pgr_scenario pgr_scenario_form_submission = {
     .name = "form_submission",
     .seed = "000",
@@ -546,4 +554,6 @@ const pgr_scenario pgr_scenario_form_submission = {
     .prepare = form_submission_prepare,
     .request = form_submission_request,
     .check = form_submission_check,
+    .fields = form_submission_fields,
+    .nfields = 4,
 };

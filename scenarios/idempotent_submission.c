@@ -315,6 +315,14 @@ static const pgr_variant idempotent_submission_variants[] = {
       .summary = "INSERT ... ON CONFLICT DO NOTHING RETURNING; else key -> 200 same id; retry on 40001" },
 };
 
+/* The submissions/create body (the same route as nullifier_submission); the idempotency
+ * key is optional in the API, though this client always sends one. */
+static const pgr_field idempotent_submission_fields[] = {
+    { "nullifier", PGR_FIELD_TEXT, 64, false, NULL },       /* submission.nullifier text */
+    { "idempotencyKey", PGR_FIELD_TEXT, 64, true, NULL },   /* submission.idempotency_key text */
+    { "templateId", PGR_FIELD_TEXT, 64, false, NULL },      /* submission.template_id text */
+};
+
 const pgr_scenario pgr_scenario_idempotent_submission = {
     .name = "idempotent_submission",
     .seed = "004",
@@ -332,4 +340,6 @@ const pgr_scenario pgr_scenario_idempotent_submission = {
     .prepare = idempotent_submission_prepare,
     .request = idempotent_submission_request,
     .check = idempotent_submission_check,
+    .fields = idempotent_submission_fields,
+    .nfields = 3,
 };

@@ -294,6 +294,11 @@ static const pgr_variant invite_claim_variants[] = {
       .summary = "claim and Submission in one transaction, unique invite_id, retry on 40001/40P01" },
 };
 
+/* The request body: POST /invites/claim { token }. */
+static const pgr_field invite_claim_fields[] = {
+    { "token", PGR_FIELD_TEXT, 64, false, NULL },           /* invite.token text */
+};
+
 const pgr_scenario pgr_scenario_invite_claim = {
     .name = "invite_claim",
     .seed = "001",
@@ -311,4 +316,6 @@ const pgr_scenario pgr_scenario_invite_claim = {
     .prepare = invite_claim_prepare,
     .request = invite_claim_request,
     .check = invite_claim_check,
+    .fields = invite_claim_fields,
+    .nfields = 1,
 };

@@ -395,6 +395,15 @@ static const pgr_variant message_sequence_variants[] = {
       .summary = "per-channel counter: UPDATE ... RETURNING and the INSERT in one statement, retry 40001/40P01" },
 };
 
+/* sendMessage's body: a channel message or a DM / thread reply. */
+static const char *const message_sequence_target_types[] = { "channel", "dm", NULL };
+static const pgr_field message_sequence_fields[] = {
+    { "type", PGR_FIELD_ENUM, 7, false, message_sequence_target_types },
+    { "targetId", PGR_FIELD_ID, 19, false, NULL },          /* channels.id / conversations.id bigint */
+    { "content", PGR_FIELD_TEXT, 79, false, NULL },         /* messages.content text */
+    { "authorId", PGR_FIELD_ID, 19, false, NULL },          /* messages.author_id bigint */
+};
+
 const pgr_scenario pgr_scenario_message_sequence = {
     .name = "message_sequence",
     .seed = "003",
@@ -412,4 +421,6 @@ const pgr_scenario pgr_scenario_message_sequence = {
     .prepare = message_sequence_prepare,
     .request = message_sequence_request,
     .check = message_sequence_check,
+    .fields = message_sequence_fields,
+    .nfields = 4,
 };

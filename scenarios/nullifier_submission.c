@@ -321,6 +321,13 @@ static const pgr_variant nullifier_submission_variants[] = {
       .summary = "INSERT ... ON CONFLICT DO NOTHING RETURNING; else key -> 200, nullifier -> 409; retry on 40001" },
 };
 
+/* The submissions/create body; the idempotency key is optional (empty: none sent). */
+static const pgr_field nullifier_submission_fields[] = {
+    { "nullifier", PGR_FIELD_TEXT, 64, false, NULL },       /* submission.nullifier text */
+    { "idempotencyKey", PGR_FIELD_TEXT, 64, true, NULL },   /* submission.idempotency_key text */
+    { "templateId", PGR_FIELD_TEXT, 64, false, NULL },      /* submission.template_id text */
+};
+
 const pgr_scenario pgr_scenario_nullifier_submission = {
     .name = "nullifier_submission",
     .seed = "004",
@@ -338,4 +345,6 @@ const pgr_scenario pgr_scenario_nullifier_submission = {
     .prepare = nullifier_submission_prepare,
     .request = nullifier_submission_request,
     .check = nullifier_submission_check,
+    .fields = nullifier_submission_fields,
+    .nfields = 3,
 };
