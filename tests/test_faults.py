@@ -191,7 +191,8 @@ def test_watchdog_cancels_a_stuck_step_and_reports_it(pgrace, tmp_path):
         assert p.returncode == 2, p.stdout + p.stderr
         assert "statement timeout" in p.stderr and "RACE" not in p.stdout, p.stderr
     finally:
-        holder.stdin.write("ROLLBACK;\n")
+        holder.stdin.write(f"ROLLBACK; SELECT pg_advisory_unlock_shared(hashtext('{schema}'));\n"
+                           f"DROP SCHEMA IF EXISTS {schema} CASCADE;\n")
         holder.stdin.close()
         holder.wait(timeout=30)
 
@@ -220,3 +221,31 @@ def test_server_stopped_during_a_fault_run_is_an_error_not_a_race(private_tmp, t
         assert doc["results"][0]["verdict"] == "safe" and doc["results"][0]["fault"]["fired"] > 0
     finally:
         subprocess.run([str(BIN), "server", "stop", "-q"], env=env, timeout=60)
+
+
+def test_backends_killed_by_someone_else_are_a_harness_error(pgrace, tmp_path):
+    """Our kill-backend is expected by the seam; a backend terminated from outside is not:
+    a clear error, exit 2, the cells that finished in the JSON, never a race."""
+    env = pgrace.env()
+    out = tmp_path / "k.json"
+    proc = subprocess.Popen([pgrace.binary, "stress", "invite_claim/recommended", "-c", "2", "-T", "60", "-P", "0.2",
+                             "--json", str(out), "--dsn", pgrace.dsn],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    buf = ""
+    while time.time() < deadline and "trials," not in buf:
+        buf += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+    kill = subprocess.run(["psql", pgrace.dsn, "-qAt", "-c",
+                           "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                           "AND datname = current_database()"], capture_output=True, text=True, env=env, timeout=30)
+    assert kill.returncode == 0 and int(kill.stdout) >= 1, kill.stderr
+    stdout, stderr = proc.communicate(timeout=60)
+    # the admin connection died too: the schema is left (a later run reuses it); drop it
+    subprocess.run(["psql", pgrace.dsn, "-qAt", "-c", "DROP SCHEMA IF EXISTS pgrace_invite_claim_recommended CASCADE"],
+                   capture_output=True, env=env, timeout=30)
+    assert proc.returncode == 2, stdout + stderr
+    assert "verdict: RACE" not in stdout, stdout
+    assert "terminat" in stderr or "closed the connection" in stderr, stderr
+    doc = json.loads(out.read_text())
+    assert doc["error"] and doc["results"][0]["verdict"] == "safe"
