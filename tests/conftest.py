@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 import pathlib
 
 import pytest
@@ -103,3 +104,22 @@ def postgres_processes_under(path):
         if str(path) in cmd and "postgres" in cmd:
             pids.append(int(p.name))
     return pids
+
+
+def start_running(argv, env):
+    """Start pgrace (with -P progress on stderr) and return it once trials are running."""
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.time() + 60
+    buf = ""
+    while time.time() < deadline and "trials," not in buf:
+        buf += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+    assert "trials," in buf, buf
+    return proc
+
+
+def stop_server_now(private_tmp):
+    """Immediate shutdown (SIGQUIT) of the server `pgrace server start` left in private_tmp."""
+    state = (private_tmp / f"pgrace-server-{os.getuid()}.state").read_text()
+    pid = int([l for l in state.splitlines() if l.startswith("pid=")][0][4:])
+    os.kill(pid, signal.SIGQUIT)           # backends die at once

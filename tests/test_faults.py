@@ -6,14 +6,12 @@ ended by pg_terminate_backend, the server raises the error, the connection drops
 COMMIT. One client (-c 1) isolates what the fault does from what concurrency does.
 """
 import json
-import os
-import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import BIN, _clean_env
+from conftest import start_running
 
 FAULTS = ["timeout-retry", "kill-backend", "error-at", "lost-commit"]
 ONE_SUBMISSION = "exactly one Submission per invite"
@@ -164,13 +162,8 @@ def test_watchdog_cancels_a_stuck_step_and_reports_it(pgrace, tmp_path):
         # other holder of its advisory lock is left), then lock its submission table
         say(f"SELECT pg_advisory_lock_shared(hashtext('{schema}'));", "shared")
         out = tmp_path / "w.json"
-        proc = subprocess.Popen([pgrace.binary, "stress", "invite_claim/recommended", "-c", "1", "-T", "60", "--step-timeout", "1",
-                                 "-P", "0.2", "--json", str(out), "--dsn", pgrace.dsn],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        deadline = time.time() + 60
-        buf = ""
-        while time.time() < deadline and "trials," not in buf:
-            buf += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+        proc = start_running([pgrace.binary, "stress", "invite_claim/recommended", "-c", "1", "-T", "60",
+                              "--step-timeout", "1", "-P", "0.2", "--json", out, "--dsn", pgrace.dsn], env)
         t0 = time.time()
         say(f"BEGIN; LOCK TABLE {schema}.submission IN ACCESS EXCLUSIVE MODE;", "locked")
         stdout, stderr = proc.communicate(timeout=60)
@@ -197,44 +190,13 @@ def test_watchdog_cancels_a_stuck_step_and_reports_it(pgrace, tmp_path):
         holder.wait(timeout=30)
 
 
-def test_server_stopped_during_a_fault_run_is_an_error_not_a_race(private_tmp, tmp_path):
-    env = _clean_env(private_tmp)
-    dsn = subprocess.run([str(BIN), "server", "start", "-q"], capture_output=True, text=True,
-                         env=env, timeout=120).stdout.strip()
-    try:
-        out = tmp_path / "r.json"
-        proc = subprocess.Popen([str(BIN), "stress", "invite_claim/recommended", "-c", "2", "-T", "60",
-                                 "--fault", "kill-backend@0.5", "--dsn", dsn, "--json", str(out), "-P", "0.2"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        deadline = time.time() + 60
-        buf = ""
-        while time.time() < deadline and "trials," not in buf:
-            buf += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
-        state = (private_tmp / f"pgrace-server-{os.getuid()}.state").read_text()
-        pid = int([l for l in state.splitlines() if l.startswith("pid=")][0][4:])
-        os.kill(pid, signal.SIGQUIT)
-        stdout, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 2, (stdout, stderr)
-        assert "RACE" not in stdout
-        doc = json.loads(out.read_text())
-        assert doc["error"] and doc["results"][0]["trials"] > 0
-        assert doc["results"][0]["verdict"] == "safe" and doc["results"][0]["fault"]["fired"] > 0
-    finally:
-        subprocess.run([str(BIN), "server", "stop", "-q"], env=env, timeout=60)
-
-
 def test_backends_killed_by_someone_else_are_a_harness_error(pgrace, tmp_path):
     """Our kill-backend is expected by the seam; a backend terminated from outside is not:
     a clear error, exit 2, the cells that finished in the JSON, never a race."""
     env = pgrace.env()
     out = tmp_path / "k.json"
-    proc = subprocess.Popen([pgrace.binary, "stress", "invite_claim/recommended", "-c", "2", "-T", "60", "-P", "0.2",
-                             "--json", str(out), "--dsn", pgrace.dsn],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 60
-    buf = ""
-    while time.time() < deadline and "trials," not in buf:
-        buf += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+    proc = start_running([pgrace.binary, "stress", "invite_claim/recommended", "-c", "2", "-T", "60", "-P", "0.2",
+                          "--json", out, "--dsn", pgrace.dsn], env)
     kill = subprocess.run(["psql", pgrace.dsn, "-qAt", "-c",
                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                            "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' "

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import BIN, postgres_processes_under, _clean_env
+from conftest import BIN, postgres_processes_under, _clean_env, start_running, stop_server_now
 
 ISOLATIONS = ["read-committed", "repeatable-read", "serializable"]
 
@@ -204,29 +204,26 @@ def test_sigterm_during_startup_cleans_up(private_tmp):
     assert postgres_processes_under(private_tmp) == []
 
 
-def test_server_killed_mid_run_is_an_error_not_a_race(private_tmp, tmp_path):
-    """An infrastructure fault is never a race: exit 2, an error in the JSON."""
+@pytest.mark.parametrize("fault", [[], ["--fault", "kill-backend@0.5"]], ids=["plain", "kill-backend"])
+def test_server_killed_mid_run_is_an_error_not_a_race(private_tmp, tmp_path, fault):
+    """An infrastructure fault is never a race: exit 2, an error in the JSON, what finished
+    kept; also while our own faults are being injected (they must not mask it)."""
     env = _clean_env(private_tmp)
     dsn = subprocess.run([str(BIN), "server", "start", "-q"], capture_output=True, text=True,
                          env=env, timeout=120).stdout.strip()
     try:
         out = tmp_path / "r.json"
-        proc = subprocess.Popen([str(BIN), "stress", "invite_claim/recommended", "-c", "4", "-T", "60",
-                                 "--dsn", dsn, "--json", str(out), "-P", "0.2"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        deadline = time.time() + 60
-        buf = ""
-        while time.time() < deadline and "trials," not in buf:
-            buf += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
-        state = (private_tmp / f"pgrace-server-{os.getuid()}.state").read_text()
-        pid = int([l for l in state.splitlines() if l.startswith("pid=")][0][4:])
-        os.kill(pid, signal.SIGQUIT)         # immediate shutdown: backends die
+        proc = start_running([BIN, "stress", "invite_claim/recommended", "-c", "4", "-T", "60",
+                              "--dsn", dsn, "--json", out, "-P", "0.2", *fault], env)
+        stop_server_now(private_tmp)
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 2, (stdout, stderr)
         assert "RACE" not in stdout
         doc = json.loads(out.read_text())
-        assert doc["error"]
+        assert doc["error"] and doc["results"][0]["trials"] > 0
         assert doc["results"][0]["verdict"] == "safe"
+        if fault:
+            assert doc["results"][0]["fault"]["fired"] > 0
     finally:
         subprocess.run([str(BIN), "server", "stop", "-q"], env=env, timeout=60)
     assert list(private_tmp.glob("pgrace.*")) == []
