@@ -317,8 +317,6 @@ struct pgr_scenario {
 #define PGR_INV_ATOMIC (-3)
 #define PGR_INV_ATOMIC_NAME "a request that failed (5xx) left nothing behind (nothing half-committed)"
 const char *pgr_invariant_name(const pgr_scenario *sc, int inv);
-/* Whether session j's request lost an answer to a fault and was sent again. */
-bool pgr_answer_lost(const pgr_trial *t, int j);
 
 /* Record that trial t broke invariant inv; the first explanation per trial is kept. An
  * answer invariant (scenario->answer_invariants) of a trial whose answer was lost to a

@@ -470,8 +470,6 @@ void pgr_result_lead_counterexample(pgr_result *res, const pgr_trial *t)
     ty->ncex++;
 }
 
-bool pgr_answer_lost(const pgr_trial *t, int j) { return t->fault_retried[j]; }
-
 const char *pgr_invariant_name(const pgr_scenario *sc, int inv)
 {
     if (inv == PGR_INV_RETRY) return PGR_INV_RETRY_NAME;
