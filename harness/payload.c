@@ -90,13 +90,13 @@ static int check_field(const pgr_field *f, const char *p, size_t n, char *why, s
 int pgr_request_validate(const pgr_scenario *sc, pgr_request *req, char *why, size_t len)
 {
     if (why && len) why[0] = '\0';
-    for (int i = 0; i < sc->nfields && i < 4; i++) {
+    for (int i = 0; i < sc->nfields && i < PGR_MAX_FIELDS; i++) {
         const char *p = req->raw[i] ? req->raw[i] : req->text[i];
         size_t n = req->raw[i] ? req->raw_len[i] : strnlen(req->text[i], sizeof req->text[i]);
         int status = check_field(&sc->fields[i], p, n, why, len);
         if (status) return status;
     }
-    for (int i = 0; i < sc->nfields && i < 4; i++) {
+    for (int i = 0; i < sc->nfields && i < PGR_MAX_FIELDS; i++) {
         if (!req->raw[i]) continue;
         memcpy(req->text[i], req->raw[i], req->raw_len[i]);      /* < 80: checked above */
         req->text[i][req->raw_len[i]] = '\0';

@@ -20,6 +20,7 @@
 #define PGR_MAX_STEPS 24         /* steps recorded per session per trial; more are counted only */
 #define PGR_MAX_BATCH 256        /* trials prepared and checked together */
 #define PGR_ERRLEN 512
+#define PGR_MAX_FIELDS 6         /* request fields (text[]) */
 
 /* HTTP-ish statuses handlers return; PGR_RETRY is internal (a handler's own retry loop). */
 enum { PGR_RETRY = -1 };
@@ -81,14 +82,14 @@ typedef struct pgr_step {
 /* A request a session sends: scenario-defined text fields (token, key, ...), declared by
  * the scenario's `fields` (field i is text[i]). */
 typedef struct pgr_request {
-    char text[4][80];
+    char text[PGR_MAX_FIELDS][80];
     long long num[2];            /* num[0]: the trial key where a handler stores it; not a payload */
     int sends;                   /* times this session sends it, one after another (a retry
                                   * after a lost answer); 0 or 1 = once */
-    const char *raw[4];          /* when set, field i is these raw_len[i] bytes (NUL bytes,
+    const char *raw[PGR_MAX_FIELDS];          /* when set, field i is these raw_len[i] bytes (NUL bytes,
                                   * invalid UTF-8, 1 MiB ...) instead of text[i]; the
                                   * validator copies a valid one into text[i] */
-    size_t raw_len[4];
+    size_t raw_len[PGR_MAX_FIELDS];
 } pgr_request;
 
 /* What the API accepts in one request field: the schema the web framework validates the
