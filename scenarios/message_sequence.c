@@ -361,7 +361,10 @@ static int message_sequence_check(pgr_batch *b)
         for (int j = 0; j < t->nsessions; j++) {
             const pgr_response *p = &t->resp[j];
             int n = x->by_author[j];
-            if (p->status == 201 && n == 0) {
+            if (n > 1) {
+                pgr_violation(b, t, INV_ANSWERS, "S%d's one message is stored %d times (a resend duplicated it)",
+                              j + 1, n);
+            } else if (p->status == 201 && n == 0) {
                 pgr_violation(b, t, INV_ANSWERS, "S%d answered 201 with sequence %lld but its message is not stored",
                               j + 1, p->id);
             } else if (p->status == 201 && x->seq_of[j] != p->id) {
@@ -370,8 +373,6 @@ static int message_sequence_check(pgr_batch *b)
             } else if (p->status != 201 && n > 0) {
                 pgr_violation(b, t, INV_ANSWERS, "S%d answered %d but its message is stored (sequence %d): a resend duplicates it",
                               j + 1, p->status, x->seq_of[j]);
-            } else if (n > 1) {
-                pgr_violation(b, t, INV_ANSWERS, "S%d sent once but %d of its messages are stored", j + 1, n);
             } else {
                 continue;
             }

@@ -85,14 +85,23 @@ def test_error_at_a_step_no_variant_has_fires_nowhere_and_says_so(pgrace, tmp_pa
     assert "the fault never fired" in p.stdout
 
 
-def test_lost_commit_duplicates_a_message_on_retry(pgrace, tmp_path):
-    """Seed 003: sending is not idempotent in any variant, so a commit whose answer is lost,
-    then retried, stores the message twice: found in the variants, stated in the README."""
-    doc, p = pgrace.stress_json("message_sequence", "-c", 1, "-t", 60, "--fault", "lost-commit@1",
+@pytest.mark.parametrize("fault", ["lost-commit@1", "timeout-retry@1"])
+def test_a_lost_answer_duplicates_a_message_unless_the_client_id_is_kept(pgrace, tmp_path, fault):
+    """Seed 003: the seed's sends are not idempotent, so a send whose answer is lost, then
+    retried, is stored twice. The recommended keeps the client's message id: the resend
+    answers the stored message."""
+    doc, p = pgrace.stress_json("message_sequence", "-c", 1, "-t", 60, "--case", "channel_burst", "--fault", fault,
                                 tmp_path=tmp_path)
-    for r in doc["results"]:
+    res = {r["variant"]: r for r in doc["results"]}
+    for r in res.values():
         assert r["matched"], (r["variant"], r["invariants"])
-        assert r["verdict"] == "race" and r["fault"]["indeterminate"] == 60
+        assert r["fault"]["fired"] == 60 and r["fault"]["retried"] == 60
+    answers = "every 201 has its message stored with the answered sequence, a failed send stores nothing"
+    for v in ("original", "proposed"):
+        assert res[v]["verdict"] == "race" and res[v]["invariants"][answers] > 0
+        assert "S1's one message is stored 2 times" in res[v]["counterexamples"][0]["explanation"]
+    rec = res["recommended"]
+    assert rec["verdict"] == "safe" and rec["statuses"] == {"201": 60}
 
 
 def test_explore_enumerates_fault_sites_and_replays_them(pgrace, tmp_path):
