@@ -338,7 +338,9 @@ pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
         snprintf(ran, sizeof ran, "%s %s, answer lost (fault %s)", s->res.ok ? "ran" : "failed", s->res.sqlstate,
                  pgr_fault_name(fault));
         if (s->res.pg) { PQclear(s->res.pg); s->res.pg = NULL; }
+        long rows = st->rows;             /* what the server did; the handler sees 08006 */
         drop_connection(s, st, ran);
+        st->rows = rows;
         if (s->gate) s->gate->after(s->gate->ctx, s, st);
         return &s->res;
     }

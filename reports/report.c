@@ -89,7 +89,7 @@ static void swimlane(FILE *f, const pgr_counterexample *c)
     int order_s[PGR_MAX_SESSIONS * PGR_MAX_STEPS], order_k[PGR_MAX_SESSIONS * PGR_MAX_STEPS];
     int m = pgr_cex_order(c, order_s, order_k);
     int lanes = c->nsessions > 8 ? 8 : c->nsessions;
-    int lw = 250, rh = 30, top = 30, w = 40 + lanes * lw, h = top + (m + 1) * rh + 20;
+    int lw = lanes == 1 ? 460 : 250, rh = 30, top = 30, w = 40 + lanes * lw, h = top + (m + 1) * rh + 20;
     fprintf(f, "<svg class=lane width=%d height=%d viewBox='0 0 %d %d' role=img>\n", w, h, w, h);
     fprintf(f, "<defs><pattern id=hatch width=6 height=6 patternUnits=userSpaceOnUse patternTransform='rotate(45)'>"
                "<line x1='0' y1='0' x2='0' y2='6' stroke='#f9a825' stroke-width='3'/></pattern></defs>\n");
