@@ -246,6 +246,15 @@ static void drop_connection(pgr_session *s, pgr_step *st, const char *why)
     copy_trunc(st->message, sizeof st->message, why);
 }
 
+/* A step the fault fails before it reaches the server: no connection (any more). */
+static pgr_res *fail_unsent(pgr_session *s, pgr_step *st, const char *why)
+{
+    st->t_send_ns = st->t_done_ns = pgr_now_ns();
+    drop_connection(s, st, why);
+    if (s->gate) s->gate->after(s->gate->ctx, s, st);
+    return &s->res;
+}
+
 pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
                   int nparams, const char *const *params)
 {
@@ -274,13 +283,7 @@ pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
     }
     if (s->gate) s->gate->before(s->gate->ctx, s, st);
 
-    if (s->conn_lost) {              /* a fault took it earlier in this request */
-        st->t_send_ns = st->t_done_ns = pgr_now_ns();
-        fill_res(s, NULL, st);
-        copy_trunc(st->message, sizeof st->message, "no connection (lost to the fault)");
-        if (s->gate) s->gate->after(s->gate->ctx, s, st);
-        return &s->res;
-    }
+    if (s->conn_lost) return fail_unsent(s, st, "no connection (lost to the fault)");
     pgr_fault_kind fault = PGR_FAULT_NONE;
     char injected[96];
     const char *injected_params[1] = { injected };
@@ -289,19 +292,11 @@ pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
         s->fault_fired_at = s->nsteps - 1;
         if (fault == PGR_FAULT_KILL) {
             /* a real pg_terminate_backend: the server ends this backend (rolling back) */
-            PGresult *k = PQexec(s->conn, SQL_TERMINATE_SELF);
-            PQclear(k);
-            st->t_send_ns = st->t_done_ns = pgr_now_ns();
-            drop_connection(s, st, "backend terminated before this step (fault kill-backend)");
-            if (s->gate) s->gate->after(s->gate->ctx, s, st);
-            return &s->res;
+            PQclear(PQexec(s->conn, SQL_TERMINATE_SELF));
+            return fail_unsent(s, st, "backend terminated before this step (fault kill-backend)");
         }
-        if (fault == PGR_FAULT_LOST_COMMIT && !s->fault_applies) {
-            st->t_send_ns = st->t_done_ns = pgr_now_ns();
-            drop_connection(s, st, "connection lost before the commit arrived (fault lost-commit): outcome unknown");
-            if (s->gate) s->gate->after(s->gate->ctx, s, st);
-            return &s->res;
-        }
+        if (fault == PGR_FAULT_LOST_COMMIT && !s->fault_applies)
+            return fail_unsent(s, st, "connection lost before the commit arrived (fault lost-commit): outcome unknown");
         if (fault == PGR_FAULT_ERROR) {          /* the server raises instead of running the step */
             snprintf(injected, sizeof injected, "injected error at step '%s' (fault error-at)", label);
             sql = SQL_INJECTED_ERROR;
