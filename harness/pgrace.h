@@ -157,6 +157,7 @@ typedef struct pgr_session {
     int fault_site;              /* [runner] fire at this eligible site of the request; -1 none */
     bool fault_applies;          /* [runner] lost-commit: the commit reaches the server first */
     int fault_sites;             /* [seam] eligible sites passed in this request */
+    int send_first_step;         /* [runner] nsteps when this send of the request began */
     int fault_fired_at;          /* [seam] index of the step it fired at; -1 not (yet) */
     bool conn_lost;              /* [seam] the fault took the connection: every step fails
                                   * (08006, not a harness error) until the runner reconnects */

@@ -111,6 +111,7 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
         resp = (pgr_response){ .status = 0, .id = -1, .sqlstate = "" };
         s->attempt = 0;
         s->fault_sites = 0;
+        s->send_first_step = s->nsteps;
         s->fault_fired_at = -1;
         s->fault_site = k == 0 && !t->fault_retried[index] ? t->fault_site[index] : -1;
         s->fault_applies = t->fault_applies[index];

@@ -222,7 +222,7 @@ static bool fault_fires_here(pgr_session *s, const char *label, const char *sql)
     bool eligible = false;
     switch (f->kind) {
     case PGR_FAULT_TIMEOUT: eligible = true; break;
-    case PGR_FAULT_KILL: eligible = s->nsteps > 1; break;               /* between two steps */
+    case PGR_FAULT_KILL: eligible = s->nsteps - 1 > s->send_first_step; break;   /* between two steps */
     case PGR_FAULT_ERROR: eligible = !f->step[0] || pgr_fault_step_is(f->step, label); break;
     case PGR_FAULT_LOST_COMMIT:                                           /* a statement that commits */
         eligible = sql == SQL_COMMIT || (!s->in_tx && pgr_sql_kind(sql) == PGR_SQL_WRITE);
