@@ -15,7 +15,7 @@ LDLIBS   := -lpq -ljansson -lunistring -lm -pthread
 PYTHON   := /usr/bin/python3
 
 SRC      := $(wildcard harness/*.c) $(wildcard scenarios/*.c) $(wildcard reports/*.c)
-HDR      := $(wildcard harness/*.h) $(wildcard reports/*.h)
+HDR      := $(wildcard harness/*.h) $(wildcard reports/*.h) $(wildcard scenarios/*.h)
 OBJ      := $(SRC:%.c=build/gcc/%.o)
 LIB_SRC  := $(filter-out harness/main.c,$(SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=build/gcc/%.o)

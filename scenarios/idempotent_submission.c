@@ -47,125 +47,14 @@
  *     per key hold (0 violations) outside serializable.
  *   recommended: 0 violations in every cell, and in 5000 trials at 8 sessions per level.
  */
-#include "pgrace.h"
+#include "submit_verified.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char IDEMPOTENT_SUBMISSION_DDL[] =
-    "CREATE TABLE IF NOT EXISTS submission ("
-    "  id bigserial PRIMARY KEY,"
-    "  trial_key bigint NOT NULL,"                 /* pgrace's key for the trial, not the app's */
-    "  template_id text NOT NULL,"
-    "  nullifier text NOT NULL,"
-    "  idempotency_key text,"                      /* added by the fix; the original never writes it */
-    "  created_at timestamptz NOT NULL DEFAULT now());"
-    "CREATE INDEX IF NOT EXISTS submission_trial_idx ON submission (trial_key);";
-
-/* Request: text[0] nullifier, text[1] idempotency key, text[2] template id; num[0] the
- * trial key (bookkeeping column). */
-
-/* ---------------------------------------------------------------- original ("Before") */
-
-static const char ORIGINAL_DDL[] =                         /* @@index([nullifier]) */
-    "CREATE INDEX IF NOT EXISTS submission_nullifier_idx ON submission (nullifier);";
-static const char ORIGINAL_FIND[] =                        /* prisma.submission.findFirst */
-    "SELECT id FROM submission WHERE nullifier = $1 LIMIT 1";
-static const char ORIGINAL_CREATE[] =                      /* prisma.submission.create */
-    "INSERT INTO submission (trial_key, template_id, nullifier) VALUES ($1, $2, $3) RETURNING id";
-
-static int idempotent_submission_original(pgr_session *s, const pgr_request *req, pgr_response *resp)
-{
-    char trial[24];
-    pgr_fmt_ll(trial, req->num[0]);
-    pgr_res *r = PGR_SQL(s, "find by nullifier", ORIGINAL_FIND, req->text[0]);
-    if (!r->ok) return pgr_uncaught(s, r, resp);
-    if (r->rows > 0) return 409;                           /* Duplicate */
-    r = PGR_SQL(s, "create submission", ORIGINAL_CREATE, trial, req->text[2], req->text[0]);
-    if (!r->ok) return pgr_uncaught(s, r, resp);
-    resp->id = pgr_int(r, 0, 0);
-    return 200;
-}
-
-/* ---------------------------------------------------------------- proposed (the seed's fix) */
-
-static const char PROPOSED_DDL[] =                         /* the seed's migration */
-    "CREATE UNIQUE INDEX IF NOT EXISTS submission_nullifier_key ON submission (nullifier);"
-    "CREATE UNIQUE INDEX IF NOT EXISTS submission_idempotency_key_key ON submission (idempotency_key);";
-static const char PROPOSED_FIND_KEY[] =                    /* tx.submission.findUnique({ idempotency_key }) */
-    "SELECT id FROM submission WHERE idempotency_key = $1";
-static const char PROPOSED_FIND_NULLIFIER[] =              /* tx.submission.findUnique({ nullifier }) */
-    "SELECT id FROM submission WHERE nullifier = $1";
-static const char PROPOSED_CREATE[] =                      /* tx.submission.create */
-    "INSERT INTO submission (trial_key, template_id, nullifier, idempotency_key) "
-    "VALUES ($1, $2, $3, $4) RETURNING id";
-
-static int idempotent_submission_proposed(pgr_session *s, const pgr_request *req, pgr_response *resp)
-{
-    const char *nullifier = req->text[0], *key = req->text[1];
-    char trial[24];
-    pgr_fmt_ll(trial, req->num[0]);
-    pgr_res *r = pgr_begin(s);                             /* prisma.$transaction */
-    if (!r->ok) return pgr_uncaught(s, r, resp);
-    r = PGR_SQL(s, "find by idempotency key", PROPOSED_FIND_KEY, key);
-    if (!r->ok) return pgr_uncaught(s, r, resp);
-    if (r->rows == 1) {                                    /* return existing: the transaction commits */
-        long long id = pgr_int(r, 0, 0);
-        r = pgr_commit(s);
-        if (!r->ok) return pgr_uncaught(s, r, resp);
-        resp->id = id;
-        return 200;
-    }
-    r = PGR_SQL(s, "find by nullifier", PROPOSED_FIND_NULLIFIER, nullifier);
-    if (!r->ok) return pgr_uncaught(s, r, resp);
-    if (r->rows == 1) { pgr_rollback(s); return 409; }     /* throw error(409, 'Duplicate nullifier') */
-    r = PGR_SQL(s, "create submission", PROPOSED_CREATE, trial, req->text[2], nullifier, key);
-    if (!r->ok) return pgr_uncaught(s, r, resp);
-    long long id = pgr_int(r, 0, 0);
-    r = pgr_commit(s);
-    if (!r->ok) return pgr_uncaught(s, r, resp);
-    resp->id = id;
-    return 200;
-}
-
-/* ---------------------------------------------------------------- recommended */
-
-static const char RECOMMENDED_DDL[] =
-    "CREATE UNIQUE INDEX IF NOT EXISTS submission_nullifier_key ON submission (nullifier);"
-    "CREATE UNIQUE INDEX IF NOT EXISTS submission_idempotency_key_key ON submission (idempotency_key);";
-static const char RECOMMENDED_CREATE[] =
-    "INSERT INTO submission (trial_key, template_id, nullifier, idempotency_key) "
-    "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id";
-static const char RECOMMENDED_FIND_KEY[] =
-    "SELECT id FROM submission WHERE idempotency_key = $1";
-static const char RECOMMENDED_FIND_NULLIFIER[] =
-    "SELECT id FROM submission WHERE nullifier = $1";
-
-static int idempotent_submission_recommended(pgr_session *s, const pgr_request *req, pgr_response *resp)
-{
-    const char *nullifier = req->text[0], *key = req->text[1];
-    char trial[24];
-    pgr_fmt_ll(trial, req->num[0]);
-    for (s->attempt = 0; s->attempt < 10; s->attempt++) {
-        pgr_res *r = PGR_SQL(s, "create submission", RECOMMENDED_CREATE, trial, req->text[2], nullifier, key);
-        if (pgr_retryable(r)) continue;
-        if (!r->ok) return pgr_uncaught(s, r, resp);
-        if (r->rows == 1) { resp->id = pgr_int(r, 0, 0); return 200; }
-        r = PGR_SQL(s, "find by idempotency key", RECOMMENDED_FIND_KEY, key);
-        if (pgr_retryable(r)) continue;
-        if (!r->ok) return pgr_uncaught(s, r, resp);
-        if (r->rows == 1) { resp->id = pgr_int(r, 0, 0); return 200; }   /* the same submission */
-        r = PGR_SQL(s, "find by nullifier", RECOMMENDED_FIND_NULLIFIER, nullifier);
-        if (pgr_retryable(r)) continue;
-        if (!r->ok) return pgr_uncaught(s, r, resp);
-        if (r->rows == 1) return 409;                      /* Duplicate nullifier, another key */
-        /* neither: the conflicting row is gone (rolled back); try again */
-    }
-    return 503;
-}
-
-/* ---------------------------------------------------------------- requests and checks */
+/* The route's code is nullifier_submission.c's (submit_verified.h): this scenario sends
+ * it one submission twice, at once or after the answer, always with a key. */
 
 enum { CASE_DOUBLE_CLICK, CASE_RETRY, CASE_DOUBLE_CLICK_RETRY };
 static const pgr_case idempotent_submission_cases[] = {
@@ -304,13 +193,13 @@ static const pgr_claim idempotent_submission_claims[] = {
 };
 
 static const pgr_variant idempotent_submission_variants[] = {
-    { .name = "original", .kind = PGR_ORIGINAL, .ddl = ORIGINAL_DDL, .handler = idempotent_submission_original,
+    { .name = "original", .kind = PGR_ORIGINAL, .ddl = pgr_submit_verified_original_ddl, .handler = pgr_submit_verified_original,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "no idempotency key: findFirst(nullifier) then create, autocommitted" },
-    { .name = "proposed", .kind = PGR_PROPOSED, .ddl = PROPOSED_DDL, .handler = idempotent_submission_proposed,
+    { .name = "proposed", .kind = PGR_PROPOSED, .ddl = pgr_submit_verified_fix_ddl, .handler = pgr_submit_verified_proposed,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "WP-004: $transaction (key -> existing, nullifier -> 409, create) + unique key and nullifier" },
-    { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = RECOMMENDED_DDL, .handler = idempotent_submission_recommended,
+    { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = pgr_submit_verified_fix_ddl, .handler = pgr_submit_verified_recommended,
       .expect = { PGR_SAFE, PGR_SAFE, PGR_SAFE },
       .summary = "INSERT ... ON CONFLICT DO NOTHING RETURNING; else key -> 200 same id; retry on 40001" },
 };
@@ -327,7 +216,7 @@ const pgr_scenario pgr_scenario_idempotent_submission = {
     .name = "idempotent_submission",
     .seed = "004",
     .title = "WP-004 idempotency key: a double click or retry returns the same Submission",
-    .ddl = IDEMPOTENT_SUBMISSION_DDL,
+    .ddl = pgr_submit_verified_ddl,
     .variants = idempotent_submission_variants,
     .nvariants = 3,
     .cases = idempotent_submission_cases,

@@ -24,7 +24,8 @@
  * Status codes: the route returns whatever `$transaction` returned, the existing or the
  * new submission, and cannot tell them apart; the seed says a retry gets "HTTP 200, same
  * data", so a created submission is also answered 200 (SvelteKit's json() default).
- * The same choice is made in idempotent_submission.c (same route).
+ * The handlers here are the route's code for both seed-004 scenarios: idempotent_submission.c
+ * sends them its retries and double clicks (submit_verified.h).
  *
  * The seed's migration runs on PostgreSQL as written; here it is given IF NOT EXISTS so
  * the DDL is idempotent.
@@ -40,13 +41,13 @@
  *     conflict is 40001 (1316, 1575), also a 500.
  *   recommended: 0 violations in every cell, and in 5000 trials at 8 sessions per level.
  */
-#include "pgrace.h"
+#include "submit_verified.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char NULLIFIER_SUBMISSION_DDL[] =
+const char pgr_submit_verified_ddl[] =
     "CREATE TABLE IF NOT EXISTS submission ("
     "  id bigserial PRIMARY KEY,"
     "  trial_key bigint NOT NULL,"                 /* pgrace's key for the trial, not the app's */
@@ -56,19 +57,16 @@ static const char NULLIFIER_SUBMISSION_DDL[] =
     "  created_at timestamptz NOT NULL DEFAULT now());"
     "CREATE INDEX IF NOT EXISTS submission_trial_idx ON submission (trial_key);";
 
-/* Request: text[0] nullifier, text[1] idempotency key ("" = none sent), text[2] template
- * id; num[0] the trial key (bookkeeping column). */
-
 /* ---------------------------------------------------------------- original ("Before") */
 
-static const char ORIGINAL_DDL[] =                         /* @@index([nullifier]) */
+const char pgr_submit_verified_original_ddl[] =                         /* @@index([nullifier]) */
     "CREATE INDEX IF NOT EXISTS submission_nullifier_idx ON submission (nullifier);";
 static const char ORIGINAL_FIND[] =                        /* prisma.submission.findFirst */
     "SELECT id FROM submission WHERE nullifier = $1 LIMIT 1";
 static const char ORIGINAL_CREATE[] =                      /* prisma.submission.create */
     "INSERT INTO submission (trial_key, template_id, nullifier) VALUES ($1, $2, $3) RETURNING id";
 
-static int nullifier_submission_original(pgr_session *s, const pgr_request *req, pgr_response *resp)
+int pgr_submit_verified_original(pgr_session *s, const pgr_request *req, pgr_response *resp)
 {
     char trial[24];
     pgr_fmt_ll(trial, req->num[0]);
@@ -83,7 +81,7 @@ static int nullifier_submission_original(pgr_session *s, const pgr_request *req,
 
 /* ---------------------------------------------------------------- proposed (the seed's fix) */
 
-static const char PROPOSED_DDL[] =                         /* the seed's migration */
+const char pgr_submit_verified_fix_ddl[] =                         /* the seed's migration */
     "CREATE UNIQUE INDEX IF NOT EXISTS submission_nullifier_key ON submission (nullifier);"
     "CREATE UNIQUE INDEX IF NOT EXISTS submission_idempotency_key_key ON submission (idempotency_key);";
 static const char PROPOSED_FIND_KEY[] =                    /* tx.submission.findUnique({ idempotency_key }) */
@@ -94,7 +92,7 @@ static const char PROPOSED_CREATE[] =                      /* tx.submission.crea
     "INSERT INTO submission (trial_key, template_id, nullifier, idempotency_key) "
     "VALUES ($1, $2, $3, NULLIF($4, '')) RETURNING id";
 
-static int nullifier_submission_proposed(pgr_session *s, const pgr_request *req, pgr_response *resp)
+int pgr_submit_verified_proposed(pgr_session *s, const pgr_request *req, pgr_response *resp)
 {
     const char *nullifier = req->text[0], *key = req->text[1];
     char trial[24];
@@ -126,9 +124,7 @@ static int nullifier_submission_proposed(pgr_session *s, const pgr_request *req,
 
 /* ---------------------------------------------------------------- recommended */
 
-static const char RECOMMENDED_DDL[] =
-    "CREATE UNIQUE INDEX IF NOT EXISTS submission_nullifier_key ON submission (nullifier);"
-    "CREATE UNIQUE INDEX IF NOT EXISTS submission_idempotency_key_key ON submission (idempotency_key);";
+/* the same unique indexes as the fix (pgr_submit_verified_fix_ddl) */
 static const char RECOMMENDED_CREATE[] =
     "INSERT INTO submission (trial_key, template_id, nullifier, idempotency_key) "
     "VALUES ($1, $2, $3, NULLIF($4, '')) ON CONFLICT DO NOTHING RETURNING id";
@@ -137,7 +133,7 @@ static const char RECOMMENDED_FIND_KEY[] =
 static const char RECOMMENDED_FIND_NULLIFIER[] =
     "SELECT id FROM submission WHERE nullifier = $1";
 
-static int nullifier_submission_recommended(pgr_session *s, const pgr_request *req, pgr_response *resp)
+int pgr_submit_verified_recommended(pgr_session *s, const pgr_request *req, pgr_response *resp)
 {
     const char *nullifier = req->text[0], *key = req->text[1];
     char trial[24];
@@ -310,13 +306,13 @@ static const pgr_claim nullifier_submission_claims[] = {
 };
 
 static const pgr_variant nullifier_submission_variants[] = {
-    { .name = "original", .kind = PGR_ORIGINAL, .ddl = ORIGINAL_DDL, .handler = nullifier_submission_original,
+    { .name = "original", .kind = PGR_ORIGINAL, .ddl = pgr_submit_verified_original_ddl, .handler = pgr_submit_verified_original,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "findFirst(nullifier) then create, autocommitted; no unique constraint" },
-    { .name = "proposed", .kind = PGR_PROPOSED, .ddl = PROPOSED_DDL, .handler = nullifier_submission_proposed,
+    { .name = "proposed", .kind = PGR_PROPOSED, .ddl = pgr_submit_verified_fix_ddl, .handler = pgr_submit_verified_proposed,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "WP-004: $transaction (key check, nullifier check 409, create) + unique nullifier and key" },
-    { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = RECOMMENDED_DDL, .handler = nullifier_submission_recommended,
+    { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = pgr_submit_verified_fix_ddl, .handler = pgr_submit_verified_recommended,
       .expect = { PGR_SAFE, PGR_SAFE, PGR_SAFE },
       .summary = "INSERT ... ON CONFLICT DO NOTHING RETURNING; else key -> 200, nullifier -> 409; retry on 40001" },
 };
@@ -332,7 +328,7 @@ const pgr_scenario pgr_scenario_nullifier_submission = {
     .name = "nullifier_submission",
     .seed = "004",
     .title = "WP-004 nullifier uniqueness: one Submission per nullifier, the loser gets 409",
-    .ddl = NULLIFIER_SUBMISSION_DDL,
+    .ddl = pgr_submit_verified_ddl,
     .variants = nullifier_submission_variants,
     .nvariants = 3,
     .cases = nullifier_submission_cases,
