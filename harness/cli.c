@@ -13,6 +13,17 @@
 enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
        OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS, OPT_STEP_TIMEOUT };
 
+const pgr_command_spec pgr_commands[PGR_NCMDS] = {
+    [PGR_CMD_LIST] = { "list", 0, 0, "list takes no arguments" },
+    [PGR_CMD_STRESS] = { "stress", 1, 1, "stress needs exactly one TARGET" },
+    [PGR_CMD_RUN] = { "run", 0, INT_MAX, "" },
+    [PGR_CMD_CI] = { "ci", 0, INT_MAX, "" },
+    [PGR_CMD_SERVER] = { "server", 1, 1, "server needs one of start, stop, status" },
+    [PGR_CMD_EXPLORE] = { "explore", 1, 1, "explore needs exactly one TARGET" },
+    [PGR_CMD_REPLAY] = { "replay", 1, INT_MAX, "replay needs at least one schedule FILE" },
+    [PGR_CMD_PAYLOADS] = { "payloads", 0, INT_MAX, "" },
+};
+
 const char pgr_usage_text[] =
     "usage: pgrace COMMAND [options]\n"
     "\n"
@@ -208,17 +219,11 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
     *pos = argv + 1 + optind;
 
 
-    static const struct { const char *name; int min, max; const char *need; } commands[] = {
-        { "list", 0, 0, "list takes no arguments" }, { "stress", 1, 1, "stress needs exactly one TARGET" },
-        { "run", 0, INT_MAX, "" }, { "ci", 0, INT_MAX, "" },
-        { "server", 1, 1, "server needs one of start, stop, status" },
-        { "explore", 1, 1, "explore needs exactly one TARGET" },
-        { "replay", 1, INT_MAX, "replay needs at least one schedule FILE" },
-        { "payloads", 0, INT_MAX, "" } };
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(c->command, commands[i].name) == 0) {
-            if (*npos < commands[i].min || *npos > commands[i].max)
-                return usage_error(err, errlen, "%s%s", commands[i].need, "");
+    for (int i = 0; i < PGR_NCMDS; i++)
+        if (strcmp(c->command, pgr_commands[i].name) == 0) {
+            c->cmd = (pgr_command)i;
+            if (*npos < pgr_commands[i].min || *npos > pgr_commands[i].max)
+                return usage_error(err, errlen, "%s%s", pgr_commands[i].need, "");
             return 0;
         }
     return usage_error(err, errlen, "unknown command '%s'%s", c->command, "");

@@ -4,9 +4,24 @@
 
 #include "explore.h"
 
+/* The commands; pgr_commands[] says how many arguments each takes. */
+typedef enum {
+    PGR_CMD_LIST, PGR_CMD_STRESS, PGR_CMD_RUN, PGR_CMD_CI, PGR_CMD_SERVER, PGR_CMD_EXPLORE, PGR_CMD_REPLAY,
+    PGR_CMD_PAYLOADS, PGR_NCMDS
+} pgr_command;
+
+typedef struct pgr_command_spec {
+    const char *name;
+    int min, max;                /* positional arguments */
+    const char *need;            /* the usage error when they are not */
+} pgr_command_spec;
+
+extern const pgr_command_spec pgr_commands[PGR_NCMDS];
+
 /* All configuration of one invocation. */
 typedef struct pgr_config {
-    const char *command;
+    const char *command;         /* as typed */
+    pgr_command cmd;
     const char *dsn;             /* --dsn or PGRACE_DSN; NULL: throwaway server */
     const char *json_path;       /* --json */
     const char *out_dir;         /* run --out */

@@ -18,42 +18,6 @@ static void progress(const pgr_result *res, double elapsed, bool final)
             res->tally.violated_trials, final ? "\n" : "   ");
 }
 
-void pgr_result_init(pgr_result *res, const pgr_scenario *sc, const pgr_variant *v,
-                     pgr_isolation iso, int sessions, const char *mode)
-{
-    memset(res, 0, sizeof *res);
-    res->sc = sc;
-    res->v = v;
-    res->iso = iso;
-    res->sessions = sessions;
-    res->mode = mode;
-    res->expected = v->expect[iso];
-    /* a retry loop that absorbs a bounded number of concurrent losers races only from N on */
-    if (res->expected == PGR_RACE && sessions < v->race_from[iso]) res->expected = PGR_SAFE;
-}
-
-static uint64_t splitmix(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
-/* Which requests of trial t get the fault, and at which of their eligible sites: a pure
- * function of (seed, trial, session), so a run is reproducible. */
-void pgr_fault_plan(pgr_trial *t, const pgr_fault *f, unsigned long long seed, int sites)
-{
-    for (int j = 0; j < t->nsessions; j++) {
-        uint64_t r = splitmix(seed ^ splitmix((uint64_t)t->trial_no * PGR_MAX_SESSIONS + (uint64_t)j));
-        t->fault_site[j] = -1;
-        if (f->kind == PGR_FAULT_NONE || (double)(r >> 11) / 9007199254740992.0 >= f->rate) continue;
-        uint64_t r2 = splitmix(r);
-        t->fault_site[j] = (short)(sites > 1 ? r2 % (uint64_t)sites : 0);
-        t->fault_applies[j] = (r2 >> 40) & 1;
-    }
-}
-
 int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                const pgr_stress_opts *o, pgr_result *res)
 {

@@ -1,0 +1,46 @@
+/* app.h — what the command implementations (commands.c, cells.c, cmd_run.c) share: the
+ * invocation's configuration, the interrupt flag, the server and target lookups. */
+#ifndef PGRACE_APP_H
+#define PGRACE_APP_H
+
+#include "cli.h"
+#include "runner.h"
+
+extern pgr_config pgr_cfg;               /* this invocation's options (main.c) */
+extern volatile int pgr_interrupted;     /* the signal that asked us to stop; 0 none */
+
+/* The DSN to use: --dsn / PGRACE_DSN, or a throwaway server started now (once). 0, or -1
+ * after printing why. */
+int pgr_obtain_server(char *dsn, size_t len);
+/* "PostgreSQL 15.x" of the server at dsn; "" when it cannot be asked. */
+void pgr_server_version_of(const char *dsn, char *out, size_t len);
+/* TARGET into (scenario, variant index or -1). 0, or -1 after printing why. */
+int pgr_resolve_target(const char *target, const pgr_scenario **sc, int *vi);
+/* --case NAME of scenario sc: its index, -1 when not given, -2 (after a message) when unknown. */
+int pgr_case_option(const pgr_scenario *sc);
+
+/* One cell of a run: a variant under one mode, level, session count and fault. */
+typedef struct pgr_cell {
+    const pgr_scenario *sc;
+    const pgr_variant *v;
+    pgr_isolation iso;
+    int sessions;
+    bool explore;            /* exhaustive exploration instead of stress */
+    pgr_fault fault;         /* stress with this fault (kind NONE: none) */
+    int force_case;          /* -1: the scenario's weights */
+    long long trials;        /* 0: the run's budget */
+} pgr_cell;
+
+/* Run the cells in order, print each (or the table), write the JSON and the reports.
+ * Returns the exit status: 0 all matched, 1 a mismatch, 2 a harness error. */
+int pgr_run_cells(const pgr_cell *cells, int n, double seconds_each, long long trials_each,
+                  const char *json_path, const char *report_dir, bool table);
+
+/* The whole command line: parse argv, run the command, stop the throwaway server. Returns
+ * the exit status. Scenarios must be registered before (pgr_register). */
+int pgr_main(int argc, char **argv);
+
+int pgr_cmd_run(char **targets, int ntargets);
+int pgr_cmd_ci(char **targets, int ntargets);
+
+#endif

@@ -1,0 +1,154 @@
+/*
+ * cmd_run.c — `pgrace run` (the whole matrix and its reports) and `pgrace ci` (regressions
+ * replayed, the matrix, new failures against a baseline).
+ */
+#include "app.h"
+#include "explore.h"
+
+#include <errno.h>
+#include <glob.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Cells of a results file that did not match their expectation, as "scenario/variant mode iso c=N". */
+static json_t *mismatches_of(const char *path, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *doc = json_load_file(path, 0, &je);
+    if (!doc) { snprintf(err, errlen, "cannot read %s: %s (line %d)", path, je.text, je.line); return NULL; }
+    json_t *out = json_object(), *results = json_object_get(doc, "results"), *r;
+    size_t i;
+    if (!json_is_array(results)) {
+        snprintf(err, errlen, "%s: not a pgrace results file (no 'results' array)", path);
+        json_decref(doc);
+        json_decref(out);
+        return NULL;
+    }
+    json_array_foreach(results, i, r) {
+        if (json_is_true(json_object_get(r, "matched"))) continue;
+        char key[256];
+        snprintf(key, sizeof key, "%s/%s %s %s c=%d", json_string_value(json_object_get(r, "scenario")),
+                 json_string_value(json_object_get(r, "variant")), json_string_value(json_object_get(r, "mode")),
+                 json_string_value(json_object_get(r, "isolation")),
+                 (int)json_integer_value(json_object_get(r, "sessions")));
+        json_object_set_new(out, key, json_string(json_string_value(json_object_get(r, "verdict"))));
+    }
+    json_decref(doc);
+    return out;
+}
+
+int pgr_cmd_ci(char **targets, int ntargets)
+{
+    char berr[PGR_ERRLEN];
+    if (pgr_cfg.baseline) {                 /* a bad baseline fails before minutes of work, not after */
+        json_t *b = mismatches_of(pgr_cfg.baseline, berr, sizeof berr);
+        if (!b) { fprintf(stderr, "pgrace: %s\n", berr); return 2; }
+        json_decref(b);
+    }
+    /* 1. every saved race must still reproduce */
+    const char *dir = pgr_cfg.regressions ? pgr_cfg.regressions : "fuzz/regressions";
+    glob_t g;
+    char pattern[PATH_MAX];
+    snprintf(pattern, sizeof pattern, "%s/*.schedule", dir);
+    int replay_rc = 0;
+    if (glob(pattern, 0, NULL, &g) == 0) {
+        char dsn[PATH_MAX + 128];
+        if (pgr_obtain_server(dsn, sizeof dsn) != 0) { globfree(&g); return 2; }
+        printf("replaying %zu regression schedule(s) from %s\n", g.gl_pathc, dir);
+        replay_rc = pgr_replay(dsn, g.gl_pathv, (int)g.gl_pathc, 1, true, &pgr_interrupted);
+        globfree(&g);
+        if (replay_rc == 2) return 2;
+    } else if (pgr_cfg.regressions) {
+        fprintf(stderr, "pgrace: no *.schedule files in %s\n", dir);
+        return 2;
+    }
+    /* 2. the matrix and the reports */
+    int rc = pgr_cmd_run(targets, ntargets);
+    if (rc == 2) return 2;
+    /* 3. new failures versus known ones */
+    char path[PATH_MAX], err[PGR_ERRLEN];
+    snprintf(path, sizeof path, "%s/results.json", pgr_cfg.out_dir);
+    json_t *now = mismatches_of(pgr_cfg.json_path ? pgr_cfg.json_path : path, err, sizeof err);
+    if (!now) { fprintf(stderr, "pgrace: %s\n", err); return 2; }
+    json_t *known = pgr_cfg.baseline ? mismatches_of(pgr_cfg.baseline, err, sizeof err) : json_object();
+    if (!known) { json_decref(now); fprintf(stderr, "pgrace: %s\n", err); return 2; }
+    const char *key;
+    json_t *val;
+    int fresh = 0, old = 0;
+    json_object_foreach(now, key, val) {
+        bool was = json_object_get(known, key) != NULL;
+        printf("%s: %s (measured %s)\n", was ? "known failure" : "NEW FAILURE", key, json_string_value(val));
+        was ? old++ : fresh++;
+    }
+    json_object_foreach(known, key, val)
+        if (!json_object_get(now, key)) printf("fixed since the baseline: %s\n", key);
+    printf("ci: %d new failure(s), %d known, regressions %s\n", fresh, old,
+           replay_rc == 0 ? "all reproduced" : "NOT all reproduced");
+    json_decref(now);
+    json_decref(known);
+    return (fresh > 0 || replay_rc != 0) ? 1 : 0;
+}
+
+#define FAULT_TRIALS 100   /* per fault cell; half the requests get the fault */
+
+/* Is variant j of sc among the command's targets (all when none were given)? */
+static bool wanted(const pgr_scenario *sc, int j, const pgr_scenario *const *only, const int *only_v, int ntargets)
+{
+    bool w = ntargets == 0;
+    for (int t = 0; t < ntargets; t++) w |= only[t] == sc && (only_v[t] < 0 || only_v[t] == j);
+    return w;
+}
+
+int pgr_cmd_run(char **targets, int ntargets)
+{
+    static const int sessions[] = { 2, 8 };
+    const pgr_scenario *only[64];
+    int only_v[64];
+    for (int t = 0; t < ntargets && t < 64; t++)
+        if (pgr_resolve_target(targets[t], &only[t], &only_v[t]) != 0) return 2;
+    int total = 0;
+    for (int i = 0; i < pgr_nscenarios; i++) total += pgr_scenarios[i]->nvariants * (PGR_NISO * 3 + PGR_NFAULTS);
+    pgr_cell *cells = calloc((size_t)total, sizeof *cells);
+    if (!cells) return 2;
+    int n = 0, nstress = 0;
+    for (int i = 0; i < pgr_nscenarios; i++)
+        for (int j = 0; j < pgr_scenarios[i]->nvariants; j++) {
+            if (!wanted(pgr_scenarios[i], j, only, only_v, ntargets)) continue;
+            for (int iso = 0; iso < PGR_NISO; iso++) {
+                for (int c = 0; c < 2; c++, nstress++)
+                    cells[n++] = (pgr_cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso,
+                                         sessions[c], false, { 0 }, -1, 0 };
+                cells[n++] = (pgr_cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso, 2, true,
+                                     { 0 }, -1, 0 };
+            }
+        }
+    /* The fault matrix: every variant under every fault, one client sending the race case's
+     * request (so what breaks is the fault's doing, not concurrency's), retrying once. */
+    for (int i = 0; i < pgr_nscenarios && !pgr_cfg.no_faults; i++)
+        for (int j = 0; j < pgr_scenarios[i]->nvariants; j++) {
+            const pgr_variant *v = &pgr_scenarios[i]->variants[j];
+            if (!wanted(pgr_scenarios[i], j, only, only_v, ntargets)) continue;
+            for (int f = 1; f < PGR_NFAULTS; f++)
+                cells[n++] = (pgr_cell){ pgr_scenarios[i], v, PGR_RC, 1, false, { .kind = (pgr_fault_kind)f, .rate = 0.5 },
+                                     0, FAULT_TRIALS };
+        }
+    if (mkdir(pgr_cfg.out_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "pgrace: cannot create %s: %s\n", pgr_cfg.out_dir, strerror(errno));
+        free(cells);
+        return 2;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/results.json", pgr_cfg.out_dir);
+    const char *json = pgr_cfg.json_path ? pgr_cfg.json_path : path;
+    /* exploration of 2-session spaces takes a fraction of a second a cell; stress gets the budget */
+    int rc = pgr_run_cells(cells, n, pgr_cfg.budget / nstress, 0, json, pgr_cfg.out_dir, true);
+    if (rc != 2 && !pgr_cfg.quiet)
+        fprintf(stderr, "pgrace: results in %s; reports in %s/index.html, junit.xml, summary.md\n", json, pgr_cfg.out_dir);
+    free(cells);
+    return rc;
+}
+

@@ -1,0 +1,35 @@
+/* conn.h — connections, per-variant schemas and sessions on the server (conn.c). */
+#ifndef PGRACE_CONN_H
+#define PGRACE_CONN_H
+
+#include "pgrace.h"
+
+/* Check a DSN's syntax. 0, or -1 with err ("bad DSN: ..."). */
+int pgr_dsn_check(const char *dsn, char *err, size_t errlen);
+/* Connect (connect_timeout 10 s unless the DSN says otherwise). NULL + err on failure. */
+PGconn *pgr_connect(const char *dsn, char *err, size_t errlen);
+/* Server version string ("PostgreSQL 15.18"). */
+void pgr_server_version(PGconn *c, char *out, size_t len);
+
+/* A variant's own schema, "pgrace_<scenario>_<variant>", created idempotently (under an
+ * advisory lock) with the scenario's and the variant's DDL. Holds a shared advisory lock
+ * for the run so that a concurrent pgrace never drops it underneath another. */
+typedef struct pgr_schema {
+    char name[64];
+    bool created;              /* this process created it, so may drop it */
+    long long run_id;          /* from the schema's run sequence: keys never collide */
+    char seed_sql_error[256];  /* the variant's ddl_as_written failed: "SQLSTATE message" */
+} pgr_schema;
+
+int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v,
+                     pgr_schema *out, char *err, size_t errlen);
+/* Drop the schema if this process created it and no other pgrace holds it. */
+void pgr_schema_release(PGconn *admin, const pgr_schema *schema);
+/* A digest of every table of the connection's schema (row counts and an order-free hash of
+ * the rows): equal digests, nothing written. malloc'd; NULL + err on error. */
+char *pgr_schema_digest(PGconn *c, char *err, size_t errlen);
+/* Point a connection at the schema, set isolation; returns 0 or -1+err. */
+int pgr_session_setup(PGconn *c, const pgr_schema *schema, pgr_isolation iso, int *backend_pid,
+                      char *err, size_t errlen);
+
+#endif
