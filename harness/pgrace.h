@@ -64,8 +64,9 @@ const char *pgr_verdict_name(pgr_verdict v);
 
 /* One statement that passed through the seam. Filled by pgr_exec; read by checks/reports. */
 typedef struct pgr_step {
-    const char *label;           /* handler's name for the step ("claim"); static */
-    const char *sql;             /* the SQL constant; static */
+    const char *label;           /* handler's name for the step ("claim"); interned (intern.h):
+                                  * valid for the process's life, equal texts equal pointers */
+    const char *sql;             /* the statement's text; interned */
     char params[96];             /* parameters, comma-joined, truncated */
     char sqlstate[6];            /* "00000" on success */
     char constraint[48];         /* PG_DIAG_CONSTRAINT_NAME on error, else "" */
@@ -173,8 +174,11 @@ typedef struct pgr_session {
 
 /* ---- the seam ---- */
 
-/* Run one statement of a handler (the only way a handler talks to the database).
- * Records the step; waits for the scheduler's grant first when a gate is set.
+/* Run one statement of a handler (the only way a handler talks to the database): the seam
+ * (seam.h) around the libpq executor. sql and label may be any text (a constant, a
+ * statement read from a file): they are interned, and the statement is prepared once per
+ * connection by its text. Records the step; waits for the scheduler's grant first when a
+ * gate is set.
  * Never fails the process: a SQL error comes back as !ok with its SQLSTATE; a lost
  * connection also sets s->infra_error so the runner reports a harness error. */
 pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
@@ -348,6 +352,8 @@ const pgr_scenario *pgr_find_scenario(const char *name);
 /* What a statement does, for the explorer's independence relation and for faults. */
 enum { PGR_SQL_NOOP, PGR_SQL_READ, PGR_SQL_WRITE };
 int pgr_sql_kind(const char *sql);
+bool pgr_sql_is_commit(const char *sql);     /* COMMIT or END */
+bool pgr_sql_is_rollback(const char *sql);   /* ROLLBACK or ABORT */
 
 /* Small utilities */
 int64_t pgr_now_ns(void);

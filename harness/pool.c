@@ -11,6 +11,7 @@
  */
 #include "release.h"
 #include "runner.h"
+#include "seam.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -56,8 +57,7 @@ static void reconnect(pgr_pool *pool, pgr_session *s)
 {
     char err[PGR_ERRLEN];
     if (s->conn) PQfinish(s->conn);
-    free(s->stmts);
-    s->stmts = NULL;
+    pgr_stmt_cache_free(s);
     s->conn_lost = false;
     s->conn = pgr_connect(pool->dsn, err, sizeof err);
     int pid = 0;
@@ -264,7 +264,7 @@ void pgr_pool_close(pgr_pool *pool, pgr_result *res)
         res->statements += s->statements;
         if (s->res.pg) PQclear(s->res.pg);
         if (s->conn) PQfinish(s->conn);
-        free(s->stmts);
+        pgr_stmt_cache_free(s);
     }
     res->release = pool->realtime && !pool->realtime_failed ? "realtime" : "normal";
     pgr_schema_release(pool->admin, &pool->schema);
