@@ -1,0 +1,102 @@
+/*
+ * replay.c — pgr_replay: re-run schedule files on fresh trials and say whether each
+ * reproduced, or where it diverged.
+ */
+#include "scheduler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet, volatile int *interrupted)
+{
+    sched_file *sfs = calloc((size_t)nfiles, sizeof *sfs);
+    if (!sfs) return 2;
+    for (int i = 0; i < nfiles; i++) {
+        char err[PGR_ERRLEN];
+        if (pgr_schedule_read(files[i], &sfs[i], err, sizeof err) != 0) {
+            fprintf(stderr, "pgrace: %s\n", err);
+            free(sfs);
+            return 2;
+        }
+        const pgr_scenario *sc = pgr_find_scenario(sfs[i].scenario);
+        if (!sc) {
+            fprintf(stderr, "pgrace: %s: unknown scenario '%s'\n", files[i], sfs[i].scenario);
+            free(sfs);
+            return 2;
+        }
+    }
+    int status = 0;
+    for (int i = 0; i < nfiles && status != 2; i++) {
+        sched_file *sf = &sfs[i];
+        const pgr_scenario *sc = pgr_find_scenario(sf->scenario);
+        const pgr_variant *v = NULL;
+        int kase = -1;
+        for (int j = 0; j < sc->nvariants; j++) if (strcmp(sc->variants[j].name, sf->variant) == 0) v = &sc->variants[j];
+        for (int j = 0; j < sc->ncases; j++) if (strcmp(sc->cases[j].name, sf->kase) == 0) kase = j;
+        if (!v || kase < 0) {
+            fprintf(stderr, "pgrace: %s: unknown %s '%s'\n", files[i], !v ? "variant" : "case", !v ? sf->variant : sf->kase);
+            status = 2;
+            break;
+        }
+        pgr_result res;
+        pgr_result_init(&res, sc, v, sf->iso, sf->sessions, "replay");
+        explorer *x = pgr_explorer_new(interrupted);
+        if (!x || pgr_explorer_open(x, dsn, sc, v, sf->sessions, sf->iso, &sf->fat.fault, &res) != 0) {
+            fprintf(stderr, "pgrace: %s\n", res.error[0] ? res.error : "out of memory");
+            if (x) { pgr_explorer_close(x, &res); pgr_explorer_free(x); }
+            status = 2;
+            break;
+        }
+        x->fat = sf->fat;
+        sched_run *sr = calloc(1, sizeof *sr);
+        int same = 0, diverged = 0;
+        char first_diff[600] = "";
+        for (int rep = 0; rep < repeat && sr; rep++) {
+            pgr_trial *t;
+            if (pgr_sched_run_forced(x, sf->grants, sf->ngrants, kase, rep, &res, &t, sr) != 0) { status = 2; break; }
+            const char *got = t->violated ? pgr_invariant_name(sc, t->first_invariant) : "none";
+            bool steps_same = sr->diverged_at < 0 && sr->n == sf->ngrants;
+            if (steps_same && strcmp(got, sf->violation) == 0) { same++; continue; }
+            diverged++;
+            if (!first_diff[0]) {
+                if (sr->diverged_at >= 0)
+                    snprintf(first_diff, sizeof first_diff, "diverged at step %d: S%d was not ready to run",
+                             sr->diverged_at + 1, sf->grants[sr->diverged_at] + 1);
+                else if (sr->n != sf->ngrants)
+                    snprintf(first_diff, sizeof first_diff, "diverged at step %d: the schedule has %d steps, the run %d",
+                             (sr->n < sf->ngrants ? sr->n : sf->ngrants) + 1, sf->ngrants, sr->n);
+                else
+                    snprintf(first_diff, sizeof first_diff, "same steps, different outcome: recorded '%s', got '%s'",
+                             sf->violation, got);
+            }
+        }
+        if (status != 2) {
+            if (diverged == 0) {
+                printf("%s: reproduced (%s/%s %s, %d sessions, %d steps: %s)%s\n", files[i], sc->name, v->name,
+                       pgr_isolation_name(sf->iso), sf->sessions, sf->ngrants, sf->violation,
+                       repeat > 1 ? "" : "");
+                if (repeat > 1) printf("  %d of %d replays identical\n", same, repeat);
+            } else {
+                printf("%s: NOT reproduced in %d of %d replays: %s\n", files[i], diverged, repeat, first_diff);
+                status = 1;
+            }
+            if (!quiet && sr) {
+                char table[8192];
+                pgr_trial *t;
+                if (pgr_sched_run_forced(x, sf->grants, sf->ngrants, kase, repeat, &res, &t, sr) == 0) {
+                    pgr_sched_describe(t, sr, table, sizeof table);
+                    fputs(table, stdout);
+                }
+            }
+        } else {
+            fprintf(stderr, "pgrace: %s: %s\n", files[i], res.error);
+        }
+        free(sr);
+        pgr_explorer_close(x, &res);
+        pgr_explorer_free(x);
+        pgr_result_free(&res);
+    }
+    free(sfs);
+    return status;
+}

@@ -1,0 +1,416 @@
+/*
+ * scheduler.c — the scheduler: the gate ops, blocked detection, quiescence, choosing the
+ * next session (exhaustive with sleep sets, random, PCT), running one schedule, and the
+ * explorer's life cycle (the pool of gated sessions and the monitor connection).
+ *
+ * The scheduler sits at the seam's gate: before each statement a session parks (READY)
+ * and waits for a grant; the coordinator grants one statement at a time, then waits
+ * until the system is quiescent again: every session parked, finished, or BLOCKED on a
+ * lock held by another session. Blocked is read from a monitor connection with
+ * pg_isolation_test_session_is_blocked() (as isolationtester does), but only when a
+ * granted statement has not come back within ~120 us, and re-asked at once rather than
+ * on a 10 ms polling floor. A schedule is the sequence of sessions granted; re-running
+ * it on a fresh trial re-creates the same interleaving (replay), which is what makes
+ * exhaustive search, saved counterexamples and minimization possible.
+ *
+ * Strategies: exhaustive (stateless depth-first search with sleep sets: BEGIN commutes
+ * with everything and two plain SELECTs commute, so orders that differ only there are
+ * pruned), random (uniform among ready sessions), and PCT (random priorities with d-1
+ * priority change points; finds a depth-d bug with probability >= 1/(n*k^(d-1))).
+ */
+#include "scheduler.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- gate ops: run in the session threads ---- */
+
+static void gate_before(void *ctx, pgr_session *s, const pgr_step *step)
+{
+    explorer *x = ctx;
+    pthread_mutex_lock(&x->mu);
+    x->pending_sql[s->index] = step->sql;
+    x->st[s->index] = SS_READY;
+    pthread_cond_signal(&x->cv);
+    while (!x->granted[s->index] && !x->abort) pthread_cond_wait(&x->cv_s[s->index], &x->mu);
+    x->granted[s->index] = false;
+    pthread_mutex_unlock(&x->mu);
+}
+
+static void gate_after(void *ctx, pgr_session *s, const pgr_step *step)
+{
+    (void)ctx; (void)s; (void)step;
+}
+
+static void gate_done(void *ctx, pgr_session *s)
+{
+    explorer *x = ctx;
+    pthread_mutex_lock(&x->mu);
+    x->st[s->index] = SS_DONE;
+    pthread_cond_signal(&x->cv);
+    pthread_mutex_unlock(&x->mu);
+}
+
+/* ---- helpers ---- */
+
+uint64_t pgr_sched_rnd(explorer *x)
+{
+    uint64_t v = x->rng;       /* xorshift64* */
+    v ^= v >> 12; v ^= v << 25; v ^= v >> 27;
+    x->rng = v;
+    return v * 2685821657736338717ULL;
+}
+
+static bool independent(int a, int b)
+{
+    return a == K_NOOP || b == K_NOOP || (a == K_READ && b == K_READ);
+}
+
+static void add_ns(struct timespec *ts, long ns)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_nsec += ns;
+    while (ts->tv_nsec >= 1000000000L) { ts->tv_nsec -= 1000000000L; ts->tv_sec++; }
+}
+
+/* A session's backend; a fault's reconnect changes it (written by the session thread). */
+static int pid_of(explorer *x, int i)
+{
+    return __atomic_load_n(&pgr_pool_session(x->pool, i)->backend_pid, __ATOMIC_ACQUIRE);
+}
+
+/* Ask the monitor which of the in-flight sessions wait on a lock held by another session.
+ * Called without the mutex. -1 on a monitor failure. */
+static int query_blocked(explorer *x, const int *which, int n, bool *blocked)
+{
+    char a[PGR_MAX_SESSIONS * 12 + 4], all[PGR_MAX_SESSIONS * 12 + 4];
+    size_t off = 0, offa = 0;
+    a[off++] = '{';
+    all[offa++] = '{';
+    for (int i = 0; i < n; i++) off += (size_t)snprintf(a + off, sizeof a - off, "%s%d", i ? "," : "", pid_of(x, which[i]));
+    for (int i = 0; i < x->n; i++) offa += (size_t)snprintf(all + offa, sizeof all - offa, "%s%d", i ? "," : "", pid_of(x, i));
+    snprintf(a + off, sizeof a - off, "}");
+    snprintf(all + offa, sizeof all - offa, "}");
+    const char *p[2] = { a, all };
+    PGresult *r = PQexecPrepared(x->monitor, "blocked", 2, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != n) { PQclear(r); return -1; }
+    for (int i = 0; i < n; i++) blocked[i] = PQgetvalue(r, i, 0)[0] == 't';
+    PQclear(r);
+    return 0;
+}
+
+/* Wait until no session is RUNNING: each is READY, DONE, or BLOCKED by another session.
+ * Returns 0, or -1 with err (stuck past the limit, interrupted, monitor lost). */
+static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
+{
+    int64_t deadline = pgr_now_ns() + 10LL * 1000000000;
+    long wait_ns = 120000;        /* a statement's usual round trip; then ask the monitor */
+    for (;;) {
+        int inflight[PGR_MAX_SESSIONS], nin = 0, nrun = 0;
+        pthread_mutex_lock(&x->mu);
+        for (int i = 0; i < x->n; i++) {
+            if (x->st[i] == SS_RUNNING) nrun++;
+            if (x->st[i] == SS_RUNNING || x->st[i] == SS_BLOCKED) inflight[nin++] = i;
+        }
+        if (nin == 0) { pthread_mutex_unlock(&x->mu); return 0; }
+        if (nrun > 0) {
+            /* give a granted statement its chance to come back before asking the server */
+            struct timespec ts;
+            add_ns(&ts, wait_ns);
+            int rc = pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+            pthread_mutex_unlock(&x->mu);
+            if (rc == 0) continue;              /* something moved: look again */
+            wait_ns = 50000;
+        } else {
+            pthread_mutex_unlock(&x->mu);
+        }
+        if (x->interrupted && *x->interrupted) { snprintf(err, errlen, "interrupted"); return -1; }
+        if (pgr_now_ns() > deadline) {
+            snprintf(err, errlen, "every live session has waited on a lock for 10 s: a cycle the server does not resolve");
+            return -1;
+        }
+        bool blocked[PGR_MAX_SESSIONS];
+        if (query_blocked(x, inflight, nin, blocked) != 0) {
+            snprintf(err, errlen, "monitor connection: %s", PQerrorMessage(x->monitor));
+            err[strcspn(err, "\n")] = '\0';
+            return -1;
+        }
+        bool all_blocked = true;
+        pthread_mutex_lock(&x->mu);
+        for (int j = 0; j < nin; j++) {
+            int i = inflight[j];
+            if (x->st[i] != SS_RUNNING && x->st[i] != SS_BLOCKED) continue;   /* moved meanwhile */
+            if (blocked[j]) {
+                x->st[i] = SS_BLOCKED;
+                if (out && x->current_grant[i] >= 0) out->waited[x->current_grant[i]] = true;
+            } else {
+                x->st[i] = SS_RUNNING;
+                all_blocked = false;
+            }
+        }
+        if (all_blocked) {
+            /* everyone in flight waits on someone: quiescent, unless nobody can move */
+            bool any_ready = false;
+            for (int i = 0; i < x->n; i++) any_ready |= x->st[i] == SS_READY;
+            if (any_ready) { pthread_mutex_unlock(&x->mu); return 0; }
+            /* all live sessions blocked: the server's deadlock detector will break a cycle */
+            struct timespec ts;
+            add_ns(&ts, 2000000);
+            pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+        }
+        pthread_mutex_unlock(&x->mu);
+    }
+}
+
+/* Cancel whatever is in flight and let every session run to the end (harness error path). */
+static void abort_trial(explorer *x)
+{
+    pthread_mutex_lock(&x->mu);
+    x->abort = true;
+    for (int i = 0; i < x->n; i++) pthread_cond_signal(&x->cv_s[i]);
+    pthread_mutex_unlock(&x->mu);
+    for (int i = 0; i < x->n; i++) {
+        PGcancel *c = PQgetCancel(pgr_pool_session(x->pool, i)->conn);
+        char eb[64];
+        if (c) { PQcancel(c, eb, sizeof eb); PQfreeCancel(c); }
+    }
+}
+
+/* ---- choosing the next session ---- */
+
+static int choose(explorer *x, sched_run *out, uint64_t ready, const unsigned char *kind)
+{
+    int g = out->n;
+    if (x->bytes) {
+        int cnt = __builtin_popcountll(ready);
+        int pick = (size_t)g < x->nbytes ? x->bytes[g] % cnt : 0;
+        for (int i = 0; i < x->n; i++)
+            if ((ready >> i & 1) && pick-- == 0) return i;
+        return pgr_sched_lowest(ready);
+    }
+    if (g < x->nforced) {
+        int want = x->forced[g];
+        if (want >= 0 && want < x->n && (ready >> want & 1)) {
+            if (x->strategy == PGR_EXHAUSTIVE && g < x->nstack) x->stack[g].ready = ready;
+            return want;
+        }
+        if (out->diverged_at < 0) out->diverged_at = g;
+    }
+    if (x->nonpreemptive_after || x->nforced > 0) {
+        if (x->strategy != PGR_EXHAUSTIVE || out->diverged_at >= 0) {
+            int last = g > 0 ? out->grants[g - 1] : -1;
+            return (last >= 0 && (ready >> last & 1)) ? last : pgr_sched_lowest(ready);
+        }
+    }
+    switch (x->strategy) {
+    case PGR_EXHAUSTIVE: {
+        if (out->pruned) return pgr_sched_lowest(ready);
+        node *nd = &x->stack[g];
+        nd->ready = ready;
+        memcpy(nd->kind, kind, sizeof nd->kind);
+        nd->sleep = 0;
+        if (g > 0) {
+            node *pa = &x->stack[g - 1];
+            uint64_t cand = (pa->sleep | pa->done) & ~(1ULL << pa->chosen);
+            for (int u = 0; u < x->n; u++)
+                if ((cand >> u & 1) && independent(pa->kind[u], pa->kind[pa->chosen])) nd->sleep |= 1ULL << u;
+        }
+        uint64_t awake = ready & ~nd->sleep;
+        if (!awake) {                   /* every order from here was covered elsewhere */
+            out->pruned = true;
+            x->nstack = g;
+            return pgr_sched_lowest(ready);
+        }
+        nd->chosen = pgr_sched_lowest(awake);
+        nd->done = 1ULL << nd->chosen;
+        x->nstack = g + 1;
+        return nd->chosen;
+    }
+    case PGR_RANDOM: {
+        int cnt = __builtin_popcountll(ready);
+        int pick = (int)(pgr_sched_rnd(x) % (uint64_t)cnt);
+        for (int i = 0; i < x->n; i++)
+            if ((ready >> i & 1) && pick-- == 0) return i;
+        return pgr_sched_lowest(ready);
+    }
+    case PGR_PCT: {
+        int best = -1;
+        for (int i = 0; i < x->n; i++)
+            if ((ready >> i & 1) && (best < 0 || x->prio[i] > x->prio[best])) best = i;
+        for (int j = 0; j < x->depth - 1; j++)
+            if (x->change_at[j] == g + 1) {
+                x->prio[best] = j;      /* below every initial priority */
+                best = -1;
+                for (int i = 0; i < x->n; i++)
+                    if ((ready >> i & 1) && (best < 0 || x->prio[i] > x->prio[best])) best = i;
+            }
+        return best;
+    }
+    }
+    return pgr_sched_lowest(ready);
+}
+
+static void pct_reset(explorer *x)
+{
+    for (int i = 0; i < x->n; i++) x->prio[i] = x->depth + i;
+    for (int i = x->n - 1; i > 0; i--) {           /* random permutation of priorities */
+        int j = (int)(pgr_sched_rnd(x) % (uint64_t)(i + 1));
+        int t = x->prio[i]; x->prio[i] = x->prio[j]; x->prio[j] = t;
+    }
+    for (int j = 0; j < x->depth - 1; j++) x->change_at[j] = 1 + (int)(pgr_sched_rnd(x) % (uint64_t)x->k_estimate);
+}
+
+/* Run trial t under the scheduler. 0, or -1 with err (harness error). */
+int pgr_sched_run(explorer *x, pgr_trial *t, sched_run *out, pgr_result *res)
+{
+    memset(out, 0, sizeof *out);
+    out->diverged_at = -1;
+    pthread_mutex_lock(&x->mu);
+    x->abort = false;
+    for (int i = 0; i < x->n; i++) {
+        x->st[i] = SS_RUNNING;
+        x->granted[i] = false;
+        x->current_grant[i] = -1;
+    }
+    pthread_mutex_unlock(&x->mu);
+    if (x->strategy == PGR_PCT) pct_reset(x);
+    out->fat = x->fat;
+    if (x->fat.fault.kind != PGR_FAULT_NONE && x->fat.session < t->nsessions) {
+        t->fault_site[x->fat.session] = (short)x->fat.site;
+        t->fault_applies[x->fat.session] = x->fat.applies;
+    }
+    if (pgr_pool_start(x->pool, t, res) != 0) return -1;
+    char err[PGR_ERRLEN] = "";
+    for (;;) {
+        if (quiesce(x, out, err, sizeof err) != 0) break;
+        uint64_t ready = 0;
+        bool all_done = true;
+        unsigned char kind[PGR_MAX_SESSIONS] = { 0 };
+        pthread_mutex_lock(&x->mu);
+        for (int i = 0; i < x->n; i++) {
+            if (x->st[i] == SS_READY) { ready |= 1ULL << i; kind[i] = (unsigned char)pgr_sql_kind(x->pending_sql[i]); }
+            if (x->st[i] != SS_DONE) all_done = false;
+        }
+        pthread_mutex_unlock(&x->mu);
+        if (all_done) break;
+        if (!ready) continue;                     /* only blocked sessions: quiesce waits */
+        if (out->n == PGR_MAX_GRANTS) { snprintf(err, sizeof err, "schedule longer than %d statements", PGR_MAX_GRANTS); break; }
+        int c = choose(x, out, ready, kind);
+        out->grants[out->n] = c;
+        out->ready[out->n] = ready;
+        pthread_mutex_lock(&x->mu);
+        x->current_grant[c] = out->n;
+        x->st[c] = SS_RUNNING;
+        x->granted[c] = true;
+        pthread_cond_signal(&x->cv_s[c]);
+        pthread_mutex_unlock(&x->mu);
+        out->n++;
+    }
+    if (err[0]) abort_trial(x);
+    int rc = pgr_pool_finish(x->pool, res);
+    for (int g = 0; g < out->n; g++) {          /* sessions are idle now: mark lock waits */
+        if (!out->waited[g]) continue;
+        int s = out->grants[g], k = 0;
+        for (int i = 0; i < g; i++) k += out->grants[i] == s;
+        if (k < PGR_MAX_STEPS) t->trace[(size_t)s * PGR_MAX_STEPS + k].waited = true;
+    }
+    if (err[0] && !res->error[0]) snprintf(res->error, sizeof res->error, "%s", err);
+    return (err[0] || rc != 0) ? -1 : 0;
+}
+
+/* ---- the explorer's life cycle ---- */
+
+explorer *pgr_explorer_new(volatile int *interrupted)
+{
+    explorer *x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    pthread_mutex_init(&x->mu, NULL);
+    pthread_cond_init(&x->cv, NULL);
+    for (int i = 0; i < PGR_MAX_SESSIONS; i++) pthread_cond_init(&x->cv_s[i], NULL);
+    x->ops = (pgr_gate_ops){ .before = gate_before, .after = gate_after, .done = gate_done, .ctx = x };
+    x->interrupted = interrupted;
+    x->rng = 0x9E3779B97F4A7C15ULL;
+    x->depth = 2;
+    x->k_estimate = 8;
+    x->stack = calloc(PGR_MAX_GRANTS, sizeof *x->stack);
+    return x;
+}
+
+void pgr_explorer_free(explorer *x)
+{
+    if (!x) return;
+    if (x->monitor) PQfinish(x->monitor);
+    free(x->stack);
+    free(x);
+}
+
+/* Open the pool (sessions gated by x) and the monitor connection. */
+int pgr_explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
+                           int sessions, pgr_isolation iso, bool per_trial, const pgr_fault *fault, pgr_result *res)
+{
+    x->n = sessions;
+    if (fault) x->fault = *fault;
+    pgr_pool_opts po = { .sessions = sessions, .iso = iso, .realtime = false, .gate = &x->ops,
+                         .thread_per_trial = per_trial, .fault = &x->fault, .step_timeout_s = x->step_timeout_s,
+                         .interrupted = x->interrupted };
+    x->pool = pgr_pool_open(dsn, sc, v, &po, res);
+    if (!x->pool) return -1;
+    x->monitor = pgr_connect(dsn, res->error, sizeof res->error);
+    if (!x->monitor) return -1;
+    PGresult *r = PQprepare(x->monitor, "blocked",
+        "SELECT pg_isolation_test_session_is_blocked(p, $2::int[]) "
+        "FROM unnest($1::int[]) WITH ORDINALITY AS u(p, o) ORDER BY o", 2, NULL);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) snprintf(res->error, sizeof res->error, "monitor: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+int pgr_explorer_open(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
+                      int sessions, pgr_isolation iso, const pgr_fault *fault, pgr_result *res)
+{
+    return pgr_explorer_open_opts(x, dsn, sc, v, sessions, iso, false, fault, res);
+}
+
+void pgr_explorer_close(explorer *x, pgr_result *res)
+{
+    if (x->monitor) { PQfinish(x->monitor); x->monitor = NULL; }
+    if (x->pool) { pgr_pool_close(x->pool, res); x->pool = NULL; }
+}
+
+/* Run one forced schedule on a fresh trial of the pool; the trial is prepared and checked.
+ * t_out receives the checked trial (trace pointer valid until the next run). */
+int pgr_sched_run_forced(explorer *x, const int *grants, int n, int kase, long long trial_no,
+                         pgr_result *res, pgr_trial **t_out, sched_run *sr)
+{
+    pgr_batch b;
+    pgr_result scratch;
+    memset(&scratch, 0, sizeof scratch);
+    scratch.sc = res->sc;
+    if (pgr_pool_prepare(x->pool, trial_no, 1, kase, &b, &scratch) != 0) {
+        snprintf(res->error, sizeof res->error, "%s", scratch.error);
+        return -1;
+    }
+    pgr_strategy saved = x->strategy;
+    x->strategy = PGR_RANDOM;      /* unused: forced + non-preemptive decide everything */
+    x->forced = grants;
+    x->nforced = n;
+    x->nonpreemptive_after = true;
+    int rc = pgr_sched_run(x, &b.trials[0], sr, res);
+    x->strategy = saved;
+    x->forced = NULL;
+    x->nforced = 0;
+    x->nonpreemptive_after = false;
+    if (rc != 0) { pgr_result_free(&scratch); return -1; }
+    if (pgr_pool_check(x->pool, &b, 1, &scratch) != 0) {
+        snprintf(res->error, sizeof res->error, "%s", scratch.error);
+        pgr_result_free(&scratch);
+        return -1;
+    }
+    pgr_result_free(&scratch);
+    *t_out = &b.trials[0];
+    return 0;
+}
