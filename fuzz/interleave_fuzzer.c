@@ -51,9 +51,11 @@ static void stop_server(void) { pgr_server_stop(&server); }
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc; (void)argv;
+    char rerr[PGR_ERRLEN];
+    if (pgr_register_builtins(rerr, sizeof rerr) != 0) { fprintf(stderr, "interleave_fuzzer: %s\n", rerr); exit(2); }
     const char *want = getenv("PGRACE_FUZZ_TARGET");
-    for (int i = 0; i < pgr_nscenarios; i++) {
-        const pgr_scenario *sc = pgr_scenarios[i];
+    for (int i = 0; i < pgr_scenario_count(); i++) {
+        const pgr_scenario *sc = pgr_scenario_at(i);
         for (int j = 0; j < sc->nvariants; j++) {
             char name[160];
             snprintf(name, sizeof name, "%s/%s", sc->name, sc->variants[j].name);
@@ -87,7 +89,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (ns && *ns) {
         int lo = fault.kind != PGR_FAULT_NONE ? 1 : 2;   /* a fault needs no second session */
         fixed_sessions = atoi(ns);
-        if (fixed_sessions < lo || fixed_sessions > 8) {
+        if (fixed_sessions < lo || fixed_sessions > PGR_MAX_EXPLORE_SESSIONS) {
             fprintf(stderr, "pgrace fuzz: PGRACE_FUZZ_SESSIONS must be %d..8, got '%s'\n", lo, ns);
             exit(2);
         }

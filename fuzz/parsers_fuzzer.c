@@ -60,7 +60,7 @@ static void assert_accepted(const pgr_field *f, const pgr_request *req, int i)
 static void fuzz_request(const uint8_t *data, size_t size)
 {
     if (size < 2) return;
-    const pgr_scenario *sc = pgr_scenarios[data[0] % pgr_nscenarios];
+    const pgr_scenario *sc = pgr_scenario_at(data[0] % pgr_scenario_count());
     if (sc->nfields == 0) return;
     int i = data[1] % sc->nfields;
     pgr_trial t;
@@ -69,7 +69,7 @@ static void fuzz_request(const uint8_t *data, size_t size)
     t.nsessions = 2;
     pgr_request req;
     memset(&req, 0, sizeof req);
-    sc->request(&t, 0, &req);
+    sc->request(sc->ctx, &t, 0, &req);
     req.raw[i] = (const char *)data + 2;
     req.raw_len[i] = size - 2;
     char why[PGR_ERRLEN];
@@ -80,6 +80,14 @@ static void fuzz_request(const uint8_t *data, size_t size)
         abort();
     }
     else if (status != 400 && status != 413) { fprintf(stderr, "status %d\n", status); abort(); }
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc; (void)argv;
+    char err[PGR_ERRLEN];
+    if (pgr_register_builtins(err, sizeof err) != 0) { fprintf(stderr, "parsers_fuzzer: %s\n", err); abort(); }
+    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

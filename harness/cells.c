@@ -65,7 +65,7 @@ int pgr_run_cells(const pgr_cell *cells, int n, double seconds_each, long long t
                 snprintf(verdict, sizeof verdict, "race in %lld of %lld trials", r->tally.violated_trials, r->trials);
             else
                 snprintf(verdict, sizeof verdict, "safe");
-            printf("%-36s %-8s %-16s %3d %8lld  %-34s %s%s\n", target, r->mode, pgr_isolation_name(r->iso), r->sessions,
+            printf("%-36s %-8s %-16s %3d %8lld  %-34s %s%s\n", target, pgr_mode_name(r->mode), pgr_isolation_name(r->iso), r->sessions,
                    r->trials, verdict, pgr_verdict_name(r->expected),
                    r->verdict == r->expected && !r->error[0] ? "" : "  <-- MISMATCH");
             for (int k = 0; k < r->sc->ninvariants; k++)

@@ -111,29 +111,29 @@ int pgr_cmd_run(char **targets, int ntargets)
     for (int t = 0; t < ntargets && t < 64; t++)
         if (pgr_resolve_target(targets[t], &only[t], &only_v[t]) != 0) return 2;
     int total = 0;
-    for (int i = 0; i < pgr_nscenarios; i++) total += pgr_scenarios[i]->nvariants * (PGR_NISO * 3 + PGR_NFAULTS);
+    for (int i = 0; i < pgr_scenario_count(); i++) total += pgr_scenario_at(i)->nvariants * (PGR_NISO * 3 + PGR_NFAULTS);
     pgr_cell *cells = calloc((size_t)total, sizeof *cells);
     if (!cells) return 2;
     int n = 0, nstress = 0;
-    for (int i = 0; i < pgr_nscenarios; i++)
-        for (int j = 0; j < pgr_scenarios[i]->nvariants; j++) {
-            if (!wanted(pgr_scenarios[i], j, only, only_v, ntargets)) continue;
+    for (int i = 0; i < pgr_scenario_count(); i++)
+        for (int j = 0; j < pgr_scenario_at(i)->nvariants; j++) {
+            if (!wanted(pgr_scenario_at(i), j, only, only_v, ntargets)) continue;
             for (int iso = 0; iso < PGR_NISO; iso++) {
                 for (int c = 0; c < 2; c++, nstress++)
-                    cells[n++] = (pgr_cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso,
+                    cells[n++] = (pgr_cell){ pgr_scenario_at(i), &pgr_scenario_at(i)->variants[j], (pgr_isolation)iso,
                                          sessions[c], false, { 0 }, -1, 0 };
-                cells[n++] = (pgr_cell){ pgr_scenarios[i], &pgr_scenarios[i]->variants[j], (pgr_isolation)iso, 2, true,
+                cells[n++] = (pgr_cell){ pgr_scenario_at(i), &pgr_scenario_at(i)->variants[j], (pgr_isolation)iso, 2, true,
                                      { 0 }, -1, 0 };
             }
         }
     /* The fault matrix: every variant under every fault, one client sending the race case's
      * request (so what breaks is the fault's doing, not concurrency's), retrying once. */
-    for (int i = 0; i < pgr_nscenarios && !pgr_cfg.no_faults; i++)
-        for (int j = 0; j < pgr_scenarios[i]->nvariants; j++) {
-            const pgr_variant *v = &pgr_scenarios[i]->variants[j];
-            if (!wanted(pgr_scenarios[i], j, only, only_v, ntargets)) continue;
+    for (int i = 0; i < pgr_scenario_count() && !pgr_cfg.no_faults; i++)
+        for (int j = 0; j < pgr_scenario_at(i)->nvariants; j++) {
+            const pgr_variant *v = &pgr_scenario_at(i)->variants[j];
+            if (!wanted(pgr_scenario_at(i), j, only, only_v, ntargets)) continue;
             for (int f = 1; f < PGR_NFAULTS; f++)
-                cells[n++] = (pgr_cell){ pgr_scenarios[i], v, PGR_RC, 1, false, { .kind = (pgr_fault_kind)f, .rate = 0.5 },
+                cells[n++] = (pgr_cell){ pgr_scenario_at(i), v, PGR_RC, 1, false, { .kind = (pgr_fault_kind)f, .rate = 0.5 },
                                      0, FAULT_TRIALS };
         }
     if (mkdir(pgr_cfg.out_dir, 0755) != 0 && errno != EEXIST) {

@@ -116,8 +116,8 @@ static int cmd_list(char **pos, int npos)
 {
     (void)pos; (void)npos;
     printf("%-40s %-12s %-26s %s\n", "TARGET", "KIND", "EXPECT (rc/rr/ser)", "SEED");
-    for (int i = 0; i < pgr_nscenarios; i++) {
-        const pgr_scenario *sc = pgr_scenarios[i];
+    for (int i = 0; i < pgr_scenario_count(); i++) {
+        const pgr_scenario *sc = pgr_scenario_at(i);
         for (int j = 0; j < sc->nvariants; j++) {
             const pgr_variant *v = &sc->variants[j];
             char target[96], expect[64], e[PGR_NISO][24];
@@ -129,7 +129,8 @@ static int cmd_list(char **pos, int npos)
                     snprintf(e[k], sizeof e[k], "%s", pgr_verdict_name(v->expect[k]));
             }
             snprintf(expect, sizeof expect, "%s/%s/%s", e[0], e[1], e[2]);
-            printf("%-40s %-12s %-26s %s  %s\n", target, pgr_kind_name(v->kind), expect, sc->seed, v->summary);
+            printf("%-40s %-12s %-26s %s  %s\n", target, pgr_kind_name(v->kind), expect,
+                   sc->seed && *sc->seed ? sc->seed : "own", v->summary ? v->summary : "");
         }
     }
     return 0;
@@ -171,8 +172,8 @@ static int cmd_explore(char **pos, int npos)
     const pgr_scenario *sc;
     int vi;
     if (pgr_resolve_target(target, &sc, &vi) != 0) return 2;
-    if (pgr_cfg.sessions > 8) {
-        fprintf(stderr, "pgrace: explore supports 1..8 sessions, got %d\n", pgr_cfg.sessions);
+    if (pgr_cfg.sessions > PGR_MAX_EXPLORE_SESSIONS) {
+        fprintf(stderr, "pgrace: explore supports 1..%d sessions, got %d\n", PGR_MAX_EXPLORE_SESSIONS, pgr_cfg.sessions);
         return 2;
     }
     int kase = pgr_case_option(sc);
@@ -243,8 +244,8 @@ static int cmd_payloads(char **targets, int ntargets)
     pgr_payload_checks checks = { 0 };
     char error[PGR_ERRLEN + 160] = "";
     int64_t t0 = pgr_now_ns();
-    for (int i = 0; i < pgr_nscenarios && !error[0]; i++) {
-        const pgr_scenario *sc = pgr_scenarios[i];
+    for (int i = 0; i < pgr_scenario_count() && !error[0]; i++) {
+        const pgr_scenario *sc = pgr_scenario_at(i);
         int first = checks.n;
         for (int j = 0; j < sc->nvariants && !error[0]; j++) {
             bool wanted = ntargets == 0;

@@ -14,7 +14,7 @@ const pgr_step *pgr_sched_step_of(const pgr_trial *t, const sched_run *sr, int g
     for (int i = 0; i < g; i++) k += sr->grants[i] == s;
     *session = s;
     if (k >= PGR_MAX_STEPS || k >= t->nsteps[s]) return NULL;
-    return &t->trace[(size_t)s * PGR_MAX_STEPS + k];
+    return PGR_TRACE_AT(t->trace, s, k);
 }
 
 /* "S2 ran 'find invite' (rows=1) before S1's 'mark used' committed" when the schedule

@@ -184,7 +184,7 @@ static int save_failures(explorer *x, const char *dsn, const pgr_scenario *sc, c
                 res->ex.minimal_steps = minrun->n;
                 res->ex.minimal_switches = pgr_sched_count_switches(minrun);
             }
-            if (o->save_dir && res->ex.nsaved < 8) {
+            if (o->save_dir && res->ex.nsaved < PGR_MAX_SAVED) {
                 char *path = res->ex.saved[res->ex.nsaved];
                 snprintf(path, sizeof res->ex.saved[0], "%s/%s-%s-%s-%d.schedule", o->save_dir, sc->name, v->name,
                          pgr_isolation_name(o->iso), res->ex.nsaved + 1);
@@ -207,7 +207,7 @@ static int save_failures(explorer *x, const char *dsn, const pgr_scenario *sc, c
 int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                 const pgr_explore_opts *o, pgr_result *res)
 {
-    pgr_result_init(res, sc, v, o->iso, o->sessions, "explore");
+    pgr_result_init(res, sc, v, o->iso, o->sessions, PGR_MODE_EXPLORE);
     if (v->explore_blind[o->iso]) res->expected = PGR_SAFE;
     bool faults = o->fault.kind != PGR_FAULT_NONE;
     if (faults) {                /* concurrency's verdict (from 2 sessions on) or the fault's */

@@ -5,6 +5,8 @@
 #include "runner.h"
 
 #define PGR_MAX_GRANTS 256          /* statements in one schedule */
+#define PGR_MAX_EXPLORE_SESSIONS 8  /* sessions one explored schedule may have */
+#define PGR_MAX_SAVED 8             /* failing schedules one exploration keeps */
 
 typedef enum { PGR_EXHAUSTIVE, PGR_RANDOM, PGR_PCT } pgr_strategy;
 

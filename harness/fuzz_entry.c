@@ -2,6 +2,7 @@
  * fuzz_entry.c — the fuzzers' entry: one schedule whose every decision comes from input
  * bytes (pgr_fuzz_one), on gated pools kept per (variant, isolation, sessions, fault).
  */
+#include "intern.h"
 #include "scheduler.h"
 
 #include <errno.h>
@@ -66,7 +67,7 @@ int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_scenario *sc, const pgr_variant *v, p
         if (fz->pool[i].used < fz->pool[victim].used) victim = i;
     }
     pgr_result res;
-    pgr_result_init(&res, sc, v, iso, sessions, "fuzz");
+    pgr_result_init(&res, sc, v, iso, sessions, PGR_MODE_FUZZ);
     if (slot < 0) {
         slot = victim;
         if (fz->pool[slot].x) {
@@ -114,10 +115,10 @@ int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_scenario *sc, const pgr_variant *v, p
         int s, sp;
         const pgr_step *st = pgr_sched_step_of(t, sr, g, &s);
         uint32_t h = mix(mix(0x1234567u, (uint32_t)(v - sc->variants) * 31u + (uint32_t)iso), (uint32_t)s);
-        if (st) h = mix(mix(mix(h, (uint32_t)(uintptr_t)st->label), (uint32_t)st->rows), (uint32_t)st->sqlstate[1]);
+        if (st) h = mix(mix(mix(h, (uint32_t)pgr_text_hash(st->label)), (uint32_t)st->rows), (uint32_t)st->sqlstate[1]);
         if (g > 0 && sr->grants[g - 1] != s) {
             const pgr_step *prev = pgr_sched_step_of(t, sr, g - 1, &sp);
-            h = mix(mix(h, 0xABCDu + (uint32_t)sp), prev ? (uint32_t)(uintptr_t)prev->label : 0u);
+            h = mix(mix(h, 0xABCDu + (uint32_t)sp), prev ? (uint32_t)pgr_text_hash(prev->label) : 0u);
         }
         if (sr->waited[g]) h = mix(h, 0x5151u);
         out->signal[out->nsignal++] = h;

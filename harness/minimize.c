@@ -26,7 +26,7 @@ explorer *pgr_sched_fewer_sessions(explorer *x, const char *dsn, const pgr_scena
                                    pgr_isolation iso, sched_run *failing, int kase, int inv, long long *trial_no)
 {
     pgr_result sink;
-    pgr_result_init(&sink, sc, v, iso, x->n - 1, "explore");
+    pgr_result_init(&sink, sc, v, iso, x->n - 1, PGR_MODE_EXPLORE);
     explorer *y = pgr_explorer_new(x->interrupted);
     if (!y || pgr_explorer_open(y, dsn, sc, v, x->n - 1, iso, NULL, &sink) != 0) {
         if (y) { pgr_explorer_close(y, &sink); pgr_explorer_free(y); }

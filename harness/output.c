@@ -23,7 +23,7 @@ static void print_trace(FILE *f, const pgr_result *r, const pgr_counterexample *
     int order_s[PGR_MAX_SESSIONS * PGR_MAX_STEPS], order_k[PGR_MAX_SESSIONS * PGR_MAX_STEPS];
     int m = pgr_cex_order(c, order_s, order_k);
     for (int i = 0; i < m; i++) {
-        const pgr_step *st = &c->steps[(size_t)order_s[i] * PGR_MAX_STEPS + order_k[i]];
+        const pgr_step *st = PGR_TRACE_AT(c->steps, order_s[i], order_k[i]);
         bool fault = c->fault_step[order_s[i]] == order_k[i];
         fprintf(f, "      S%-2d %-20s rows=%-3ld %s%s%s%s%s\n", order_s[i] + 1, st->label, st->rows,
                 st->sqlstate, st->constraint[0] ? " " : "", st->constraint, fault ? "  <- FAULT: " : "",
@@ -61,7 +61,7 @@ static void print_faults(FILE *f, const pgr_result *r)
     if (r->fault.kind == PGR_FAULT_NONE) return;
     char name[80];
     pgr_fault_format(&r->fault, name, sizeof name);
-    if (strcmp(r->mode, "stress") != 0) name[strcspn(name, "@")] = '\0';   /* explore: every site, no rate */
+    if (r->mode != PGR_MODE_STRESS) name[strcspn(name, "@")] = '\0';   /* explore: every site, no rate */
     const pgr_tally *t = &r->tally;
     fprintf(f, "  fault %s: %lld requests armed, %lld fired, %lld retried by the client", name, t->faults_armed,
             t->faults_fired, t->faults_retried);
@@ -108,7 +108,7 @@ static void print_explore(FILE *f, pgr_result *r)
 
 void pgr_print_result(FILE *f, pgr_result *r)
 {
-    if (strcmp(r->mode, "explore") == 0) { print_explore(f, r); return; }
+    if (r->mode == PGR_MODE_EXPLORE) { print_explore(f, r); return; }
     bool match = r->verdict == r->expected && !r->error[0];
     fprintf(f, "%s/%s  [%s]  %s, %d sessions, %lld trials in %.2f s (%.0f trials/s, %.0f statements/s)\n",
             r->sc->name, r->v->name, pgr_kind_name(r->v->kind), pgr_isolation_name(r->iso), r->sessions,
@@ -146,12 +146,12 @@ static json_t *cex_json(const pgr_result *r, const pgr_counterexample *c)
     json_t *steps = json_array(), *answers = json_array();
     int64_t t0 = INT64_MAX;
     for (int s = 0; s < c->nsessions; s++)
-        if (c->nsteps[s] > 0 && c->steps[(size_t)s * PGR_MAX_STEPS].t_send_ns < t0)
-            t0 = c->steps[(size_t)s * PGR_MAX_STEPS].t_send_ns;
+        if (c->nsteps[s] > 0 && PGR_TRACE_AT(c->steps, s, 0)->t_send_ns < t0)
+            t0 = PGR_TRACE_AT(c->steps, s, 0)->t_send_ns;
     for (int s = 0; s < c->nsessions; s++) {
         int n = c->nsteps[s] < PGR_MAX_STEPS ? c->nsteps[s] : PGR_MAX_STEPS;
         for (int k = 0; k < n; k++) {
-            const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + k];
+            const pgr_step *st = PGR_TRACE_AT(c->steps, s, k);
             json_array_append_new(steps, json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:f, s:s, s:b}",
                 "session", s + 1, "label", st->label, "sql", st->sql, "params", st->params,
                 "sqlstate", st->sqlstate, "constraint", st->constraint, "rows", (json_int_t)st->rows,
@@ -191,10 +191,10 @@ static json_t *result_json(pgr_result *r)
     for (int i = 0; i < r->sc->ncases; i++)
         json_object_set_new(cases, r->sc->cases[i].name, json_integer(r->tally.case_trials[i]));
     for (int i = 0; i < r->tally.ncex; i++) json_array_append_new(cex, cex_json(r, &r->tally.cex[i]));
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:f, s:I, s:f, s:f, s:s, s:s, s:b}",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:i, s:s, s:I, s:I, s:f, s:I, s:f, s:f, s:s, s:s, s:b}",
         "scenario", r->sc->name, "variant", r->v->name, "kind", pgr_kind_name(r->v->kind),
         "seed", r->sc->seed, "isolation", pgr_isolation_name(r->iso), "sessions", r->sessions,
-        "mode", r->mode, "trials", (json_int_t)r->trials, "violations", (json_int_t)r->tally.violated_trials,
+        "mode", pgr_mode_name(r->mode), "trials", (json_int_t)r->trials, "violations", (json_int_t)r->tally.violated_trials,
         "seconds", r->seconds, "statements", (json_int_t)r->statements,
         "trials_per_s", r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
         "statements_per_s", r->seconds > 0 ? (double)r->statements / r->seconds : 0.0,
@@ -221,7 +221,7 @@ static json_t *result_json(pgr_result *r)
     json_object_set_new(o, "release_skew_us", dist_json(&r->skew));
     json_object_set_new(o, "release", json_string(r->release ? r->release : "normal"));
     json_object_set_new(o, "counterexamples", cex);
-    if (strcmp(r->mode, "explore") == 0) {
+    if (r->mode == PGR_MODE_EXPLORE) {
         const pgr_explore_stats *e = &r->ex;
         json_t *saved = json_array();
         for (int i = 0; i < e->nsaved; i++) json_array_append_new(saved, json_string(e->saved[i]));

@@ -140,18 +140,39 @@ void pgr_payloads_free(pgr_payload *p, int n)
 /* ---- the checks ---- */
 
 /* What the sessions of the running trial send: the scenario's request with one field
- * replaced. Written by the coordinator before the release gate opens; read by sessions. */
-static struct {
+ * replaced (the wrapped scenario's context). Written by the coordinator before the
+ * release gate opens; read by sessions. */
+typedef struct injection {
     const pgr_scenario *sc;
     int field;
     const pgr_payload *payload;
-} injected;
+} injection;
 
-static void request_with_payload(const pgr_trial *t, int session, pgr_request *req)
+static void request_with_payload(void *ctx, const pgr_trial *t, int session, pgr_request *req)
 {
-    injected.sc->request(t, session, req);
-    req->raw[injected.field] = injected.payload->bytes;
-    req->raw_len[injected.field] = injected.payload->len;
+    const injection *in = ctx;
+    in->sc->request(in->sc->ctx, t, session, req);
+    req->raw[in->field] = in->payload->bytes;
+    req->raw_len[in->field] = in->payload->len;
+}
+
+/* The scenario's own prepare and check, with its own context. */
+static int prepare_inner(pgr_batch *b)
+{
+    injection *in = b->ctx;
+    b->ctx = in->sc->ctx;
+    int rc = in->sc->prepare(b);
+    b->ctx = in;
+    return rc;
+}
+
+static int check_inner(pgr_batch *b)
+{
+    injection *in = b->ctx;
+    b->ctx = in->sc->ctx;
+    int rc = in->sc->check(b);
+    b->ctx = in;
+    return rc;
 }
 
 /* A 500 from a unique violation, serialization failure or deadlock in a variant expected to
@@ -213,9 +234,10 @@ static int append(pgr_payload_checks *out, const pgr_payload_check *c)
 }
 
 /* One trial: payload k of field fi. 0, or -1 with err. */
-static int check_one(pgr_pool *pool, const pgr_scenario *sc, const pgr_variant *v, int fi, int k,
+static int check_one(pgr_pool *pool, injection *in, const pgr_variant *v, int fi, int k,
                      long long trial_no, pgr_result *res, pgr_payload_checks *out, char *err, size_t errlen)
 {
+    const pgr_scenario *sc = in->sc;
     pgr_batch b;
     if (pgr_pool_prepare(pool, trial_no, 1, 0, &b, res) != 0) {
         snprintf(err, errlen, "%s", res->error);
@@ -224,7 +246,7 @@ static int check_one(pgr_pool *pool, const pgr_scenario *sc, const pgr_variant *
     pgr_trial *t = &b.trials[0];
     pgr_request base;
     memset(&base, 0, sizeof base);
-    sc->request(t, 0, &base);
+    sc->request(sc->ctx, t, 0, &base);
     pgr_payload ps[PGR_MAX_PAYLOADS];
     int np = pgr_payloads_make(&sc->fields[fi], base.text[fi], ps);
     if (np < 0) { snprintf(err, errlen, "out of memory"); return -1; }
@@ -234,9 +256,8 @@ static int check_one(pgr_pool *pool, const pgr_scenario *sc, const pgr_variant *
                             .nsessions = t->nsessions };
     snprintf(c.payload, sizeof c.payload, "%s", ps[k].name);
     if (!(before = pgr_schema_digest(b.admin, err, errlen))) goto out;
-    injected.sc = sc;
-    injected.field = fi;
-    injected.payload = &ps[k];
+    in->field = fi;
+    in->payload = &ps[k];
     if (pgr_pool_start(pool, t, res) != 0 || pgr_pool_finish(pool, res) != 0) {
         snprintf(err, errlen, "%s", res->error);
         goto out;
@@ -265,10 +286,14 @@ out:
 int pgr_payloads_run(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                      const pgr_payload_opts *o, pgr_payload_checks *out, char *err, size_t errlen)
 {
+    injection in = { .sc = sc };
     pgr_scenario wrapped = *sc;         /* the same scenario, its request with one field replaced */
     wrapped.request = request_with_payload;
+    wrapped.prepare = prepare_inner;
+    wrapped.check = check_inner;
+    wrapped.ctx = &in;
     pgr_result res;
-    pgr_result_init(&res, &wrapped, v, o->iso, o->sessions, "payloads");
+    pgr_result_init(&res, &wrapped, v, o->iso, o->sessions, PGR_MODE_PAYLOADS);
     pgr_pool_opts po = { .sessions = o->sessions, .iso = o->iso, .interrupted = o->interrupted };
     pgr_pool *pool = pgr_pool_open(dsn, &wrapped, v, &po, &res);
     if (!pool) {
@@ -288,7 +313,7 @@ int pgr_payloads_run(const char *dsn, const pgr_scenario *sc, const pgr_variant 
                 rc = -1;
                 break;
             }
-            rc = check_one(pool, sc, v, fi, k, trial_no++, &res, out, err, errlen);
+            rc = check_one(pool, &in, v, fi, k, trial_no++, &res, out, err, errlen);
         }
     }
     pgr_pool_close(pool, &res);

@@ -25,6 +25,10 @@
 /* HTTP-ish statuses handlers return; PGR_RETRY is internal (a handler's own retry loop). */
 enum { PGR_RETRY = -1 };
 
+#define PGR_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))      /* a static table's length */
+/* Step k of session s in a trace laid out [session][PGR_MAX_STEPS]. */
+#define PGR_TRACE_AT(trace, s, k) (&(trace)[(size_t)(s) * PGR_MAX_STEPS + (size_t)(k)])
+
 typedef enum { PGR_RC = 0, PGR_RR = 1, PGR_SER = 2, PGR_NISO = 3 } pgr_isolation;
 typedef enum { PGR_ORIGINAL, PGR_PROPOSED, PGR_RECOMMENDED } pgr_kind;
 typedef enum { PGR_SAFE = 0, PGR_RACE = 1 } pgr_verdict;
@@ -143,13 +147,15 @@ typedef struct pgr_session {
     PGconn *conn;                /* [runner] own connection */
     int backend_pid;             /* [runner] for lock-wait detection and faults */
     const pgr_gate_ops *gate;    /* [runner] NULL = run at once */
+    void *ctx;                   /* [runner] the variant's context (pgr_variant.ctx): what a
+                                  * handler that is data, not C (a spec's), runs */
     int64_t step_timeout_ns;     /* [runner] a step stuck longer is a harness error */
     volatile int *interrupted;   /* [runner] set on SIGINT/SIGTERM: abort steps */
 
     /* per-trial trace */
     pgr_step *trace;             /* [runner] where this trial's steps go (PGR_MAX_STEPS) */
     int nsteps;                  /* [seam] steps this trial (may exceed PGR_MAX_STEPS) */
-    int attempt;                 /* [handler via pgr_retry_*] current retry attempt */
+    int attempt;                 /* [handler, or pgr_retry] current retry attempt */
     bool in_tx;                  /* [seam] inside BEGIN ... COMMIT/ROLLBACK */
     int64_t first_send_ns;       /* [seam] send time of this trial's first statement */
 
@@ -193,6 +199,12 @@ pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
 pgr_res *pgr_begin(pgr_session *s);
 pgr_res *pgr_commit(pgr_session *s);
 void pgr_rollback(pgr_session *s);   /* no-op outside a transaction */
+
+/* Run `once` (one attempt of a transaction, answering PGR_RETRY after a serialization
+ * failure or deadlock it rolled back) up to `attempts` times; s->attempt counts them.
+ * Returns the first other answer, or 503 when every attempt asked to retry. */
+int pgr_retry(pgr_session *s, int attempts, int (*once)(pgr_session *, const pgr_request *, pgr_response *),
+              const pgr_request *req, pgr_response *resp);
 
 /* An SQL error the handler does not catch: roll back, answer 500 (as the app would). */
 int pgr_uncaught(pgr_session *s, const pgr_res *r, pgr_response *resp);
@@ -255,6 +267,8 @@ typedef struct pgr_variant {
     /* What CI holds it to under each fault (read committed, the scenario's first case, a
      * client that retries once); PGR_SAFE = survives. Measured, like expect. */
     pgr_verdict fault_expect[PGR_NFAULTS];
+    void *ctx;                   /* what the handler needs beyond C (a spec's steps); the
+                                  * session carries it (pgr_session.ctx). NULL for C handlers */
 } pgr_variant;
 
 typedef struct pgr_case {
@@ -268,6 +282,7 @@ struct pgr_scenario;
 typedef struct pgr_scenario pgr_scenario;
 typedef struct pgr_batch {
     const pgr_scenario *sc;
+    void *ctx;                   /* the scenario's context (pgr_scenario.ctx) */
     PGconn *admin;               /* search_path set to the variant's schema */
     pgr_trial *trials;
     int ntrials;
@@ -288,7 +303,7 @@ typedef struct pgr_claim {
 
 struct pgr_scenario {
     const char *name;
-    const char *seed;            /* "001" */
+    const char *seed;            /* "001"; NULL for a pattern that is not from a seed (a team's own) */
     const char *title;
     const char *ddl;             /* idempotent; tables of the pattern */
     const pgr_variant *variants;
@@ -309,12 +324,14 @@ struct pgr_scenario {
     unsigned failing_cases;
     /* Insert each trial's rows (one or a few statements for the whole batch). 0 or -1+err. */
     int (*prepare)(pgr_batch *b);
-    /* The request session `session` sends in trial t. */
-    void (*request)(const pgr_trial *t, int session, pgr_request *req);
+    /* The request session `session` sends in trial t. ctx is the scenario's. */
+    void (*request)(void *ctx, const pgr_trial *t, int session, pgr_request *req);
     /* Check every invariant of every trial of the batch (batched queries). 0 or -1+err. */
     int (*check)(pgr_batch *b);
     const pgr_field *fields;     /* what request() fills: fields[i] is text[i] */
     int nfields;
+    void *ctx;                   /* what its callbacks need beyond C (a loaded spec); given to
+                                  * request() and, through the batch, to prepare() and check() */
 };
 
 /* The harness's own invariants under faults (negative indexes in violations). */
@@ -344,9 +361,15 @@ int pgr_prepare_by_case(pgr_batch *b, const char *sql, const char *code, int npa
  * in why (may be NULL). */
 int pgr_request_validate(const pgr_scenario *sc, pgr_request *req, char *why, size_t len);
 
-/* Registry */
-extern const pgr_scenario *const pgr_scenarios[];
-extern const int pgr_nscenarios;
+/* ---- the registry: every scenario this process knows, in registration order ---- */
+
+/* Add sc (it must outlive its use). 0, or -1 with err: a name already taken or malformed,
+ * no variant, no case, a variant without a handler, a callback missing. */
+int pgr_register(const pgr_scenario *sc, char *err, size_t errlen);
+/* The seven seed scenarios, in seed order (registry.c). 0, or -1 with err. */
+int pgr_register_builtins(char *err, size_t errlen);
+int pgr_scenario_count(void);
+const pgr_scenario *pgr_scenario_at(int i);
 const pgr_scenario *pgr_find_scenario(const char *name);
 
 /* What a statement does, for the explorer's independence relation and for faults. */

@@ -88,14 +88,14 @@ static char *schema_digest(pgr_pool *pool, pgr_session *s)
 static void run_request(pgr_pool *pool, int index, pgr_trial *t)
 {
     pgr_session *s = &pool->sess[index];
-    s->trace = t->trace + (size_t)index * PGR_MAX_STEPS;
+    s->trace = PGR_TRACE_AT(t->trace, index, 0);
     s->nsteps = 0;
     s->attempt = 0;
     s->first_send_ns = 0;
     t->fault_step[index] = -1;
     pgr_request req;
     memset(&req, 0, sizeof req);
-    pool->sc->request(t, index, &req);
+    pool->sc->request(pool->sc->ctx, t, index, &req);
     /* The framework's body parsing and schema validation: a 4xx, and the handler never runs. */
     int invalid = pgr_request_validate(pool->sc, &req, NULL, 0);
     int sends = req.sends > 1 ? req.sends : 1;
@@ -231,6 +231,7 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
         s->interrupted = o->interrupted;
         s->step_timeout_ns = (int64_t)((o->step_timeout_s > 0 ? o->step_timeout_s : 30) * 1e9);
         s->gate = o->gate;
+        s->ctx = v->ctx;
         s->fault = pool->fault;
         s->fault_site = -1;
         s->conn = pgr_connect(dsn, res->error, sizeof res->error);
@@ -302,7 +303,7 @@ int pgr_pool_prepare(pgr_pool *pool, long long first, int n, int force_case, pgr
         t->trace = pool->traces + (size_t)i * pool->nsessions * PGR_MAX_STEPS;
         for (int j = 0; j < pool->nsessions; j++) t->fault_site[j] = t->fault_step[j] = -1;
     }
-    *b = (pgr_batch){ .sc = pool->sc, .admin = pool->admin, .trials = pool->trials, .ntrials = n, .nsessions = pool->nsessions,
+    *b = (pgr_batch){ .sc = pool->sc, .ctx = pool->sc->ctx, .admin = pool->admin, .trials = pool->trials, .ntrials = n, .nsessions = pool->nsessions,
                       .key_lo = pool->base + first, .key_hi = pool->base + first + n - 1, .tally = &res->tally };
     if (pool->sc->prepare(b) != 0) {
         snprintf(res->error, sizeof res->error, "preparing trials: %s", b->err);
@@ -357,7 +358,7 @@ int pgr_pool_check(pgr_pool *pool, pgr_batch *b, int ran, pgr_result *res)
         const pgr_trial *t = &b->trials[i];
         for (int j = 0; j < t->nsessions; j++)
             if (t->fault_dirty[j]) {
-                const pgr_step *st = &t->trace[(size_t)j * PGR_MAX_STEPS + t->fault_step[j]];
+                const pgr_step *st = PGR_TRACE_AT(t->trace, j, t->fault_step[j]);
                 pgr_violation(b, t, PGR_INV_ATOMIC, "S%d's request answered %d after the fault at its step %d (%s), "
                               "but left changes behind", j + 1, t->fault_status[j], t->fault_step[j] + 1,
                               t->fault_step[j] < PGR_MAX_STEPS ? st->label : "?");

@@ -40,7 +40,7 @@ int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet
             break;
         }
         pgr_result res;
-        pgr_result_init(&res, sc, v, sf->iso, sf->sessions, "replay");
+        pgr_result_init(&res, sc, v, sf->iso, sf->sessions, PGR_MODE_REPLAY);
         explorer *x = pgr_explorer_new(interrupted);
         if (!x || pgr_explorer_open(x, dsn, sc, v, sf->sessions, sf->iso, &sf->fat.fault, &res) != 0) {
             fprintf(stderr, "pgrace: %s\n", res.error[0] ? res.error : "out of memory");

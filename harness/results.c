@@ -9,8 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *pgr_mode_name(pgr_mode m)
+{
+    static const char *const n[PGR_NMODES] = { "stress", "explore", "replay", "fuzz", "payloads" };
+    return m >= 0 && m < PGR_NMODES ? n[m] : "?";
+}
+
 void pgr_result_init(pgr_result *res, const pgr_scenario *sc, const pgr_variant *v,
-                     pgr_isolation iso, int sessions, const char *mode)
+                     pgr_isolation iso, int sessions, pgr_mode mode)
 {
     memset(res, 0, sizeof *res);
     res->sc = sc;
@@ -96,7 +102,7 @@ int pgr_cex_order(const pgr_counterexample *c, int *session, int *step)
         for (int s = 0; s < c->nsessions; s++) {
             int n = c->nsteps[s] < PGR_MAX_STEPS ? c->nsteps[s] : PGR_MAX_STEPS;
             if (idx[s] >= n) continue;
-            const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + idx[s]];
+            const pgr_step *st = PGR_TRACE_AT(c->steps, s, idx[s]);
             if (best < 0 || st->t_send_ns < bt) { best = s; bt = st->t_send_ns; }
         }
         if (best < 0) return m;
@@ -187,7 +193,7 @@ void pgr_account_trial(pgr_result *res, const pgr_trial *t)
         }
         int n = t->nsteps[i] < PGR_MAX_STEPS ? t->nsteps[i] : PGR_MAX_STEPS;
         for (int k = 0; k < n; k++)
-            pgr_tally_sqlstate(&res->tally, t->trace[(size_t)i * PGR_MAX_STEPS + k].sqlstate, 1);
+            pgr_tally_sqlstate(&res->tally, PGR_TRACE_AT(t->trace, i, k)->sqlstate, 1);
     }
     if (hi >= lo && t->nsessions > 1) dist_add(&res->skew, (double)(hi - lo) / 1000.0);
     for (int i = 0; i < t->nsessions; i++) {

@@ -47,7 +47,11 @@ typedef struct pgr_dist {            /* samples in microseconds */
     long n, cap;
 } pgr_dist;
 
-typedef struct pgr_explore_stats {  /* mode "explore" only */
+/* What produced a result. */
+typedef enum { PGR_MODE_STRESS, PGR_MODE_EXPLORE, PGR_MODE_REPLAY, PGR_MODE_FUZZ, PGR_MODE_PAYLOADS, PGR_NMODES } pgr_mode;
+const char *pgr_mode_name(pgr_mode m);             /* "stress", "explore", ... */
+
+typedef struct pgr_explore_stats {  /* mode explore only */
     const char *strategy;            /* exhaustive | random | pct */
     long long schedules;             /* schedules run (== trials) */
     long long pruned;                /* exhaustive: interleavings skipped as equivalent (sleep sets) */
@@ -58,7 +62,7 @@ typedef struct pgr_explore_stats {  /* mode "explore" only */
     int max_steps;                   /* k: most statements seen in one schedule */
     double pct_bound;                /* pct: 1/(n*k^(d-1)) per schedule */
     int nsaved;
-    char saved[8][320];              /* minimized failing schedules written */
+    char saved[8][320];               /* PGR_MAX_SAVED */              /* minimized failing schedules written */
     char minimal[8192];              /* the first failure, minimized: table and explanation */
     int minimal_sessions, minimal_steps, minimal_switches;
 } pgr_explore_stats;
@@ -68,7 +72,7 @@ typedef struct pgr_result {
     const pgr_variant *v;
     pgr_isolation iso;
     int sessions;
-    const char *mode;                /* "stress" */
+    pgr_mode mode;
     const char *release;             /* "realtime" (SCHED_FIFO sessions) or "normal" */
     long long trials;
     double seconds;
@@ -94,6 +98,6 @@ double pgr_dist_pct(pgr_dist *d, double p);     /* sorts in place */
 void pgr_tally_sqlstate(pgr_tally *t, const char *code, long long n);
 
 void pgr_result_init(pgr_result *res, const pgr_scenario *sc, const pgr_variant *v,
-                     pgr_isolation iso, int sessions, const char *mode);
+                     pgr_isolation iso, int sessions, pgr_mode mode);
 
 #endif

@@ -80,8 +80,8 @@ static int parse_schedule(FILE *f, const char *path, sched_file *sf, char *err, 
         } else if (strcmp(line, "sessions") == 0) {
             char *end;
             long v = strtol(val, &end, 10);
-            if (*val == '\0' || *end || v < 1 || v > 8) {
-                snprintf(err, errlen, "%s:%d: sessions must be 1..8, got '%s'", path, lineno, val);
+            if (*val == '\0' || *end || v < 1 || v > PGR_MAX_EXPLORE_SESSIONS) {
+                snprintf(err, errlen, "%s:%d: sessions must be 1..%d, got '%s'", path, lineno, PGR_MAX_EXPLORE_SESSIONS, val);
                 fclose(f);
                 return -1;
             }
@@ -93,8 +93,8 @@ static int parse_schedule(FILE *f, const char *path, sched_file *sf, char *err, 
                 while (*p == ' ') p++;
                 if (!*p) break;
                 long g = strtol(p, &end, 10);
-                if (end == p || (*end && *end != ' ') || g < 1 || g > 8 || sf->ngrants == PGR_MAX_GRANTS) {
-                    snprintf(err, errlen, "%s:%d: grants must be session numbers 1..8", path, lineno);
+                if (end == p || (*end && *end != ' ') || g < 1 || g > PGR_MAX_EXPLORE_SESSIONS || sf->ngrants == PGR_MAX_GRANTS) {
+                    snprintf(err, errlen, "%s:%d: grants must be session numbers 1..%d", path, lineno, PGR_MAX_EXPLORE_SESSIONS);
                     fclose(f);
                     return -1;
                 }
@@ -104,7 +104,7 @@ static int parse_schedule(FILE *f, const char *path, sched_file *sf, char *err, 
         } else if (strcmp(line, "fault") == 0) {
             int fs, site, applied, used = 0;
             char kerr[PGR_ERRLEN];
-            if (sscanf(val, "%d %d %d %n", &fs, &site, &applied, &used) != 3 || fs < 1 || fs > 8 || site < 1 ||
+            if (sscanf(val, "%d %d %d %n", &fs, &site, &applied, &used) != 3 || fs < 1 || fs > PGR_MAX_EXPLORE_SESSIONS || site < 1 ||
                 site > PGR_MAX_STEPS || (applied != 0 && applied != 1) || !val[used] ||
                 pgr_fault_parse(val + used, &sf->fat.fault, kerr, sizeof kerr) != 0 || strchr(val + used, '@')) {
                 snprintf(err, errlen, "%s:%d: fault must be 'SESSION SITE APPLIED KIND', got '%s'", path, lineno, val);

@@ -315,7 +315,7 @@ int pgr_sched_run(explorer *x, pgr_trial *t, sched_run *out, pgr_result *res)
         if (!out->waited[g]) continue;
         int s = out->grants[g], k = 0;
         for (int i = 0; i < g; i++) k += out->grants[i] == s;
-        if (k < PGR_MAX_STEPS) t->trace[(size_t)s * PGR_MAX_STEPS + k].waited = true;
+        if (k < PGR_MAX_STEPS) PGR_TRACE_AT(t->trace, s, k)->waited = true;
     }
     if (err[0] && !res->error[0]) snprintf(res->error, sizeof res->error, "%s", err);
     return (err[0] || rc != 0) ? -1 : 0;

@@ -21,7 +21,7 @@ static void progress(const pgr_result *res, double elapsed, bool final)
 int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                const pgr_stress_opts *o, pgr_result *res)
 {
-    pgr_result_init(res, sc, v, o->iso, o->sessions, "stress");
+    pgr_result_init(res, sc, v, o->iso, o->sessions, PGR_MODE_STRESS);
     res->fault = o->fault;
     if (o->fault.kind != PGR_FAULT_NONE) {  /* concurrency's verdict (from 2 sessions on) or the fault's */
         if (o->sessions < 2) res->expected = PGR_SAFE;

@@ -34,7 +34,7 @@ static void esc(FILE *f, const char *s)
 static bool matched(const pgr_result *r) { return r->verdict == r->expected && !r->error[0]; }
 static bool faulted(const pgr_result *r) { return r->fault.kind != PGR_FAULT_NONE; }
 /* A stress cell of the concurrency matrix (the fault matrix has its own section). */
-static bool is_stress(const pgr_result *r) { return strcmp(r->mode, "stress") == 0 && !faulted(r); }
+static bool is_stress(const pgr_result *r) { return r->mode == PGR_MODE_STRESS && !faulted(r); }
 
 /* "invite_claim/proposed" or, under a fault, "invite_claim/proposed under kill-backend@0.5" */
 static void cell_name(char *out, size_t len, const pgr_result *r)
@@ -52,6 +52,51 @@ static const char *status_color(int code)
     if (code >= 400 && code < 500) return "#ffb74d";
     if (code >= 500) return "#c62828";
     return "#9e9e9e";
+}
+
+/* The scenarios that have results, in the order they first appear (the run's order). */
+static int scenarios_of(const pgr_result *rs, int n, const pgr_scenario **out)
+{
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        bool seen = false;
+        for (int k = 0; k < m; k++) seen |= out[k] == rs[i].sc;
+        if (!seen) out[m++] = rs[i].sc;
+    }
+    return m;
+}
+
+/* A column of the verdict matrix (within one isolation level): stress at a session count, or
+ * explore at one. Taken from the results, never fixed here. */
+typedef struct matrix_col { pgr_mode mode; int sessions; } matrix_col;
+
+static int matrix_cols(const pgr_result *rs, int n, matrix_col *cols, int cap)
+{
+    int m = 0;
+    for (int pass = 0; pass < 2; pass++)                /* stress columns first, then explore */
+        for (int i = 0; i < n; i++) {
+            const pgr_result *r = &rs[i];
+            pgr_mode want = pass == 0 ? PGR_MODE_STRESS : PGR_MODE_EXPLORE;
+            if (r->mode != want || faulted(r)) continue;
+            bool seen = false;
+            for (int k = 0; k < m; k++) seen |= cols[k].mode == r->mode && cols[k].sessions == r->sessions;
+            if (seen || m == cap) continue;
+            int k = m++;                                /* sorted by sessions within a mode */
+            while (k > 0 && cols[k - 1].mode == want && cols[k - 1].sessions > r->sessions) { cols[k] = cols[k - 1]; k--; }
+            cols[k] = (matrix_col){ r->mode, r->sessions };
+        }
+    return m;
+}
+
+static bool in_col(const pgr_result *r, const matrix_col *c)
+{
+    return r->mode == c->mode && r->sessions == c->sessions && !faulted(r);
+}
+
+/* " <span class=k>seed 001</span>" for a seed's scenario; nothing for a team's own. */
+static void seed_tag(FILE *f, const pgr_scenario *sc)
+{
+    if (sc->seed && *sc->seed) fprintf(f, " <span class=k>seed %s</span>", sc->seed);
 }
 
 /* Claim evaluation: violations of the claim's invariant by its variant over every cell. */
@@ -76,7 +121,7 @@ static const pgr_result *cex_source(const pgr_variant *v, pgr_result *rs, int n)
     const pgr_result *best = NULL;
     for (int i = 0; i < n; i++) {
         if (rs[i].v != v || rs[i].tally.ncex == 0 || faulted(&rs[i])) continue;
-        if (strcmp(rs[i].mode, "explore") == 0) return &rs[i];
+        if (rs[i].mode == PGR_MODE_EXPLORE) return &rs[i];
         if (!best) best = &rs[i];
     }
     return best;
@@ -101,7 +146,7 @@ static void swimlane(FILE *f, const pgr_counterexample *c)
     for (int i = 0; i < m; i++) {
         int s = order_s[i];
         if (s >= lanes) continue;
-        const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + order_k[i]];
+        const pgr_step *st = PGR_TRACE_AT(c->steps, s, order_k[i]);
         int x = 40 + s * lw + 8, y = top + i * rh + 4;
         bool err = strcmp(st->sqlstate, "00000") != 0, fault = c->fault_step[s] == order_k[i];
         fprintf(f, "<g><title>");
@@ -212,7 +257,7 @@ static void latency_histogram(FILE *f, const pgr_scenario *sc, pgr_result *rs, i
     for (int j = 0; j < sc->nvariants && j < 3; j++) {
         long long b[NB] = { 0 }, maxb = 1, total = 0;
         for (int i = 0; i < n; i++) {
-            if (rs[i].v != &sc->variants[j] || strcmp(rs[i].mode, "stress") != 0) continue;
+            if (rs[i].v != &sc->variants[j] || rs[i].mode != PGR_MODE_STRESS) continue;
             for (long k = 0; k < rs[i].latency.n; k++) {
                 double us = rs[i].latency.v[k];
                 int bi = 0;
@@ -254,15 +299,17 @@ static void fault_matrix(FILE *f, pgr_result *rs, int n)
           "behind.</p>\n<table id=faultmatrix><tr><th>scenario / variant</th><th>kind</th>", f);
     for (int k = 1; k < PGR_NFAULTS; k++) fprintf(f, "<th>%s</th>", pgr_fault_name((pgr_fault_kind)k));
     fputs("</tr>\n", f);
-    for (int si = 0; si < pgr_nscenarios; si++)
-        for (int j = 0; j < pgr_scenarios[si]->nvariants; j++) {
-            const pgr_variant *v = &pgr_scenarios[si]->variants[j];
+    const pgr_scenario *scs[n > 0 ? n : 1];
+    int nsc = scenarios_of(rs, n, scs);
+    for (int si = 0; si < nsc; si++)
+        for (int j = 0; j < scs[si]->nvariants; j++) {
+            const pgr_variant *v = &scs[si]->variants[j];
             pgr_result *row[PGR_NFAULTS] = { NULL };
             bool have = false;
             for (int i = 0; i < n; i++)
                 if (rs[i].v == v && faulted(&rs[i]) && !row[rs[i].fault.kind]) { row[rs[i].fault.kind] = &rs[i]; have = true; }
             if (!have) continue;
-            fprintf(f, "<tr><td class=name>%s / %s</td><td>%s</td>", pgr_scenarios[si]->name, v->name, pgr_kind_name(v->kind));
+            fprintf(f, "<tr><td class=name>%s / %s</td><td>%s</td>", scs[si]->name, v->name, pgr_kind_name(v->kind));
             for (int k = 1; k < PGR_NFAULTS; k++) {
                 pgr_result *r = row[k];
                 if (!r) { fputs("<td>&ndash;</td>", f); continue; }
@@ -324,17 +371,29 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
             n, mism, mism == 1 ? "" : "s", when);
     if (error && *error) { fprintf(f, "<p class=err>Run stopped by a harness error: "); esc(f, error); fprintf(f, "</p>\n"); }
 
-    /* verdict matrix: rows scenario/variant, columns isolation x (stress c=2, c=8, explore) */
+    /* verdict matrix: rows scenario/variant, columns isolation x (each stress session count,
+     * each explore session count), as the results have them */
+    const pgr_scenario *scs[n > 0 ? n : 1];
+    int nsc = scenarios_of(rs, n, scs);
+    matrix_col cols[16];
+    int ncols = matrix_cols(rs, n, cols, 16);
+    int nexplore = 0;
+    for (int c = 0; c < ncols; c++) nexplore += cols[c].mode == PGR_MODE_EXPLORE;
     fputs("<h2>Verdict matrix</h2>\n<p class=k>Each cell: the verdict measured (race: some trial or schedule broke an "
           "invariant). A black frame marks a verdict that does not match the expectation.</p>\n"
           "<table id=matrix><tr><th>scenario / variant</th><th>kind</th>", f);
     static const char *const lv[] = { "read committed", "repeatable read", "serializable" };
-    for (int iso = 0; iso < PGR_NISO; iso++) fprintf(f, "<th colspan=3>%s</th>", lv[iso]);
+    for (int iso = 0; iso < PGR_NISO; iso++) fprintf(f, "<th colspan=%d>%s</th>", ncols, lv[iso]);
     fputs("</tr><tr><th></th><th></th>", f);
-    for (int iso = 0; iso < PGR_NISO; iso++) fputs("<th>2 sessions</th><th>8 sessions</th><th>explore</th>", f);
+    for (int iso = 0; iso < PGR_NISO; iso++)
+        for (int c = 0; c < ncols; c++) {
+            if (cols[c].mode == PGR_MODE_STRESS) fprintf(f, "<th>%d session%s</th>", cols[c].sessions, cols[c].sessions == 1 ? "" : "s");
+            else if (nexplore == 1) fputs("<th>explore</th>", f);
+            else fprintf(f, "<th>explore, %d sessions</th>", cols[c].sessions);
+        }
     fputs("</tr>\n", f);
-    for (int si = 0; si < pgr_nscenarios; si++) {
-        const pgr_scenario *sc = pgr_scenarios[si];
+    for (int si = 0; si < nsc; si++) {
+        const pgr_scenario *sc = scs[si];
         for (int j = 0; j < sc->nvariants; j++) {
             const pgr_variant *v = &sc->variants[j];
             bool any = false;
@@ -343,13 +402,10 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
             fprintf(f, "<tr><td class=name><a href='#%s'>%s</a> / %s</td><td>%s</td>", sc->name, sc->name, v->name,
                     pgr_kind_name(v->kind));
             for (int iso = 0; iso < PGR_NISO; iso++)
-                for (int col = 0; col < 3; col++) {
+                for (int col = 0; col < ncols; col++) {
                     pgr_result *r = NULL;
                     for (int i = 0; i < n && !r; i++)
-                        if (rs[i].v == v && (int)rs[i].iso == iso &&
-                            (col == 2 ? strcmp(rs[i].mode, "explore") == 0
-                                      : is_stress(&rs[i]) && rs[i].sessions == (col ? 8 : 2)))
-                            r = &rs[i];
+                        if (rs[i].v == v && (int)rs[i].iso == iso && in_col(&rs[i], &cols[col])) r = &rs[i];
                     if (!r) { fputs("<td>&ndash;</td>", f); continue; }
                     fprintf(f, "<td class='%s%s' title='expected %s'>%s<small>%lld/%lld</small></td>",
                             pgr_verdict_name(r->verdict), matched(r) ? "" : " mismatch", pgr_verdict_name(r->expected),
@@ -361,16 +417,16 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
     fputs("</table>\n", f);
     fault_matrix(f, rs, n);
 
-    for (int si = 0; si < pgr_nscenarios; si++) {
-        const pgr_scenario *sc = pgr_scenarios[si];
-        bool any = false;
-        for (int i = 0; i < n; i++) any |= rs[i].sc == sc;
-        if (!any) continue;
-        fprintf(f, "<h2 id='%s'>%s <span class=k>seed %s</span></h2>\n<p>", sc->name, sc->name, sc->seed);
+    for (int si = 0; si < nsc; si++) {
+        const pgr_scenario *sc = scs[si];
+        fprintf(f, "<h2 id='%s'>%s", sc->name, sc->name);
+        seed_tag(f, sc);
+        fputs("</h2>\n<p>", f);
         esc(f, sc->title);
         fputs("</p>\n", f);
         if (sc->nclaims) {
-            fputs("<h3>The seed's claims, measured</h3><ul class=claims>\n", f);
+            fputs(sc->seed && *sc->seed ? "<h3>The seed's claims, measured</h3><ul class=claims>\n"
+                                        : "<h3>Claims, measured</h3><ul class=claims>\n", f);
             for (int c = 0; c < sc->nclaims; c++) {
                 const pgr_claim *cl = &sc->claims[c];
                 claim_tally t = tally_claim(sc, cl, rs, n);
@@ -420,7 +476,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
             const pgr_result *r = cex_source(&sc->variants[j], rs, n);
             if (!r) continue;
             const pgr_counterexample *c = &r->tally.cex[0];
-            bool ex = strcmp(r->mode, "explore") == 0;
+            bool ex = r->mode == PGR_MODE_EXPLORE;
             fprintf(f, "<h4>%s/%s <span class=k>%s, %s, %d sessions", sc->name, sc->variants[j].name,
                     ex ? "explore, minimized schedule" : "stress", pgr_isolation_name(r->iso), c->nsessions);
             if (!ex) fprintf(f, ", trial %lld", c->trial_no);
@@ -449,8 +505,10 @@ static int write_junit(const char *path, pgr_result *rs, int n, const char *erro
     for (int i = 0; i < n; i++) { fails += !matched(&rs[i]); secs += rs[i].seconds; }
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pgrace\" tests=\"%d\" failures=\"%d\" "
                "errors=\"%d\" time=\"%.3f\">\n", n, fails, error && *error ? 1 : 0, secs);
-    for (int si = 0; si < pgr_nscenarios; si++) {
-        const pgr_scenario *sc = pgr_scenarios[si];
+    const pgr_scenario *scs[n > 0 ? n : 1];
+    int nsc = scenarios_of(rs, n, scs);
+    for (int si = 0; si < nsc; si++) {
+        const pgr_scenario *sc = scs[si];
         int cnt = 0, sf = 0;
         for (int i = 0; i < n; i++) if (rs[i].sc == sc) { cnt++; sf += !matched(&rs[i]); }
         if (!cnt) continue;
@@ -461,7 +519,7 @@ static int write_junit(const char *path, pgr_result *rs, int n, const char *erro
             char name[160];
             cell_name(name, sizeof name, r);
             fprintf(f, "    <testcase classname=\"pgrace.%s\" name=\"%s %s %s c=%d\" time=\"%.3f\">", sc->name, name,
-                    r->mode, pgr_isolation_name(r->iso), r->sessions, r->seconds);
+                    pgr_mode_name(r->mode), pgr_isolation_name(r->iso), r->sessions, r->seconds);
             if (!matched(r)) {
                 fprintf(f, "\n      <failure message=\"");
                 if (r->error[0]) { fputs("harness error: ", f); xml_esc(f, r->error); }
@@ -478,7 +536,7 @@ static int write_junit(const char *path, pgr_result *rs, int n, const char *erro
                     fputc('\n', f);
                     for (int s = 0; s < c->nsessions; s++)
                         for (int k = 0; k < c->nsteps[s] && k < PGR_MAX_STEPS; k++) {
-                            const pgr_step *st = &c->steps[(size_t)s * PGR_MAX_STEPS + k];
+                            const pgr_step *st = PGR_TRACE_AT(c->steps, s, k);
                             fprintf(f, "S%d %s rows=%ld %s\n", s + 1, st->label, st->rows, st->sqlstate);
                         }
                 }
@@ -508,17 +566,22 @@ static int write_summary(const char *path, const char *server, pgr_result *rs, i
         else snprintf(v, sizeof v, "safe (%lld)", r->trials);
         char name[160];
         cell_name(name, sizeof name, r);
-        fprintf(f, "| %s | %s | %s | %d | %s | %s | %s |\n", name, r->mode,
+        fprintf(f, "| %s | %s | %s | %d | %s | %s | %s |\n", name, pgr_mode_name(r->mode),
                 pgr_isolation_name(r->iso), r->sessions, v, pgr_verdict_name(r->expected), matched(r) ? "ok" : "**MISMATCH**");
     }
-    fputs("\n### The seeds' claims\n\n", f);
-    for (int si = 0; si < pgr_nscenarios; si++) {
-        const pgr_scenario *sc = pgr_scenarios[si];
+    const pgr_scenario *scs[n > 0 ? n : 1];
+    int nsc = scenarios_of(rs, n, scs), nclaims = 0;
+    for (int si = 0; si < nsc; si++) nclaims += scs[si]->nclaims;
+    if (nclaims) fputs("\n### Claims, measured\n\n", f);
+    for (int si = 0; si < nsc; si++) {
+        const pgr_scenario *sc = scs[si];
         for (int c = 0; c < sc->nclaims; c++) {
             claim_tally t = tally_claim(sc, &sc->claims[c], rs, n);
             if (!t.cells) continue;
-            fprintf(f, "- **%s** %s (seed %s): \"%s\": %lld violations of \"%s\" in %lld trials\n",
-                    t.violations ? "BROKEN" : "held", sc->name, sc->seed, sc->claims[c].text, t.violations,
+            char seed[32] = "";
+            if (sc->seed && *sc->seed) snprintf(seed, sizeof seed, " (seed %s)", sc->seed);
+            fprintf(f, "- **%s** %s%s: \"%s\": %lld violations of \"%s\" in %lld trials\n",
+                    t.violations ? "BROKEN" : "held", sc->name, seed, sc->claims[c].text, t.violations,
                     sc->invariants[sc->claims[c].invariant], t.trials);
         }
     }

@@ -211,11 +211,7 @@ static int conversation_dedup_recommended_once(pgr_session *s, const pgr_request
 
 static int conversation_dedup_recommended(pgr_session *s, const pgr_request *req, pgr_response *resp)
 {
-    for (s->attempt = 0; s->attempt < 10; s->attempt++) {
-        int status = conversation_dedup_recommended_once(s, req, resp);
-        if (status != PGR_RETRY) return status;
-    }
-    return 503;                                             /* gave up retrying */
+    return pgr_retry(s, 10, conversation_dedup_recommended_once, req, resp);   /* 503: gave up retrying */
 }
 
 /* ---------------------------------------------------------------- requests and cases */
@@ -244,8 +240,9 @@ static const char *const conversation_dedup_invariants[] = {
     "different users of one agency each get their own conversation",
 };
 
-static void conversation_dedup_request(const pgr_trial *t, int session, pgr_request *req)
+static void conversation_dedup_request(void *ctx, const pgr_trial *t, int session, pgr_request *req)
 {
+    (void)ctx;
     snprintf(req->text[0], sizeof req->text[0], "%lld", t->key);
     if (t->kase == CASE_TWO_USERS)
         snprintf(req->text[1], sizeof req->text[1], "user-%lld-%d", t->key, session + 1);
@@ -312,7 +309,7 @@ static bool is_read(const pgr_step *st)
 static int64_t message_commit_send(const pgr_trial *t, int *who)
 {
     for (int j = 0; j < t->nsessions; j++) {
-        const pgr_step *tr = t->trace + (size_t)j * PGR_MAX_STEPS;
+        const pgr_step *tr = PGR_TRACE_AT(t->trace, j, 0);
         int n = t->nsteps[j] < PGR_MAX_STEPS ? t->nsteps[j] : PGR_MAX_STEPS;
         for (int k = 0; k < n; k++) {
             if (strcmp(tr[k].label, "create message") != 0 || strcmp(tr[k].sqlstate, "00000") != 0)
@@ -393,7 +390,7 @@ static void check_dedup_trial(pgr_batch *b, const pgr_trial *t, const conv_row *
     if (t->kase == CASE_TABS && nc == 1 && c[0].nmsg >= 1 && winner >= 0) {
         pgr_request wreq;
         memset(&wreq, 0, sizeof wreq);
-        conversation_dedup_request(t, winner, &wreq);
+        conversation_dedup_request(b->ctx, t, winner, &wreq);
         if (strcmp(c[0].content, wreq.text[2]) != 0)
             pgr_violation(b, t, INV_HAS_MESSAGE, "S%d created conversation %lld but its first message is '%s'",
                           winner + 1, c[0].id, c[0].content);
@@ -404,7 +401,7 @@ static void check_dedup_trial(pgr_batch *b, const pgr_trial *t, const conv_row *
         int who = -1;
         int64_t visible = message_commit_send(t, &who);
         for (int j = 0; j < t->nsessions && visible; j++) {
-            const pgr_step *tr = t->trace + (size_t)j * PGR_MAX_STEPS;
+            const pgr_step *tr = PGR_TRACE_AT(t->trace, j, 0);
             int n = t->nsteps[j] < PGR_MAX_STEPS ? t->nsteps[j] : PGR_MAX_STEPS;
             for (int k = 0; k < n; k++)
                 if (is_read(&tr[k]) && strcmp(tr[k].sqlstate, "00000") == 0 && tr[k].rows == 1 &&
@@ -449,7 +446,7 @@ static void check_users_trial(pgr_batch *b, const pgr_trial *t, const conv_row *
     for (int j = 0; j < t->nsessions; j++) {
         pgr_request req;
         memset(&req, 0, sizeof req);
-        conversation_dedup_request(t, j, &req);
+        conversation_dedup_request(b->ctx, t, j, &req);
         const pgr_response *a = &t->resp[j];
         int found = -1;
         for (int i = 0; i < nc; i++)

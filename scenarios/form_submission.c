@@ -241,11 +241,7 @@ static int submit_form_recommended_once(pgr_session *s, const pgr_request *req, 
 static int form_submission_recommended(pgr_session *s, const pgr_request *req, pgr_response *resp)
 {
     if (!req->text[0][0]) return create_agent_submission(s, req, resp);
-    for (s->attempt = 0; s->attempt < 10; s->attempt++) {
-        int status = submit_form_recommended_once(s, req, resp);
-        if (status != PGR_RETRY) return status;
-    }
-    return 503;                                            /* gave up retrying */
+    return pgr_retry(s, 10, submit_form_recommended_once, req, resp);         /* 503: gave up retrying */
 }
 
 /* ---------------------------------------------------------------- requests and checks */
@@ -267,8 +263,9 @@ static const char *const form_submission_invariants[] = {
     "submissions without a form request are never blocked",
 };
 
-static void form_submission_request(const pgr_trial *t, int session, pgr_request *req)
+static void form_submission_request(void *ctx, const pgr_trial *t, int session, pgr_request *req)
 {
+    (void)ctx;
     switch (t->kase) {
     case CASE_DOUBLE_CLICK:
         snprintf(req->text[0], sizeof req->text[0], "%lld", FORM_ID(t->key, 0));

@@ -86,8 +86,9 @@ static unsigned long long mix32(long long k, int slot, unsigned long long mult)
     return ((unsigned long long)k * 64 + (unsigned)slot) * mult % 4294967296ULL;
 }
 
-static void idempotent_submission_request(const pgr_trial *t, int session, pgr_request *req)
+static void idempotent_submission_request(void *ctx, const pgr_trial *t, int session, pgr_request *req)
 {
+    (void)ctx;
     int slot = request_slot(t, session);
     snprintf(req->text[0], sizeof req->text[0], "0x%08llx-%lld-%d", mix32(t->key, slot, 2654435761ULL), t->key, slot);
     snprintf(req->text[1], sizeof req->text[1], "%08llx-%lld-%d", mix32(t->key, slot, 2246822519ULL), t->key, slot);

@@ -227,8 +227,9 @@ static int user_slot(const pgr_trial *t, int session)
     return (t->kase == CASE_TWO_USERS || t->kase == CASE_TAKEN) ? session : 0;
 }
 
-static void identity_verify_request(const pgr_trial *t, int session, pgr_request *req)
+static void identity_verify_request(void *ctx, const pgr_trial *t, int session, pgr_request *req)
 {
+    (void)ctx;
     snprintf(req->text[0], sizeof req->text[0], "%lld", t->key * 100 + user_slot(t, session));
     snprintf(req->text[1], sizeof req->text[1], "idh-%lld", t->key);
     snprintf(req->text[2], sizeof req->text[2], "%s", t->kase == CASE_AUDIT_FAILS ? METHOD_BAD : METHOD_OK);

@@ -124,8 +124,9 @@ static const char RECOMMENDED_LOOKUP[] =
     "FROM invite i LEFT JOIN submission s ON s.invite_id = i.id WHERE i.token = $1";
 
 /* One attempt; PGR_RETRY when the transaction hit a serialization failure or deadlock. */
-static int invite_claim_recommended_once(pgr_session *s, const char *token, pgr_response *resp)
+static int invite_claim_recommended_once(pgr_session *s, const pgr_request *req, pgr_response *resp)
 {
+    const char *token = req->text[0];
     pgr_res *r = pgr_begin(s);
     if (!r->ok) return pgr_uncaught(s, r, resp);
     r = PGR_SQL(s, "claim", RECOMMENDED_CLAIM, token);
@@ -157,11 +158,7 @@ static int invite_claim_recommended_once(pgr_session *s, const char *token, pgr_
 
 static int invite_claim_recommended(pgr_session *s, const pgr_request *req, pgr_response *resp)
 {
-    for (s->attempt = 0; s->attempt < 10; s->attempt++) {
-        int status = invite_claim_recommended_once(s, req->text[0], resp);
-        if (status != PGR_RETRY) return status;
-    }
-    return 503;                                             /* gave up retrying */
+    return pgr_retry(s, 10, invite_claim_recommended_once, req, resp);       /* 503: gave up retrying */
 }
 
 /* ---------------------------------------------------------------- requests and checks */
@@ -181,8 +178,9 @@ static const char *const invite_claim_invariants[] = {
     "an expired invite gets 410 and writes nothing",
 };
 
-static void invite_claim_request(const pgr_trial *t, int session, pgr_request *req)
+static void invite_claim_request(void *ctx, const pgr_trial *t, int session, pgr_request *req)
 {
+    (void)ctx;
     (void)session;   /* every session sends the same token: that is the double-click */
     snprintf(req->text[0], sizeof req->text[0], "inv-%lld", t->key);
 }

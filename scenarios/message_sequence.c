@@ -237,8 +237,9 @@ static const char *const message_sequence_invariants[] = {
     "every 201 has its message stored with the answered sequence, a failed send stores nothing",
 };
 
-static void message_sequence_request(const pgr_trial *t, int session, pgr_request *req)
+static void message_sequence_request(void *ctx, const pgr_trial *t, int session, pgr_request *req)
 {
+    (void)ctx;
     snprintf(req->text[0], sizeof req->text[0], "%s", t->kase == CASE_DM ? "dm" : "channel");
     snprintf(req->text[1], sizeof req->text[1], "%lld", t->key);
     snprintf(req->text[2], sizeof req->text[2], "hello from S%d", session + 1);
