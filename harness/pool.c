@@ -12,6 +12,7 @@
 #include "release.h"
 #include "runner.h"
 #include "seam.h"
+#include "target.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -37,6 +38,8 @@ struct pgr_pool {
     bool per_trial;                  /* threads are created for each trial and joined after it */
     _Atomic int realtime_failed;
     const pgr_fault *fault;          /* the run's fault; NULL none */
+    pgr_target target;               /* what serves the requests */
+    pgr_inproc inproc;               /* the in-process target's context, when it is that */
     pgr_isolation iso;
     _Atomic int fault_sites;         /* most eligible fault sites seen in one request */
     char dsn[1024];                  /* to reconnect a session whose connection a fault took */
@@ -82,7 +85,8 @@ static char *schema_digest(pgr_pool *pool, pgr_session *s)
     return d;
 }
 
-/* One session's part of trial t: build its request, send it (once or more), record.
+/* One session's part of trial t, the client's side: build its request, send it to the
+ * target (once or more), record. What serves it (pool->target) is not the client's business.
  * With a fault armed, the first send may lose its answer (or get a 5xx): the client then
  * sends the request again, once, and that attempt is not part of the request's answers. */
 static void run_request(pgr_pool *pool, int index, pgr_trial *t)
@@ -96,8 +100,6 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
     pgr_request req;
     memset(&req, 0, sizeof req);
     pool->sc->request(pool->sc->ctx, t, index, &req);
-    /* The framework's body parsing and schema validation: a 4xx, and the handler never runs. */
-    int invalid = pgr_request_validate(pool->sc, &req, NULL, 0);
     int sends = req.sends > 1 ? req.sends : 1;
     pgr_response resp = { 0 };
     /* alone, a request whose faulted attempt fails must leave the schema as it found it */
@@ -114,8 +116,7 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
         s->fault_fired_at = -1;
         s->fault_site = k == 0 && !t->fault_retried[index] ? t->fault_site[index] : -1;
         s->fault_applies = t->fault_applies[index];
-        resp.status = invalid ? invalid : pool->v->handler(s, &req, &resp);
-        pgr_rollback(s);   /* a handler that leaves a transaction open is a handler bug */
+        pool->target.ops->serve(pool->target.ctx, s, &req, &resp);
         if (pool->fault && k == 0 && !t->fault_retried[index]) t->fault_sites_seen[index] = (short)s->fault_sites;
         if (pool->fault && k == 0) {
             int seen = atomic_load(&pool->fault_sites);
@@ -205,6 +206,7 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
     pool->per_trial = o->thread_per_trial;
     pool->iso = o->iso;
     pool->fault = o->fault && o->fault->kind != PGR_FAULT_NONE ? o->fault : NULL;
+    pool->target = o->target ? *o->target : pgr_target_inproc(&pool->inproc, sc, v);
     snprintf(pool->dsn, sizeof pool->dsn, "%s", dsn);
     pgr_release_init(&pool->gate);
     pool->traces = calloc((size_t)PGR_MAX_BATCH * o->sessions * PGR_MAX_STEPS, sizeof *pool->traces);

@@ -16,6 +16,7 @@ typedef struct pgr_pool_opts {
                                       * reported as a harness error (0: 30 s) */
     bool thread_per_trial;           /* create the session threads per trial, join them after
                                       * (the fuzzer: no thread outlives an input) */
+    const struct pgr_target *target; /* what serves the requests; NULL: the variant's C handler */
     volatile int *interrupted;
 } pgr_pool_opts;
 
