@@ -56,6 +56,11 @@ bin/interleave_replay: $(LIB_OBJ) fuzz/interleave_fuzzer.c fuzz/replay_main.c $(
 	@mkdir -p bin
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(LIB_OBJ) fuzz/interleave_fuzzer.c fuzz/replay_main.c $(LDLIBS)
 fuzzers: bin/interleave_fuzzer bin/interleave_replay bin/parsers_fuzzer
+# pgrace with scenarios registered at run time by their own main (the tests' fixtures)
+FIXTURE_SRC := $(wildcard tests/fixtures/*.c)
+bin/pgrace-fixtures: $(LIB_OBJ) $(FIXTURE_SRC) $(HDR)
+	@mkdir -p bin
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(LIB_OBJ) $(FIXTURE_SRC) $(LDLIBS)
 
 # Time-boxed fuzzing of every recommended variant (a crash there is a real finding).
 fuzz: fuzzers
@@ -77,7 +82,7 @@ sanitizers: asan tsan
 run: bin/pgrace
 	bin/pgrace run --out out
 
-test: bin/pgrace sanitizers fuzzers
+test: bin/pgrace bin/pgrace-fixtures sanitizers fuzzers
 	$(PYTHON) -m pytest -q tests
 
 bench: bin/pgrace

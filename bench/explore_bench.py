@@ -17,10 +17,11 @@ import argparse
 import json
 import pathlib
 import re
+import statistics
 import subprocess
 import time
 
-from benchserver import BIN, kept_server
+from benchserver import BIN, kept_server, previous_build
 
 SPEC = """
 setup {
@@ -46,9 +47,9 @@ def isolationtester():
     return str(p) if p.exists() else None
 
 
-def pgrace_json(args, env, tmp):
+def pgrace_json(args, env, tmp, binary=BIN):
     out = tmp / "x.json"
-    subprocess.run([str(BIN), *args, "-q", "--json", str(out)], env=env, capture_output=True, text=True)
+    subprocess.run([str(binary), *args, "-q", "--json", str(out)], env=env, capture_output=True, text=True)
     return json.loads(out.read_text())
 
 
@@ -77,15 +78,26 @@ def main():
                 note = "ok (< 5 s)" if e["complete"] and r["seconds"] < 5 else "MISSED"
             print(f"  {target:40} {r['schedules']:9d} {str(fv):>15} {r['seconds']:8.2f}  {r['verdict']:5} "
                   f"{'complete' if e['complete'] else 'capped'}  {note}")
-        print("\nrandom, 2 sessions, 2000 schedules of each recommended variant")
+        prev_bin, prev = previous_build()
+        print("\nrandom, 2 sessions, 2000 schedules of each recommended variant"
+              + (f"; the previous build ({prev}) in the same run" if prev_bin else f" (previous build skipped: {prev})"))
+        ours, before = [], []
         for target, kind, expect in targets():
             if kind != "recommended":
                 continue
-            doc = pgrace_json(["explore", target, "-c", "2", "--strategy", "random", "--max-schedules", "2000",
-                               "--dsn", dsn], env, tmp)
-            r = doc["results"][0]
+            args = ["explore", target, "-c", "2", "--strategy", "random", "--max-schedules", "2000", "--dsn", dsn]
+            r = pgrace_json(args, env, tmp)["results"][0]
             rate = r["schedules"] / r["seconds"]
-            print(f"  {target:40} {rate:8.0f} schedules/s  {'ok' if rate >= 500 else 'MISSED'} (target >= 500)")
+            ours.append(rate)
+            line = f"  {target:40} {rate:8.0f} schedules/s  {'ok' if rate >= 500 else 'MISSED'} (target >= 500)"
+            if prev_bin:
+                rp = pgrace_json(args, env, tmp, prev_bin)["results"][0]
+                before.append(rp["schedules"] / rp["seconds"])
+                line += f"   previous {before[-1]:6.0f}/s, ratio {rate / before[-1]:.2f}"
+            print(line)
+        if before:
+            ratio = statistics.median(o / b for o, b in zip(ours, before))
+            print(f"  median ratio this/previous build {ratio:.2f}  (target >= 0.95)  {'ok' if ratio >= 0.95 else 'MISSED'}")
 
         it = isolationtester()
         if it:

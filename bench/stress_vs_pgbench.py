@@ -20,7 +20,7 @@ import shutil
 import statistics
 import subprocess
 
-from benchserver import BIN, kept_server
+from benchserver import previous_build, BIN, kept_server
 SESSIONS = 8
 
 # Each client walks invites 1, 2, 3, ...: clients drift apart and seldom wait on a lock.
@@ -95,9 +95,9 @@ def run_pgbench(dsn, seconds, env, workdir, keys):
     return tps * 4          # BEGIN, claim, insert|lookup, COMMIT
 
 
-def run_pgrace(dsn, seconds, env, workdir):
+def run_pgrace(dsn, seconds, env, workdir, binary=BIN):
     out = workdir / "stress.json"
-    subprocess.run([str(BIN), "stress", "invite_claim/recommended", "-c", str(SESSIONS), "-T", str(seconds),
+    subprocess.run([str(binary), "stress", "invite_claim/recommended", "-c", str(SESSIONS), "-T", str(seconds),
                     "-q", "--dsn", dsn, "--json", str(out)], check=True, env=env, capture_output=True)
     r = json.loads(out.read_text())["results"][0]
     assert r["verdict"] == "safe", r
@@ -110,14 +110,17 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
 
+    prev_bin, prev = previous_build()
     with kept_server() as (dsn, env, tmp):
-        anchor, convoy, ours, skews = [], [], [], []
+        anchor, convoy, ours, skews, before = [], [], [], [], []
         for i in range(a.rounds):          # alternate, so drift hits all alike
             anchor.append(run_pgbench(dsn, a.seconds, env, tmp, WALK))
             convoy.append(run_pgbench(dsn, a.seconds, env, tmp, CONVOY))
             s, skew, release, tps = run_pgrace(dsn, a.seconds, env, tmp)
             ours.append(s)
             skews.append(skew)
+            if prev_bin:
+                before.append(run_pgrace(dsn, a.seconds, env, tmp, prev_bin)[0])
             print(f"round {i + 1}: pgbench {anchor[-1]:7.0f} stmt/s, pgbench-convoy {convoy[-1]:7.0f} stmt/s, "
                   f"pgrace {s:7.0f} stmt/s ({tps:.0f} trials/s); "
                   f"skew p50 {skew['p50']:.1f} us p99 {skew['p99']:.1f} us ({release})")
@@ -131,6 +134,12 @@ def main():
         print(f"  pgrace stress               {po:8.0f} statements/s")
         print(f"  ratio pgrace/pgbench        {po / pa:8.2f}   (target >= 0.80)  {'ok' if po / pa >= 0.8 else 'MISSED'}")
         print(f"  ratio pgrace/pgbench-convoy {po / pc:8.2f}   (same lock convoy as a trial)")
+        if before:
+            pb = statistics.median(before)
+            print(f"  previous build ({prev})     {pb:8.0f} statements/s")
+            print(f"  ratio this/previous build   {po / pb:8.2f}   (target >= 0.95)  {'ok' if po / pb >= 0.95 else 'MISSED'}")
+        else:
+            print(f"  previous build: skipped ({prev})")
         print(f"  release skew         p50 {p50:.1f} us, p99 {p99:.1f} us   (target p99 <= 50 us)  "
               f"{'ok' if p99 <= 50 else 'MISSED'}")
 

@@ -110,7 +110,7 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
     if (admin_exec(admin, "CREATE OR REPLACE FUNCTION pgrace_raise(msg text) RETURNS void LANGUAGE plpgsql AS "
                           "$$BEGIN RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = msg; END$$", 0, NULL, e, sizeof e))
         goto fail;
-    if (sc->ddl && admin_exec(admin, sc->ddl, 0, NULL, e, sizeof e)) goto fail;
+    if (sc->ddl && (out->created || !sc->ddl_once) && admin_exec(admin, sc->ddl, 0, NULL, e, sizeof e)) goto fail;
     if (v->ddl_as_written) {
         /* Keep the server's verdict on the seed's own SQL; then use the faithful form. */
         if (admin_exec(admin, "SAVEPOINT seed_sql", 0, NULL, e, sizeof e)) goto fail;

@@ -338,13 +338,3 @@ bool pgr_isnull(const pgr_res *r, int row, int col)
 {
     return pgr_val(r, row, col) == NULL;
 }
-
-int pgr_retry(pgr_session *s, int attempts, int (*once)(pgr_session *, const pgr_request *, pgr_response *),
-              const pgr_request *req, pgr_response *resp)
-{
-    for (s->attempt = 0; s->attempt < attempts; s->attempt++) {
-        int status = once(s, req, resp);
-        if (status != PGR_RETRY) return status;
-    }
-    return 503;
-}

@@ -201,10 +201,18 @@ pgr_res *pgr_commit(pgr_session *s);
 void pgr_rollback(pgr_session *s);   /* no-op outside a transaction */
 
 /* Run `once` (one attempt of a transaction, answering PGR_RETRY after a serialization
- * failure or deadlock it rolled back) up to `attempts` times; s->attempt counts them.
- * Returns the first other answer, or 503 when every attempt asked to retry. */
+ * failure or deadlock it rolled back) up to `attempts` times, with pgr_retry_pause before
+ * each retry; s->attempt counts them. Returns the first other answer, or 503 when every
+ * attempt asked to retry. */
 int pgr_retry(pgr_session *s, int attempts, int (*once)(pgr_session *, const pgr_request *, pgr_response *),
               const pgr_request *req, pgr_response *resp);
+
+/* Before retry s->attempt (>= 1) of a transaction that failed with 40001/40P01: a jittered
+ * pause that doubles per attempt (1 ms, 2 ms, ... 64 ms at most). An immediate retry meets
+ * again a transaction that is still committing (flushing its commit record: milliseconds
+ * with fsync on); no pause under a scheduler (explore, replay), which runs one statement
+ * at a time. */
+void pgr_retry_pause(const pgr_session *s);
 
 /* An SQL error the handler does not catch: roll back, answer 500 (as the app would). */
 int pgr_uncaught(pgr_session *s, const pgr_res *r, pgr_response *resp);
@@ -306,6 +314,8 @@ struct pgr_scenario {
     const char *seed;            /* "001"; NULL for a pattern that is not from a seed (a team's own) */
     const char *title;
     const char *ddl;             /* idempotent; tables of the pattern */
+    bool ddl_once;               /* ddl is not idempotent (a spec's setup): run it only into a
+                                  * schema created now */
     const pgr_variant *variants;
     int nvariants;
     const pgr_case *cases;
