@@ -55,6 +55,12 @@
  *     (the retry case: each session its own form) abort each other under serializable:
  *     their keys share an index page, the SELECT's predicate lock is page-level, and 27 %
  *     (2 sessions) / 72 % (8 sessions) of such first submits answer 500.
+ *     Both serializable findings hang on the SELECT the seed never shows. proposed_nocheck
+ *     (no SELECT): 0 of 1600 double clicks broken at 2 and 8 sessions (23505 -> 409), and
+ *     different forms abort each other far less. With --case (2000 trials, serializable,
+ *     first submits answered 500): neighbouring ids (retry_after_lost_answer) proposed
+ *     747/4000 (c2), 6596/16000 (c8), proposed_nocheck 192, 1541; ids 10^16 apart
+ *     (spread_forms) proposed 42, 199, proposed_nocheck 27, 19.
  *   - the catch inside the transaction leaves nothing half-written: holds (0 in every cell).
  *   - partial index vs NULL formRequestMessageId: holds; several NULL submissions coexist.
  * Recommended: 0 violations in 5000 trials at 8 sessions under each isolation level; under
