@@ -11,12 +11,21 @@
  *
  *   original     that transaction, no unique index: the "already submitted" check is a
  *                plain SELECT, so two transactions can both find nothing.
+ *   The seed never shows submitFormAsVisitor's body: it names it, says it runs in a
+ *   transaction, and adds the index and the catch around manager.save(submission). Whether
+ *   it first looks for an existing submission is unknown, so the plan is modelled on both
+ *   forms: `proposed` with that SELECT (as such services usually do), `proposed_nocheck`
+ *   without it. The serializable findings differ between the two (see below).
+ *
  *   proposed     the plan exactly: a partial unique index on form_request_message_id
  *                WHERE form_request_message_id IS NOT NULL (the plan's @Index; it runs on
  *                PostgreSQL as written), and manager.save(submission) wrapped in a catch of
  *                23505 -> ConflictException (409); any other error is rethrown (500). The
  *                ConflictException leaves the transaction callback, so TypeORM rolls back:
  *                the catch leaves nothing half-written.
+ *   proposed_nocheck  the same plan on a service with no SELECT before the save: the index
+ *                is the only check. Under serializable the loser's INSERT then gets 23505
+ *                (it never read the key), the catch answers 409: the double click holds.
  *   recommended  the same index, but the INSERT is the check: INSERT ... ON CONFLICT
  *                (form_request_message_id) WHERE ... IS NOT NULL DO NOTHING RETURNING id, no
  *                SELECT before it; no row -> 409 (rollback). The whole transaction is
@@ -46,6 +55,12 @@
  *     (the retry case: each session its own form) abort each other under serializable:
  *     their keys share an index page, the SELECT's predicate lock is page-level, and 27 %
  *     (2 sessions) / 72 % (8 sessions) of such first submits answer 500.
+ *     Both serializable findings hang on the SELECT the seed never shows. proposed_nocheck
+ *     (no SELECT): 0 of 1600 double clicks broken at 2 and 8 sessions (23505 -> 409), and
+ *     different forms abort each other far less. With --case (2000 trials, serializable,
+ *     first submits answered 500): neighbouring ids (retry_after_lost_answer) proposed
+ *     747/4000 (c2), 6596/16000 (c8), proposed_nocheck 192, 1541; ids 10^16 apart
+ *     (spread_forms) proposed 42, 199, proposed_nocheck 27, 19.
  *   - the catch inside the transaction leaves nothing half-written: holds (0 in every cell).
  *   - partial index vs NULL formRequestMessageId: holds; several NULL submissions coexist.
  * Recommended: 0 violations in 5000 trials at 8 sessions under each isolation level; under
@@ -63,6 +78,10 @@
 /* Form request message ids are chosen by prepare: trial key * 100 + slot, so that request()
  * knows them. Messages the handlers insert take ids from far above that range. */
 #define FORM_ID(key, slot) ((key) * 100 + (slot))
+/* The spread_forms case puts each session's form request in its own region of the id space,
+ * 10^16 apart (below the handlers' 10^18): no two sessions' keys share an index page. The
+ * slot is still id % 100. */
+#define FORM_ID_SPREAD(key, slot) (((slot) + 1) * 10000000000000000LL + (key) * 100 + (slot))
 
 static const char FORM_SUBMISSION_DDL[] =
     "CREATE TABLE IF NOT EXISTS message ("
@@ -107,6 +126,7 @@ static const char MARK_FORM_REQUEST_SUBMITTED[] = /* formRequestMessage.metadata
 typedef enum {
     AS_ORIGINAL,        /* nothing caught: every SQL error is a 500 */
     CATCH_23505,        /* the plan: 23505 -> ConflictException (409); anything else rethrown (500) */
+    CATCH_23505_NOCHECK,/* the plan, on a service that does not look for an existing submission */
 } save_policy;
 
 /* submitFormAsVisitor's transaction, as the original and the proposed service run it. */
@@ -125,11 +145,13 @@ static int submit_form(pgr_session *s, const pgr_request *req, pgr_response *res
     char metadata[256];
     snprintf(metadata, sizeof metadata, "%s", pgr_val(r, 0, 2));
 
-    r = PGR_SQL(s, "find existing submission", FIND_EXISTING_SUBMISSION, form_id);
-    if (!r->ok) return pgr_uncaught(s, r, resp);
-    if (r->rows > 0) {
-        pgr_rollback(s);
-        return 409;                                        /* This form has already been submitted */
+    if (policy != CATCH_23505_NOCHECK) {
+        r = PGR_SQL(s, "find existing submission", FIND_EXISTING_SUBMISSION, form_id);
+        if (!r->ok) return pgr_uncaught(s, r, resp);
+        if (r->rows > 0) {
+            pgr_rollback(s);
+            return 409;                                    /* This form has already been submitted */
+        }
     }
 
     r = PGR_SQL(s, "save submission", SAVE_SUBMISSION, conversation, metadata, visitor, form_id, data);
@@ -190,6 +212,14 @@ static int form_submission_proposed(pgr_session *s, const pgr_request *req, pgr_
     return submit_form(s, req, resp, CATCH_23505);
 }
 
+/* The same plan on the other form the unseen service may have: no SELECT for an existing
+ * submission before manager.save(submission); the unique index is the only check. */
+static int form_submission_proposed_nocheck(pgr_session *s, const pgr_request *req, pgr_response *resp)
+{
+    if (!req->text[0][0]) return create_agent_submission(s, req, resp);
+    return submit_form(s, req, resp, CATCH_23505_NOCHECK);
+}
+
 /* ---------------------------------------------------------------- recommended */
 
 /* The unique index is the check: no SELECT before the INSERT (under serializable that
@@ -246,11 +276,14 @@ static int form_submission_recommended(pgr_session *s, const pgr_request *req, p
 
 /* ---------------------------------------------------------------- requests and checks */
 
-enum { CASE_DOUBLE_CLICK, CASE_RETRY, CASE_NO_FORM_REQUEST };
+enum { CASE_DOUBLE_CLICK, CASE_RETRY, CASE_NO_FORM_REQUEST, CASE_SPREAD };
 static const pgr_case form_submission_cases[] = {
     { "double_click", 8, "every session submits the same form request at once" },
     { "retry_after_lost_answer", 1, "each session submits its own form request, then sends it again after the answer" },
     { "no_form_request", 1, "every session saves a submission that answers no form request (NULL) in one conversation" },
+    /* weight 0: only with --case; the retry case with form ids that share no index page */
+    { "spread_forms", 0, "as retry_after_lost_answer, but the sessions' form request ids are 10^16 apart "
+                         "(no two share an index page)" },
 };
 
 enum { INV_AT_MOST_ONE, INV_DOUBLE_CLICK, INV_RETRY, INV_201_STORED, INV_WHOLE, INV_NULL_FREE };
@@ -274,6 +307,10 @@ static void form_submission_request(void *ctx, const pgr_trial *t, int session, 
         snprintf(req->text[0], sizeof req->text[0], "%lld", FORM_ID(t->key, (long long)session));
         req->sends = 2;
         break;
+    case CASE_SPREAD:
+        snprintf(req->text[0], sizeof req->text[0], "%lld", FORM_ID_SPREAD(t->key, (long long)session));
+        req->sends = 2;
+        break;
     case CASE_NO_FORM_REQUEST:
         req->text[0][0] = '\0';
         break;
@@ -287,14 +324,16 @@ static void form_submission_request(void *ctx, const pgr_trial *t, int session, 
  * retry trial, none for no_form_request. */
 static const char PREPARE_FORM_REQUESTS[] =
     "INSERT INTO message (id, conversation_id, content_type, metadata) "
-    "SELECT k * 100 + slot, k, 'form_request', "
+    "SELECT CASE substr($3, (k - $1)::int + 1, 1) WHEN 's' THEN (slot + 1) * 10000000000000000 + k * 100 + slot "
+    "  ELSE k * 100 + slot END, k, 'form_request', "
     "  '{\"templateId\": 1, \"templateName\": \"Contact details\"}'::jsonb "
     "FROM generate_series($1::bigint, $2::bigint) k, generate_series(0, $4::int - 1) slot "
-    "WHERE CASE substr($3, (k - $1)::int + 1, 1) WHEN 'd' THEN slot = 0 WHEN 'r' THEN true ELSE false END";
+    "WHERE CASE substr($3, (k - $1)::int + 1, 1) WHEN 'd' THEN slot = 0 WHEN 'r' THEN true WHEN 's' THEN true ELSE false END";
 
 static int form_submission_prepare(pgr_batch *b)
 {
-    static const char code[] = { [CASE_DOUBLE_CLICK] = 'd', [CASE_RETRY] = 'r', [CASE_NO_FORM_REQUEST] = 'n' };
+    static const char code[] = { [CASE_DOUBLE_CLICK] = 'd', [CASE_RETRY] = 'r', [CASE_NO_FORM_REQUEST] = 'n',
+                                 [CASE_SPREAD] = 's' };
     return pgr_prepare_by_case(b, PREPARE_FORM_REQUESTS, code, 4);
 }
 
@@ -302,7 +341,7 @@ static int form_submission_prepare(pgr_batch *b)
  * marked with (NULL when unmarked) and whether submittedAt is set, the form_submission
  * messages answering it, and its submissions that have no form_submission message. */
 static const char CHECK_FORM_REQUESTS[] =
-    "SELECT f.conversation_id, f.id - f.conversation_id * 100 AS slot, "
+    "SELECT f.conversation_id, f.id % 100 AS slot, "
     "  (SELECT coalesce(string_agg(s.id::text, ',' ORDER BY s.id), '') FROM action_submission s "
     "     WHERE s.form_request_message_id = f.id) AS subs, "
     "  coalesce((f.metadata->>'submissionId')::bigint, -1) AS marked, "
@@ -354,7 +393,7 @@ typedef struct form_state {
  * from..to answered (several for a double click, one session's two sends for a retry). */
 static void check_form(pgr_batch *b, const pgr_trial *t, const form_state *f, int slot, int from, int to)
 {
-    long long form_id = FORM_ID(t->key, (long long)slot);
+    long long form_id = t->kase == CASE_SPREAD ? FORM_ID_SPREAD(t->key, (long long)slot) : FORM_ID(t->key, (long long)slot);
     int nsubs = f->nsubs < MAX_IDS ? f->nsubs : MAX_IDS;
     int n201 = 0, winner = -1;
     for (int j = from; j <= to; j++)
@@ -475,6 +514,7 @@ static int form_submission_check(pgr_batch *b)
             check_form(b, t, &forms[(size_t)i * ns], 0, 0, t->nsessions - 1);
             break;
         case CASE_RETRY:
+        case CASE_SPREAD:
             for (int j = 0; j < t->nsessions; j++) check_form(b, t, &forms[(size_t)i * ns + j], j, j, j);
             break;
         case CASE_NO_FORM_REQUEST: {
@@ -520,7 +560,13 @@ static const pgr_variant form_submission_variants[] = {
       .summary = "one transaction: find form request, check for a submission, save it, its message, mark the request" },
     { .name = "proposed", .kind = PGR_PROPOSED, .ddl = PROPOSED_DDL, .handler = form_submission_proposed,
       .expect = { PGR_SAFE, PGR_SAFE, PGR_RACE },
-      .summary = "Plan 3.1: partial unique index on form_request_message_id, 23505 on save -> 409, rest rethrown" },
+      .summary = "Plan 3.1 on a service that first SELECTs an existing submission: unique index, 23505 on save -> 409" },
+    { .name = "proposed_nocheck", .kind = PGR_PROPOSED, .ddl = PROPOSED_DDL, .handler = form_submission_proposed_nocheck,
+      .expect = { PGR_SAFE, PGR_SAFE, PGR_RACE },
+      /* its serializable race is between DIFFERENT form requests (the retry case); the
+       * explorer runs the first case, double_click, where this form holds (29 of 29) */
+      .explore_blind = { false, false, true },
+      .summary = "Plan 3.1 on a service with no SELECT first: the index is the check, 23505 on save -> 409" },
     { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = PROPOSED_DDL, .handler = form_submission_recommended,
       .expect = { PGR_SAFE, PGR_SAFE, PGR_SAFE },
       .summary = "Plan 3.1 plus a retry of the whole transaction on 40001/40P01" },
@@ -540,9 +586,9 @@ const pgr_scenario pgr_scenario_form_submission = {
     .title = "Enforce submission integrity (Plan 3.1): one ActionSubmission per form request",
     .ddl = FORM_SUBMISSION_DDL,
     .variants = form_submission_variants,
-    .nvariants = 3,
+    .nvariants = 4,
     .cases = form_submission_cases,
-    .ncases = 3,
+    .ncases = 4,
     .invariants = form_submission_invariants,
     .ninvariants = 6,
     .claims = form_submission_claims,

@@ -10,6 +10,12 @@
  *                as the claim, then create Submission, each its own autocommit statement;
  *                on count = 0 look the invite up: 400 missing, 410 expired, 200 with the
  *                prior Submission's id, 409 "already used" when no Submission is found.
+ *                Why two autocommitted statements, not one transaction: the PR's own table
+ *                of count = 0 answers reads "Already-used + no submission -> 409 (rare:
+ *                prior Submission insert failed after the claim landed)". A claim that
+ *                stays landed after the Submission insert failed is only possible when the
+ *                claim committed on its own; in one transaction the failure would roll the
+ *                claim back, and that state could not exist.
  *   recommended  the same claim and Submission insert in ONE transaction (the claim's row
  *                lock is held until the Submission is committed), a unique index on
  *                submission(invite_id) as a backstop, and a retry of the whole transaction

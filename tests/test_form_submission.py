@@ -27,6 +27,7 @@ NULLS = "submissions without a form request are never blocked"
 EXPECT = {  # variant -> verdict per isolation level (measured)
     "original": {"read-committed": "race", "repeatable-read": "race", "serializable": "race"},
     "proposed": {"read-committed": "safe", "repeatable-read": "safe", "serializable": "race"},
+    "proposed_nocheck": {"read-committed": "safe", "repeatable-read": "safe", "serializable": "race"},
     "recommended": {"read-committed": "safe", "repeatable-read": "safe", "serializable": "safe"},
 }
 
@@ -56,13 +57,23 @@ def test_matrix_cell(pgrace, tmp_path, iso, sessions):
     assert set(res) == set(EXPECT)
     for name, r in res.items():
         assert r["trials"] == TRIALS and r["sessions"] == sessions and r["isolation"] == iso
-        assert r["verdict"] == EXPECT[name][iso] and r["matched"], (name, r["invariants"])
-        assert r["cases"] == {"double_click": 160, "retry_after_lost_answer": 20, "no_form_request": 20}
+        if not (name == "proposed_nocheck" and iso == "serializable" and sessions == 2):
+            # (there its race, neighbouring forms aborting each other, hit 18 of 200 retry
+            # trials in 2000: 20 retry trials miss it too often to assert)
+            assert r["verdict"] == EXPECT[name][iso] and r["matched"], (name, r["invariants"])
+        assert {k: v for k, v in r["cases"].items() if v} == {"double_click": 160, "retry_after_lost_answer": 20, "no_form_request": 20}
         # the partial index never blocks submissions without a form request, and no
         # variant ever leaves a transaction half-written or answers 201 for a lost row
         assert r["invariants"][NULLS] == 0 and r["invariants"][WHOLE] == 0 and r["invariants"][STORED] == 0
 
     orig, prop, rec = res["original"], res["proposed"], res["recommended"]
+    noch = res["proposed_nocheck"]
+    # the plan on a service with no SELECT first: the loser never read the key, so even under
+    # serializable its INSERT gets 23505 and the catch answers 409: double clicks hold
+    assert noch["invariants"][ONE] == 0 and noch["invariants"][DOUBLE] == 0
+    assert noch["sqlstates"].get("23505", 0) >= 0.9 * (sessions - 1) * noch["cases"]["double_click"]
+    if iso != "serializable":
+        assert_safe(noch)
 
     if iso == "read-committed":
         # original: both clicks pass the SELECT and both INSERT: duplicate submissions, all 201
@@ -118,3 +129,17 @@ def test_counterexample_shows_the_plan_rethrowing_40001(pgrace, tmp_path):
     loser = next(a["session"] for a in c["answers"] if a["status"] == 500)
     failed = [s for s in c["steps"] if s["session"] == loser and s["sqlstate"] == "40001"]
     assert failed and failed[0]["label"] == "save submission"
+
+
+def test_spread_forms_show_the_cross_form_aborts_come_from_neighbouring_keys(pgrace, tmp_path):
+    """Under serializable, different visitors' first submits abort each other (40001 -> 500)
+    because their form ids are neighbours in the indexes; 10^16 apart they mostly do not.
+    Measured at 8 sessions, 2000 trials: proposed 6596 of 16000 first submits broken with
+    neighbouring ids, 199 spread; proposed_nocheck 1541 and 19."""
+    got = {}
+    for case in ("retry_after_lost_answer", "spread_forms"):
+        doc, _ = pgrace.stress_json("form_submission/proposed", "-c", "8", "-t", "1200", "-i", "serializable",
+                                    "--case", case, tmp_path=tmp_path)
+        got[case] = doc["results"][0]["invariants"][RETRY]
+    # (spread ids share pages until the regions have split them: the first trials still collide)
+    assert got["retry_after_lost_answer"] > 2 * got["spread_forms"], got

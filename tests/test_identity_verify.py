@@ -94,3 +94,18 @@ def test_recommended_holds_5000_trials_8_sessions(pgrace, tmp_path, iso):
     # losing user's claim hit the unique index once (its 409)
     assert r["sqlstates"]["23514"] == 8 * cases["audit_insert_fails"]
     assert r["sqlstates"]["23505"] == 7 * cases["two_users_same_identity"] + 8 * cases["identity_taken"]
+
+
+def test_same_user_twice_is_logic_not_a_race(pgrace, tmp_path):
+    """Seed test 1's 'only one VerificationAudit' fails with no concurrency at all: read as the
+    seed shows the route (no 'already verified' guard outside its lines), `existingUser.id !==
+    userId` lets the same user through, so one session verifying twice gets 200 twice."""
+    doc, _ = pgrace.stress_json("identity_verify", "-c", "1", "-t", "60", "--case", "same_user_again",
+                                tmp_path=tmp_path)
+    v = {r["variant"]: r for r in doc["results"]}
+    for name in ("original", "proposed"):
+        r = v[name]
+        assert r["verdict"] == "race" and r["cases"]["same_user_again"] == 60
+        assert r["invariants"][SAME_USER] == 60 and r["violations"] == 60
+        assert r["statuses"] == {"200": 60}
+    assert v["recommended"]["violations"] == 0 and v["recommended"]["statuses"] == {"409": 60}
