@@ -4,20 +4,19 @@ isolation level, 2000 trials per cell: 0 violations. On pgrace's own throwaway s
 (fsync off) commits are too fast to show what this catches: a serializable retry loop
 that gave up (503) while a conflicting transaction was still flushing its commit."""
 import json
-import os
+import shutil
 import subprocess
 
 import pytest
 
-from conftest import BIN, ROOT, _clean_env
+from conftest import BIN, ROOT, _clean_env, make_tmpdir
 
 LEVELS = ("read-committed", "repeatable-read", "serializable")
 
 
 @pytest.fixture(scope="module")
-def prod_dsn(tmp_path_factory):
-    d = tmp_path_factory.mktemp("prod")
-    os.chmod(d, 0o755)
+def prod_dsn():
+    d = make_tmpdir()                # reachable by the server's account ('nobody' as root)
     env = _clean_env(d)
     env["PGRACE_PROD_DIR"] = str(d / "server")
     script = ROOT / "tools" / "prod_server.sh"
@@ -25,6 +24,7 @@ def prod_dsn(tmp_path_factory):
     assert p.returncode == 0, p.stderr
     yield p.stdout.strip(), env
     subprocess.run(["bash", str(script), "stop"], capture_output=True, env=env, timeout=120)
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def recommended_targets():
