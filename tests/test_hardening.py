@@ -92,3 +92,19 @@ def test_password_of_a_working_dsn_is_not_in_results(pgrace, tmp_path):
     assert SECRET not in p.stdout + p.stderr + out.read_text()
 
 
+# ---- 3. what a hung-up or killed run leaves behind -----------------------------------------
+
+def long_run(env, seconds=30):
+    return start_running([BIN, "stress", "invite_claim/original", "-c", "2", "-T", seconds, "-P", "0.2"], env)
+
+
+def test_sighup_cleans_up_like_sigterm(private_tmp):
+    env = _clean_env(private_tmp)
+    proc = long_run(env)
+    assert list(private_tmp.glob("pgrace.*")), "server directory should exist mid-run"
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGHUP, (proc.returncode, err)
+    assert "pgrace: interrupted" in err
+    assert list(private_tmp.glob("pgrace.*")) == []
+    assert postgres_processes_under(private_tmp) == []
