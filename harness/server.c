@@ -29,6 +29,7 @@
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,11 +102,19 @@ static int server_account(uid_t *uid, gid_t *gid)
     return 0;
 }
 
+/* In a forked child: write msg (made before fork) to stderr, the log by then, and exit. */
+static void child_fail(const char *msg, int status)
+{
+    if (write(2, msg, strlen(msg)) < 0) _exit(status);
+    _exit(status);
+}
+
 /* In a forked child: become the server account; exits the child on failure. */
 static void child_drop_privileges(uid_t uid, gid_t gid)
 {
     if (geteuid() == 0) {
-        if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) _exit(126);
+        if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
+            child_fail("pgrace: cannot switch to the server account\n", 126);
     }
 }
 
@@ -116,15 +125,19 @@ static void child_die_with(pid_t parent, int sig)
     if (getppid() != parent) _exit(0);
 }
 
+/* The last line of a log, or its last FATAL line: the reason, not the "shut down" after it. */
 static void tail_file(const char *path, char *out, size_t len)
 {
     out[0] = '\0';
     FILE *f = fopen(path, "r");
     if (!f) return;
     char line[512];
+    bool fatal = false;
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = '\0';
-        if (line[0]) snprintf(out, len, "%s", line);
+        bool is_fatal = strstr(line, "FATAL:") != NULL;
+        if (line[0] && (is_fatal || !fatal)) snprintf(out, len, "%s", line);
+        fatal |= is_fatal;
     }
     fclose(f);
 }
@@ -142,6 +155,48 @@ static int tmp_dir(char *out, size_t len, char *err, size_t errlen)
     }
     snprintf(out, len, "%s", real);
     return 0;
+}
+
+/* Say before initdb what would make the server fail in this TMPDIR: a socket path longer
+ * than a unix socket allows (postgres only logs it and shuts down), or, as root, a
+ * directory on the way that the server account cannot enter (initdb fails without a word). */
+static int check_tmp(const char *tmp, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1 - strlen("/pgrace.XXXXXX/.s.PGSQL.5432");
+    if (strlen(tmp) > max) {
+        snprintf(err, errlen, "TMPDIR %s is too long for the server's unix socket (%zu bytes, at most %zu): "
+                 "set TMPDIR to a shorter directory, e.g. /tmp", tmp, strlen(tmp), max);
+        return -1;
+    }
+    if (geteuid() != 0) return 0;
+    pid_t pid = fork();
+    if (pid < 0) { snprintf(err, errlen, "fork: %s", strerror(errno)); return -1; }
+    if (pid == 0) {          /* exit status: the length of the first prefix it cannot enter */
+        if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) _exit(255);
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s", tmp);
+        for (size_t i = 1, n = strlen(path); i <= n; i++) {
+            if (path[i] != '/' && path[i] != '\0') continue;
+            char c = path[i];
+            path[i] = '\0';
+            if (access(path, X_OK) != 0) _exit((int)i);
+            path[i] = c;
+        }
+        _exit(0);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) ;
+    int bad = WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+    if (bad == 0) return 0;
+    if (bad == 255) { snprintf(err, errlen, "cannot switch to user nobody to check TMPDIR %s", tmp); return -1; }
+    char dir[PATH_MAX];
+    struct stat st = { 0 };
+    snprintf(dir, sizeof dir, "%.*s", bad, tmp);
+    stat(dir, &st);
+    snprintf(err, errlen, "TMPDIR %s cannot be used: the server runs as user nobody, which cannot enter %s "
+             "(owner uid %d, mode %04o); set TMPDIR to a directory nobody can reach, e.g. /tmp",
+             tmp, dir, (int)st.st_uid, (unsigned)(st.st_mode & 07777));
+    return -1;
 }
 
 /* ---- proving that a directory and a process are ours ---- */
@@ -416,10 +471,12 @@ static void reclaim_dead_runs(const char *tmp, uid_t server_uid)
 static int run_initdb(const pgr_server *srv, const char *bindir, uid_t uid, gid_t gid,
                       volatile int *interrupted, char *err, size_t errlen)
 {
-    char initdb[PATH_MAX + 16], data[PATH_MAX + 8], log[PATH_MAX + 16];
+    char initdb[PATH_MAX + 16], data[PATH_MAX + 8], log[PATH_MAX + 16], nochdir[PATH_MAX + 64], noexec[PATH_MAX + 64];
     snprintf(initdb, sizeof initdb, "%s/initdb", bindir);
     snprintf(data, sizeof data, "%s/data", srv->dir);
     snprintf(log, sizeof log, "%s/initdb.log", srv->dir);
+    snprintf(nochdir, sizeof nochdir, "pgrace: the server account cannot enter %s\n", srv->dir);
+    snprintf(noexec, sizeof noexec, "pgrace: cannot run %s\n", initdb);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) { snprintf(err, errlen, "fork: %s", strerror(errno)); return -1; }
@@ -429,10 +486,10 @@ static int run_initdb(const pgr_server *srv, const char *bindir, uid_t uid, gid_
         setpgid(0, 0);
         child_drop_privileges(uid, gid);
         child_die_with(parent, SIGTERM);     /* initdb removes its data directory on SIGTERM */
-        if (chdir(srv->dir) != 0) _exit(126);
+        if (chdir(srv->dir) != 0) child_fail(nochdir, 126);
         execl(initdb, initdb, "-D", data, "-U", "pgrace", "-A", "trust", "-E", "UTF8",
               "--locale=C", "--no-sync", "--no-instructions", (char *)NULL);
-        _exit(127);
+        child_fail(noexec, 127);
     }
     int status;
     for (;;) {
@@ -469,7 +526,7 @@ int pgr_server_start(pgr_server *srv, bool detached, volatile int *interrupted, 
         snprintf(err, errlen, "running as root and there is no user 'nobody' to run the server as");
         return -1;
     }
-    if (tmp_dir(tmp, sizeof tmp, err, errlen) != 0) return -1;
+    if (tmp_dir(tmp, sizeof tmp, err, errlen) != 0 || check_tmp(tmp, uid, gid, err, errlen) != 0) return -1;
     reclaim_dead_runs(tmp, uid);
     snprintf(srv->dir, sizeof srv->dir, "%s/pgrace.XXXXXX", tmp);
     if (!mkdtemp(srv->dir)) {
@@ -490,10 +547,12 @@ int pgr_server_start(pgr_server *srv, bool detached, volatile int *interrupted, 
     }
     if (run_initdb(srv, bindir, uid, gid, interrupted, err, errlen) != 0) goto fail;
 
-    char postgres[PATH_MAX + 16], data[PATH_MAX + 8], log[PATH_MAX + 16];
+    char postgres[PATH_MAX + 16], data[PATH_MAX + 8], log[PATH_MAX + 16], nochdir[PATH_MAX + 64], noexec[PATH_MAX + 64];
     snprintf(postgres, sizeof postgres, "%s/postgres", bindir);
     snprintf(data, sizeof data, "%s/data", srv->dir);
     snprintf(log, sizeof log, "%s/server.log", srv->dir);
+    snprintf(nochdir, sizeof nochdir, "pgrace: the server account cannot enter %s\n", srv->dir);
+    snprintf(noexec, sizeof noexec, "pgrace: cannot run %s\n", postgres);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) { snprintf(err, errlen, "fork: %s", strerror(errno)); goto fail; }
@@ -505,7 +564,7 @@ int pgr_server_start(pgr_server *srv, bool detached, volatile int *interrupted, 
         if (detached) setsid(); else setpgid(0, 0);
         child_drop_privileges(uid, gid);
         if (!detached) child_die_with(parent, SIGINT);     /* SIGINT = fast shutdown */
-        if (chdir(srv->dir) != 0) _exit(126);
+        if (chdir(srv->dir) != 0) child_fail(nochdir, 126);
         execl(postgres, postgres, "-D", data, "-k", srv->dir, "-p", "5432",
               "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
               "-c", "full_page_writes=off", "-c", "max_connections=300",
@@ -513,7 +572,7 @@ int pgr_server_start(pgr_server *srv, bool detached, volatile int *interrupted, 
               "-c", "unix_socket_permissions=0700", "-c", "log_min_messages=warning",
               "-c", "log_min_error_statement=panic", "-c", "max_locks_per_transaction=256",
               (char *)NULL);
-        _exit(127);
+        child_fail(noexec, 127);
     }
     srv->pid = pid;
     snprintf(srv->dsn, sizeof srv->dsn, "host=%s port=5432 user=pgrace dbname=postgres", srv->dir);

@@ -372,3 +372,30 @@ def test_dead_runs_directory_is_reclaimed_and_nothing_else(private_tmp, bait):
         assert run_pgrace("server", "stop", "-q", env=env).returncode == 0
     assert sorted(x.name for x in private_tmp.glob("pgrace.*")) == sorted([victim.name, forged.name])
     assert wait_until(lambda: postgres_processes_under(private_tmp) == [], 10)
+
+
+# ---- 4. a TMPDIR the server cannot use -----------------------------------------------------
+
+def test_tmpdir_too_long_for_the_socket(private_tmp):
+    long = private_tmp / ("d" * 60) / ("e" * 40)
+    long.mkdir(parents=True)
+    for d in (long.parent, long):
+        os.chmod(d, 0o755)
+    p = run_pgrace("stress", "invite_claim", "-t", "5", "-q", env=_clean_env(long))
+    assert p.returncode == 2, p.stderr
+    line = one_error_line(p)
+    assert "TMPDIR" in line and str(long) in line and "too long" in line and "unix socket" in line, line
+    assert list(long.iterdir()) == []
+
+
+@root_only
+def test_tmpdir_the_server_user_cannot_enter(private_tmp):
+    closed = private_tmp / "closed"
+    closed.mkdir(mode=0o700)
+    tmp = closed / "tmp"
+    tmp.mkdir(mode=0o755)
+    p = run_pgrace("stress", "invite_claim", "-t", "5", "-q", env=_clean_env(tmp))
+    assert p.returncode == 2, p.stderr
+    line = one_error_line(p)
+    assert "TMPDIR" in line and "nobody" in line and f"cannot enter {closed}" in line, line
+    assert list(tmp.iterdir()) == []
