@@ -121,8 +121,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzzer = pgr_fuzzer_new(dsn);
     char fname[80] = "no";
     if (fault.kind != PGR_FAULT_NONE) pgr_fault_format(&fault, fname, sizeof fname);
+    char shown[4200];
+    pgr_dsn_redact(dsn, NULL, shown, sizeof shown);
     fprintf(stderr, "pgrace fuzz: %d target(s), %s signal, %s fault, server %s\n", ntargets,
-            no_signal ? "no interleaving" : "interleaving", fname, dsn);
+            no_signal ? "no interleaving" : "interleaving", fname, shown);
     return 0;
 }
 

@@ -41,6 +41,7 @@ static void install_signals(void)
     sa.sa_handler = on_signal;           /* no SA_RESTART: blocking waits see EINTR */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);        /* a closed terminal: clean up like SIGTERM */
     signal(SIGPIPE, SIG_IGN);
 }
 

@@ -1,6 +1,8 @@
 /* conn.c — connections, and the per-variant schemas pgrace works in. */
 #include "runner.h"
 
+#include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +13,239 @@ static void first_line(char *dst, size_t cap, const char *msg)
     dst[strcspn(dst, "\n")] = '\0';
 }
 
+/* ---- passwords are never shown ----
+ * A DSN, or a libpq message about one, may hold a password: in a keyword's value, in a URI's
+ * user:password@ or ?password=, or anywhere in a DSN that does not even parse (a password with
+ * an unquoted space). The parts of the DSN that may be secret are found as byte ranges of its
+ * text, erring on the side of hiding; text is then shown with those parts as "***". */
+
+#define MAX_HIDDEN 32
+#define MAX_LITERALS 40
+typedef struct secrets {
+    const char *dsn;
+    size_t n;
+    size_t a[MAX_HIDDEN], b[MAX_HIDDEN];        /* dsn[a, b) is hidden */
+    int nhidden;
+    const char *lit[MAX_LITERALS];              /* strings hidden wherever they appear */
+    size_t litlen[MAX_LITERALS];
+    int nlit;
+    PQconninfoOption *known;                    /* every option libpq has */
+    PQconninfoOption *parsed;                   /* the DSN's own, when it parses */
+} secrets;
+
+static void hide(secrets *s, size_t a, size_t b)
+{
+    if (b <= a) return;
+    if (s->nhidden == MAX_HIDDEN) {                 /* too many: hide all from here on */
+        if (a < s->a[MAX_HIDDEN - 1]) s->a[MAX_HIDDEN - 1] = a;
+        s->b[MAX_HIDDEN - 1] = s->n;
+        return;
+    }
+    s->a[s->nhidden] = a;
+    s->b[s->nhidden++] = b;
+}
+
+static bool hidden_at(const secrets *s, size_t i)
+{
+    for (int k = 0; k < s->nhidden; k++)
+        if (s->a[k] <= i && i < s->b[k]) return true;
+    return false;
+}
+
+static void add_literal(secrets *s, const char *p, size_t len)
+{
+    if (p && len && s->nlit < MAX_LITERALS) { s->lit[s->nlit] = p; s->litlen[s->nlit++] = len; }
+}
+
+/* Is the value of keyword k hidden? 2: it is password-like (or a password option: libpq
+ * marks those "*"); 1: libpq does not know it (a misspelt "pasword"); 0: no. */
+static int secret_keyword(const secrets *s, const char *k, size_t len)
+{
+    char lower[64];
+    if (len == 0 || len >= sizeof lower) return 1;
+    for (size_t i = 0; i < len; i++) lower[i] = (char)tolower((unsigned char)k[i]);
+    lower[len] = '\0';
+    if (strstr(lower, "pass") || strstr(lower, "pw")) return 2;
+    for (const PQconninfoOption *o = s->known; o && o->keyword; o++)
+        if (strlen(o->keyword) == len && memcmp(o->keyword, k, len) == 0)
+            return o->dispchar && strchr(o->dispchar, '*') ? 2 : 0;
+    return 1;
+}
+
+/* keyword = value pairs, as libpq reads them. A word with no '=' after a hidden value may be
+ * the rest of a password that held a space, and one that looks like a password keyword or
+ * user:password@ may be one: from there to the end, everything is hidden. */
+static void keyword_secrets(secrets *s)
+{
+    const char *d = s->dsn;
+    size_t n = s->n, i = 0;
+    bool after_secret = false;
+    while (i < n) {
+        while (i < n && isspace((unsigned char)d[i])) i++;
+        if (i >= n) break;
+        size_t k0 = i;
+        while (i < n && !isspace((unsigned char)d[i]) && d[i] != '=') i++;
+        size_t k1 = i;
+        while (i < n && isspace((unsigned char)d[i])) i++;
+        if (i >= n || d[i] != '=') {                          /* a bare word */
+            const char *colon = memchr(d + k0, ':', k1 - k0);
+            if (after_secret || secret_keyword(s, d + k0, k1 - k0) == 2 ||
+                (colon && memchr(colon, '@', (size_t)(d + k1 - colon)))) {
+                hide(s, k0, n);
+                return;
+            }
+            i = k1;
+            continue;
+        }
+        for (i++; i < n && isspace((unsigned char)d[i]); i++) ;
+        bool quoted = i < n && d[i] == '\'';
+        size_t v0 = i += quoted;
+        while (i < n && (quoted ? d[i] != '\'' : !isspace((unsigned char)d[i])))
+            i += (d[i] == '\\' && i + 1 < n) ? 2 : 1;
+        if (quoted && i >= n) { hide(s, v0, n); return; }          /* unterminated */
+        after_secret = secret_keyword(s, d + k0, k1 - k0) != 0;
+        if (after_secret) hide(s, v0, i);
+        i += quoted;
+    }
+}
+
+/* A URI starting at d[at] ("scheme://..."): from the first ':' after "://" to the last
+ * '@' (user:password@, even with a stray '@' or '/' in the password); in the query, the
+ * value of a secret or percent-encoded key, and any item with no '=' at all. */
+static void uri_secrets(secrets *s, size_t at)
+{
+    const char *d = s->dsn, *colon = strchr(d + at + 3, ':'), *atsign = strrchr(d, '@');
+    if (colon && atsign && atsign > colon) hide(s, (size_t)(colon + 1 - d), (size_t)(atsign - d));
+    const char *q = strchr(d + at + 3, '?');
+    while (q && *q) {
+        const char *item = q + 1, *end = item + strcspn(item, "&");
+        const char *eq = memchr(item, '=', (size_t)(end - item));
+        if (!eq) hide(s, (size_t)(item - d), (size_t)(end - d));
+        else if (memchr(item, '%', (size_t)(eq - item)) || secret_keyword(s, item, (size_t)(eq - item)))
+            hide(s, (size_t)(eq + 1 - d), (size_t)(end - d));
+        q = *end ? end : NULL;
+    }
+}
+
+static void find_secrets(secrets *s, const char *dsn)
+{
+    memset(s, 0, sizeof *s);
+    s->dsn = dsn ? dsn : "";
+    s->n = strlen(s->dsn);
+    s->known = PQconninfoParse("", NULL);
+    s->parsed = PQconninfoParse(s->dsn, NULL);
+    if (strncmp(s->dsn, "postgresql://", 13) != 0 && strncmp(s->dsn, "postgres://", 11) != 0)
+        keyword_secrets(s);
+    for (const char *p = s->dsn; (p = strstr(p, "://")); p += 3)   /* also a URI inside a value */
+        uri_secrets(s, (size_t)(p - s->dsn));
+    for (int k = 0; k < s->nhidden; k++) add_literal(s, s->dsn + s->a[k], s->b[k] - s->a[k]);
+    for (const PQconninfoOption *o = s->parsed; o && o->keyword; o++)   /* decoded values */
+        if (o->val && secret_keyword(s, o->keyword, strlen(o->keyword))) add_literal(s, o->val, strlen(o->val));
+    const char *env = getenv("PGPASSWORD");
+    if (env) add_literal(s, env, strlen(env));
+}
+
+typedef struct sbuf { char *p; size_t cap, len; } sbuf;
+
+static void put(sbuf *o, char c)
+{
+    if (o->len + 1 >= o->cap) return;
+    o->p[o->len++] = (unsigned char)c < 0x20 ? ' ' : c;       /* one line, always */
+    o->p[o->len] = '\0';
+}
+
+static void puts_(sbuf *o, const char *t)
+{
+    while (*t) put(o, *t++);
+}
+
+/* Length of the longest known secret of at least minlen bytes that t[0, len) starts with. */
+static size_t literal_at(const secrets *s, const char *t, size_t len, size_t minlen)
+{
+    size_t best = 0;
+    for (int k = 0; k < s->nlit; k++)
+        if (s->litlen[k] >= minlen && s->litlen[k] > best && s->litlen[k] <= len &&
+            memcmp(t, s->lit[k], s->litlen[k]) == 0)
+            best = s->litlen[k];
+    return best;
+}
+
+/* The DSN's d[from, to), its hidden parts (and a password's text wherever else it
+ * recurs) as "***". */
+static void put_window(sbuf *o, const secrets *s, size_t from, size_t to)
+{
+    for (size_t i = from; i < to;) {
+        size_t lit = literal_at(s, s->dsn + i, to - i, 4);
+        if (!lit && !hidden_at(s, i)) { put(o, s->dsn[i++]); continue; }
+        puts_(o, "***");
+        for (i += lit; i < to && hidden_at(s, i); i++) ;
+    }
+}
+
+/* t[0, len) with every known secret of at least minlen bytes as "***". Short ones are only
+ * looked for inside quotes: in prose they would blank out ordinary letters. */
+static void put_masked(sbuf *o, const secrets *s, const char *t, size_t len, size_t minlen)
+{
+    for (size_t i = 0; i < len;) {
+        size_t lit = literal_at(s, t + i, len - i, minlen);
+        if (lit) { puts_(o, "***"); i += lit; } else put(o, t[i++]);
+    }
+}
+
+/* A quoted piece of a message (libpq quotes what it echoes). If it is a piece of the DSN
+ * that is shown whole somewhere, it gives nothing away; if it is one only where it touches
+ * a hidden part, it is shown as that piece of the DSN is shown. */
+static void put_fragment(sbuf *o, const secrets *s, const char *f, size_t len)
+{
+    size_t touching = SIZE_MAX;
+    for (size_t at = 0; len && at + len <= s->n; at++) {
+        if (memcmp(s->dsn + at, f, len) != 0) continue;
+        bool hid = false;
+        for (int k = 0; k < s->nhidden && !hid; k++) hid = s->a[k] < at + len && at < s->b[k];
+        if (!hid) { touching = SIZE_MAX; break; }
+        if (touching == SIZE_MAX) touching = at;
+    }
+    if (touching != SIZE_MAX) put_window(o, s, touching, touching + len);
+    else put_masked(o, s, f, len, 1);
+}
+
+void pgr_dsn_redact(const char *dsn, const char *text, char *out, size_t cap)
+{
+    if (!cap) return;
+    out[0] = '\0';
+    sbuf o = { out, cap, 0 };
+    secrets s;
+    find_secrets(&s, dsn);
+    if (!text) {
+        put_window(&o, &s, 0, s.n);
+    } else {
+        for (const char *p = text; *p;) {
+            const char *q = strchr(p, '"');
+            size_t plain = q ? (size_t)(q - p) : strlen(p);
+            put_masked(&o, &s, p, plain, 4);
+            if (!q) break;
+            const char *close = strchr(q + 1, '"');
+            size_t flen = close ? (size_t)(close - q - 1) : strlen(q + 1);
+            put(&o, '"');
+            put_fragment(&o, &s, q + 1, flen);
+            if (close) put(&o, '"');
+            p = q + 1 + flen + (close != NULL);
+        }
+    }
+    PQconninfoFree(s.known);
+    PQconninfoFree(s.parsed);
+}
+
 int pgr_dsn_check(const char *dsn, char *err, size_t errlen)
 {
     char *perr = NULL;
     PQconninfoOption *o = PQconninfoParse(dsn, &perr);
     if (!o) {
-        char m[256];
+        char m[256], shown[512], why[512];
         first_line(m, sizeof m, perr ? perr : "cannot parse");
-        snprintf(err, errlen, "bad DSN '%s': %s", dsn, m);
+        pgr_dsn_redact(dsn, NULL, shown, sizeof shown);
+        pgr_dsn_redact(dsn, m, why, sizeof why);
+        snprintf(err, errlen, "bad DSN '%s': %s", shown, why);
         PQfreemem(perr);
         return -1;
     }
@@ -38,9 +265,10 @@ PGconn *pgr_connect(const char *dsn, char *err, size_t errlen)
     const char *vals[] = { "10", "pgrace", dsn, NULL };
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c || PQstatus(c) != CONNECTION_OK) {
-        char m[300];
+        char m[300], shown[400];
         first_line(m, sizeof m, c ? PQerrorMessage(c) : "out of memory");
-        snprintf(err, errlen, "cannot connect to the server: %s", m);
+        pgr_dsn_redact(dsn, m, shown, sizeof shown);     /* libpq may quote a value of the DSN */
+        snprintf(err, errlen, "cannot connect to the server: %s", shown);
         if (c) PQfinish(c);
         return NULL;
     }

@@ -4,8 +4,12 @@
 
 #include "pgrace.h"
 
-/* Check a DSN's syntax. 0, or -1 with err ("bad DSN: ..."). */
+/* Check a DSN's syntax. 0, or -1 with err ("bad DSN '...': ...", passwords hidden). */
 int pgr_dsn_check(const char *dsn, char *err, size_t errlen);
+/* Copy text to out (one line, at most cap bytes) with every trace of a password in dsn as
+ * "***"; text NULL shows the DSN itself. For any DSN, well-formed or not, and any message
+ * about it (libpq's quote parts of it). Every DSN or libpq message shown goes through this. */
+void pgr_dsn_redact(const char *dsn, const char *text, char *out, size_t cap);
 /* Connect (connect_timeout 10 s unless the DSN says otherwise). NULL + err on failure. */
 PGconn *pgr_connect(const char *dsn, char *err, size_t errlen);
 /* Server version string ("PostgreSQL 15.18"). */

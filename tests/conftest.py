@@ -120,6 +120,6 @@ def start_running(argv, env):
 
 def stop_server_now(private_tmp):
     """Immediate shutdown (SIGQUIT) of the server `pgrace server start` left in private_tmp."""
-    state = (private_tmp / f"pgrace-server-{os.getuid()}.state").read_text()
+    state = (private_tmp / f"pgrace-{os.geteuid()}" / "server.state").read_text()
     pid = int([l for l in state.splitlines() if l.startswith("pid=")][0][4:])
     os.kill(pid, signal.SIGQUIT)           # backends die at once

@@ -1,0 +1,401 @@
+"""Issue #15, hardening: the kept server's state file, passwords in DSNs, what a killed or
+hung-up run leaves in TMPDIR, and TMPDIRs the server cannot use. The security tests are
+written as the attack: what another user can plant, and what root's pgrace then does."""
+import os
+import pwd
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN, _clean_env, postgres_processes_under, start_running
+
+UID = os.geteuid()
+NOBODY = pwd.getpwnam("nobody")
+root_only = pytest.mark.skipif(UID != 0, reason="the attack is on root's pgrace; the server runs as nobody")
+
+
+def run_pgrace(*args, env, timeout=120):
+    return subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def one_error_line(p):
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("pgrace: "), lines[0]
+    return lines[0]
+
+
+def wait_until(cond, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+# ---- 1. the kept server's state file -------------------------------------------------------
+
+def state_dir(tmp):
+    return tmp / f"pgrace-{UID}"
+
+
+def old_state(tmp):
+    """Where pgrace kept the state before: a predictable name in a shared directory."""
+    return tmp / f"pgrace-server-{UID}.state"
+
+
+def as_nobody(path):
+    os.chown(path, NOBODY.pw_uid, NOBODY.pw_gid, follow_symlinks=False)
+
+
+def plant_old(tmp, body):
+    old_state(tmp).write_text(body)
+    as_nobody(old_state(tmp))
+    return old_state(tmp)
+
+
+def plant_file_owned_by_nobody(tmp, body):
+    d = state_dir(tmp)
+    d.mkdir(mode=0o700)
+    (d / "server.state").write_text(body)
+    as_nobody(d / "server.state")
+    return d / "server.state"
+
+
+def plant_symlinked_file(tmp, body):
+    d = state_dir(tmp)
+    d.mkdir(mode=0o700)
+    target = tmp / "evil.state"
+    target.write_text(body)
+    as_nobody(target)
+    (d / "server.state").symlink_to(target)
+    return d / "server.state"
+
+
+def plant_writable_file(tmp, body):
+    d = state_dir(tmp)
+    d.mkdir(mode=0o700)
+    (d / "server.state").write_text(body)
+    os.chmod(d / "server.state", 0o666)
+    return d / "server.state"
+
+
+def plant_dir_owned_by_nobody(tmp, body):
+    """The predictable directory, created by another user before root ever ran pgrace."""
+    d = state_dir(tmp)
+    d.mkdir(mode=0o700)
+    (d / "server.state").write_text(body)
+    as_nobody(d / "server.state")
+    as_nobody(d)
+    return d
+
+
+def plant_symlinked_dir(tmp, body):
+    elsewhere = tmp / "attacker"
+    elsewhere.mkdir(mode=0o700)
+    (elsewhere / "server.state").write_text(body)
+    as_nobody(elsewhere / "server.state")
+    as_nobody(elsewhere)
+    state_dir(tmp).symlink_to(elsewhere)
+    return state_dir(tmp)
+
+
+def plant_root_owned(tmp, body):
+    """Well-formed and root's own (say, stale), but naming things pgrace did not create."""
+    d = state_dir(tmp)
+    d.mkdir(mode=0o700)
+    (d / "server.state").write_text(body)
+    os.chmod(d / "server.state", 0o600)
+    return d / "server.state"
+
+
+# (plant, refused): every plant also puts the file where pgrace used to look for it
+PLANTS = [
+    (None, False),
+    (plant_file_owned_by_nobody, True),
+    (plant_symlinked_file, True),
+    (plant_writable_file, True),
+    (plant_dir_owned_by_nobody, True),
+    (plant_symlinked_dir, True),
+    (plant_root_owned, True),
+]
+
+
+@pytest.fixture
+def bait(private_tmp):
+    """An unrelated live process, and an unrelated directory with a file in it that looks
+    like a server directory of pgrace's (name and mode) but is not one."""
+    sleeper = subprocess.Popen(["sleep", "300"])
+    victim = private_tmp / "pgrace.Vict1m"
+    victim.mkdir(mode=0o700)
+    (victim / "keep.txt").write_text("not pgrace's\n")
+    (victim / "data").mkdir()
+    (victim / "data" / "postmaster.pid").write_text(f"{sleeper.pid}\n{victim}/data\n")
+    for p in (victim, victim / "keep.txt", victim / "data", victim / "data" / "postmaster.pid"):
+        as_nobody(p)
+    body = f"pid={sleeper.pid}\ndir={victim}\ndsn=host={victim} port=5432 user=pgrace dbname=postgres\n"
+    yield sleeper, victim, body
+    sleeper.kill()
+    sleeper.wait()
+
+
+def assert_untouched(sleeper, victim):
+    assert sleeper.poll() is None, "pgrace signalled a process that is not its server"
+    assert (victim / "keep.txt").read_text() == "not pgrace's\n", "pgrace removed a directory that is not its own"
+
+
+@root_only
+@pytest.mark.parametrize("plant,refused", PLANTS,
+                         ids=["old-location"] + [p.__name__[len("plant_"):] for p, _ in PLANTS[1:]])
+def test_planted_state_file_kills_and_deletes_nothing(bait, private_tmp, plant, refused):
+    sleeper, victim, body = bait
+    env = _clean_env(private_tmp)
+    plant_old(private_tmp, body)
+    planted = plant(private_tmp, body) if plant else None
+
+    stop = run_pgrace("server", "stop", env=env)
+    time.sleep(0.3)
+    assert_untouched(sleeper, victim)
+    status = run_pgrace("server", "status", env=env)
+    start = run_pgrace("server", "start", "-q", env=env)
+    time.sleep(0.3)
+    assert_untouched(sleeper, victim)
+    if refused:
+        for p in (stop, status, start):
+            assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+            line = one_error_line(p)
+            assert str(planted) in line, line
+        assert start.stdout == ""
+        assert sorted(x.name for x in private_tmp.glob("pgrace.*")) == [victim.name]   # nothing started
+    else:
+        assert stop.returncode == 0 and "no server was running" in stop.stderr, stop.stderr
+        assert status.returncode == 1
+        assert start.returncode == 0, start.stderr        # the old file is not even read
+        assert run_pgrace("server", "status", env=env).returncode == 0
+        assert run_pgrace("server", "stop", "-q", env=env).returncode == 0
+        assert_untouched(sleeper, victim)
+        assert sorted(x.name for x in private_tmp.glob("pgrace.*")) == [victim.name]
+        assert wait_until(lambda: postgres_processes_under(private_tmp) == [], 10)
+
+
+@root_only
+def test_stale_state_naming_a_gone_directory_signals_nothing(bait, private_tmp):
+    """A state file of our own whose directory is gone (say, TMPDIR was cleaned) while its pid
+    now belongs to someone else: stale, nothing is signalled, and the server starts afresh."""
+    sleeper, victim, _ = bait
+    env = _clean_env(private_tmp)
+    gone = private_tmp / "pgrace.G0neXx"
+    plant_root_owned(private_tmp, f"pid={sleeper.pid}\ndir={gone}\ndsn=host={gone}\n")
+    assert run_pgrace("server", "status", env=env).returncode == 1
+    start = run_pgrace("server", "start", "-q", env=env)
+    assert start.returncode == 0, start.stderr
+    assert_untouched(sleeper, victim)
+    assert run_pgrace("server", "stop", "-q", env=env).returncode == 0
+    assert_untouched(sleeper, victim)
+    assert wait_until(lambda: postgres_processes_under(private_tmp) == [], 10)
+
+
+@root_only
+def test_server_account_cannot_aim_stop_at_another_process(bait, private_tmp):
+    """nobody owns the kept server's data directory, so can rewrite its postmaster.pid: the
+    pid there must still be proven to be the postmaster before anything is signalled."""
+    sleeper, victim, _ = bait
+    env = _clean_env(private_tmp)
+    assert run_pgrace("server", "start", "-q", env=env).returncode == 0
+    (d,) = set(private_tmp.glob("pgrace.*")) - {victim}
+    pidfile = d / "data" / "postmaster.pid"
+    real = pidfile.read_text()
+    try:
+        pidfile.write_text(f"{sleeper.pid}\n" + real.split("\n", 1)[1])
+        for action in ("stop", "start"):
+            p = run_pgrace("server", action, env=env)
+            assert p.returncode == 2, p.stderr
+            assert f"names live pid {sleeper.pid}, which is not its server" in one_error_line(p)
+            assert_untouched(sleeper, victim)
+            assert d.exists()
+    finally:
+        pidfile.write_text(real)
+        assert run_pgrace("server", "stop", "-q", env=env).returncode == 0
+    assert not d.exists()
+    assert_untouched(sleeper, victim)
+
+
+def test_state_lives_in_a_private_directory(private_tmp):
+    env = _clean_env(private_tmp)
+    assert run_pgrace("server", "start", "-q", env=env).returncode == 0
+    try:
+        d = state_dir(private_tmp)
+        st = os.lstat(d)
+        assert not os.path.islink(d) and st.st_uid == UID and st.st_mode & 0o777 == 0o700
+        f = os.lstat(d / "server.state")
+        assert f.st_uid == UID and f.st_mode & 0o077 == 0
+        assert not old_state(private_tmp).exists()
+    finally:
+        assert run_pgrace("server", "stop", "-q", env=env).returncode == 0
+
+
+# ---- 2. passwords never shown ---------------------------------------------------------------
+
+SECRET = "supersecret"
+
+# (how the DSN is given, the DSN, what the one line must say)
+DSNS = [
+    ("--dsn", "host=/tmp password=supersecret garbage", "bad DSN"),
+    ("--dsn", "host=/tmp password='supersecret and more", "bad DSN"),
+    ("--dsn", "postgresql://u:supersecret@localhost/db?bogus=1", "bad DSN"),
+    ("--dsn", "postgresql://localhost/db?password=supersecret&bogus=1", "bad DSN"),
+    ("--dsn", "postgresql://u:supersecret@[::1/db", "bad DSN"),                   # libpq echoes the URI
+    ("--dsn", "postgresql://u:supersecret%zz@localhost/db", "bad DSN"),           # ... or the token
+    ("--dsn", "postgresql://u:supersecret/x@localhost/db", "cannot connect"),     # ... or the "port"
+    ("env", "host=/tmp password=supersecret garbage", "bad DSN"),
+    ("env", "postgresql://u:supersecret@localhost/db?bogus=1", "bad DSN"),
+    ("--dsn", "host=/nonexistent/socket/dir password=supersecret dbname=x", "cannot connect"),
+    ("--dsn", "postgresql://u:supersecret@/db?host=/nonexistent/socket/dir", "cannot connect"),
+]
+
+
+@pytest.mark.parametrize("how,dsn,message", DSNS, ids=[f"{h} {d}" for h, d, _ in DSNS])
+def test_password_never_shown(how, dsn, message, private_tmp, tmp_path):
+    env = _clean_env(private_tmp)
+    out = tmp_path / "r.json"
+    argv = [BIN, "stress", "invite_claim", "-t", "5", "--json", out]
+    if how == "env":
+        env["PGRACE_DSN"] = dsn
+    else:
+        argv += ["--dsn", dsn]
+    p = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 2, p.stderr
+    line = one_error_line(p)
+    assert message in line, line
+    assert SECRET not in p.stdout and SECRET not in p.stderr, line
+    assert not out.exists() or SECRET not in out.read_text()
+    assert list(private_tmp.glob("pgrace.*")) == []
+
+
+def test_bad_dsn_line_still_says_what_is_wrong(private_tmp):
+    p = run_pgrace("stress", "invite_claim", "-t", "5", "--dsn", "host=/tmp password=supersecret dbnme=x",
+               env=_clean_env(private_tmp))
+    line = one_error_line(p)
+    assert "host=/tmp password=***" in line and 'invalid connection option "dbnme"' in line, line
+
+
+def test_password_of_a_working_dsn_is_not_in_results(pgrace, tmp_path):
+    """The session server trusts every password: a run with one in its DSN goes through."""
+    out = tmp_path / "r.json"
+    p = subprocess.run([pgrace.binary, "stress", "invite_claim/recommended", "-t", "5", "--json", str(out),
+                        "--dsn", pgrace.dsn + " password=supersecret"],
+                       capture_output=True, text=True, env=pgrace.env(), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert SECRET not in p.stdout + p.stderr + out.read_text()
+
+
+# ---- 3. what a hung-up or killed run leaves behind -----------------------------------------
+
+def long_run(env, seconds=30):
+    return start_running([BIN, "stress", "invite_claim/original", "-c", "2", "-T", seconds, "-P", "0.2"], env)
+
+
+def test_sighup_cleans_up_like_sigterm(private_tmp):
+    env = _clean_env(private_tmp)
+    proc = long_run(env)
+    assert list(private_tmp.glob("pgrace.*")), "server directory should exist mid-run"
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGHUP, (proc.returncode, err)
+    assert "pgrace: interrupted" in err
+    assert list(private_tmp.glob("pgrace.*")) == []
+    assert postgres_processes_under(private_tmp) == []
+
+
+def killed_run(env, private_tmp, stop_postmaster=False):
+    """A run SIGKILLed mid-way: returns its server directory and its postmaster's pid."""
+    before = set(private_tmp.glob("pgrace.*"))
+    proc = long_run(env)
+    (d,) = set(private_tmp.glob("pgrace.*")) - before
+    postmaster = int((d / "data" / "postmaster.pid").read_text().split()[0])
+    if stop_postmaster:         # so that it outlives its parent-death signal, as an orphan
+        os.kill(postmaster, signal.SIGSTOP)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return proc.pid, d, postmaster
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@root_only
+def test_dead_runs_directory_is_reclaimed_and_nothing_else(private_tmp, bait):
+    sleeper, victim, _ = bait
+    env = _clean_env(private_tmp)
+    # a run killed outright: its directory stays; its postmaster stops by its parent-death signal
+    dead_pid, dead, _ = killed_run(env, private_tmp)
+    assert wait_until(lambda: postgres_processes_under(dead) == [], 30), "the postmaster outlived its pgrace"
+    assert dead.exists()
+    # one whose postmaster did not stop (stopped itself, so the parent-death signal waits)
+    _, orphaned, orphan = killed_run(env, private_tmp, stop_postmaster=True)
+    time.sleep(0.5)
+    assert alive(orphan)
+    # a forged marker (nobody owns every server directory, so can write one there) proves nothing
+    forged = private_tmp / "pgrace.F0rged"
+    forged.mkdir(mode=0o700)
+    (forged / "pgrace.marker").write_text(f"pgrace server directory\ndir={forged}\nkind=run\npid={dead_pid}\nstart=0\n")
+    (forged / "keep.txt").write_text("x")
+    for p in (forged, forged / "pgrace.marker", forged / "keep.txt"):
+        as_nobody(p)
+    # a kept server and a concurrent run must survive the next run's reclaiming
+    assert run_pgrace("server", "start", "-q", env=env).returncode == 0
+    try:
+        live = long_run(env, seconds=8)
+        before = set(private_tmp.glob("pgrace.*"))
+        p = run_pgrace("stress", "invite_claim/recommended", "-t", "20", "-q", env=env)
+        assert p.returncode == 0, p.stderr
+        assert not dead.exists(), "the dead run's directory was not reclaimed"
+        assert not orphaned.exists() and not alive(orphan), "the orphaned server was not stopped and reclaimed"
+        assert set(private_tmp.glob("pgrace.*")) == before - {dead, orphaned}
+        assert (forged / "keep.txt").exists()
+        assert_untouched(sleeper, victim)
+        _, err = live.communicate(timeout=60)
+        assert live.returncode == 0, err
+        assert run_pgrace("server", "status", env=env).returncode == 0
+    finally:
+        if alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
+        assert run_pgrace("server", "stop", "-q", env=env).returncode == 0
+    assert sorted(x.name for x in private_tmp.glob("pgrace.*")) == sorted([victim.name, forged.name])
+    assert wait_until(lambda: postgres_processes_under(private_tmp) == [], 10)
+
+
+# ---- 4. a TMPDIR the server cannot use -----------------------------------------------------
+
+def test_tmpdir_too_long_for_the_socket(private_tmp):
+    long = private_tmp / ("d" * 60) / ("e" * 40)
+    long.mkdir(parents=True)
+    for d in (long.parent, long):
+        os.chmod(d, 0o755)
+    p = run_pgrace("stress", "invite_claim", "-t", "5", "-q", env=_clean_env(long))
+    assert p.returncode == 2, p.stderr
+    line = one_error_line(p)
+    assert "TMPDIR" in line and str(long) in line and "too long" in line and "unix socket" in line, line
+    assert list(long.iterdir()) == []
+
+
+@root_only
+def test_tmpdir_the_server_user_cannot_enter(private_tmp):
+    closed = private_tmp / "closed"
+    closed.mkdir(mode=0o700)
+    tmp = closed / "tmp"
+    tmp.mkdir(mode=0o755)
+    p = run_pgrace("stress", "invite_claim", "-t", "5", "-q", env=_clean_env(tmp))
+    assert p.returncode == 2, p.stderr
+    line = one_error_line(p)
+    assert "TMPDIR" in line and "nobody" in line and f"cannot enter {closed}" in line, line
+    assert list(tmp.iterdir()) == []
