@@ -13,6 +13,8 @@
  *   PGRACE_DSN              a server to use; else a throwaway one is started here
  *   PGRACE_FUZZ_TARGET      scenario[/variant] or "recommended" (every recommended variant);
  *                           default: every variant
+ *   PGRACE_FUZZ_SPEC        spec files to load first (colon-separated): their variants are
+ *                           targets like the built-in ones
  *   PGRACE_FUZZ_ISOLATION   fix the isolation level (read-committed, ...)
  *   PGRACE_FUZZ_SESSIONS    fix the session count (2..8, 1..8 with a fault; default 2 or 3)
  *   PGRACE_FUZZ_FAULT       inject this fault (timeout-retry, kill-backend, error-at[:STEP],
@@ -25,6 +27,7 @@
  */
 #include "explore.h"
 #include "server.h"
+#include "spec_scenario.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +56,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc; (void)argv;
     char rerr[PGR_ERRLEN];
     if (pgr_register_builtins(rerr, sizeof rerr) != 0) { fprintf(stderr, "interleave_fuzzer: %s\n", rerr); exit(2); }
+    const char *specs = getenv("PGRACE_FUZZ_SPEC");
+    if (specs && *specs) {
+        char *list = strdup(specs), *save = NULL;
+        for (char *p = strtok_r(list, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
+            const pgr_scenario *sc;
+            if (pgr_spec_target(p, &sc, rerr, sizeof rerr) != 0) { fprintf(stderr, "interleave_fuzzer: %s\n", rerr); exit(2); }
+        }
+        free(list);
+    }
     const char *want = getenv("PGRACE_FUZZ_TARGET");
     for (int i = 0; i < pgr_scenario_count(); i++) {
         const pgr_scenario *sc = pgr_scenario_at(i);

@@ -16,6 +16,9 @@ int pgr_obtain_server(char *dsn, size_t len);
 void pgr_server_version_of(const char *dsn, char *out, size_t len);
 /* TARGET into (scenario, variant index or -1). 0, or -1 after printing why. */
 int pgr_resolve_target(const char *target, const pgr_scenario **sc, int *vi);
+/* The command's targets: its positional ones, then every --spec file (a directory: its
+ * *.spec, sorted). malloc'd (the strings live for the process); NULL after printing why. */
+char **pgr_expand_targets(char **pos, int npos, int *nout);
 /* --case NAME of scenario sc: its index, -1 when not given, -2 (after a message) when unknown. */
 int pgr_case_option(const pgr_scenario *sc);
 
@@ -32,15 +35,20 @@ typedef struct pgr_cell {
 } pgr_cell;
 
 /* Run the cells in order, print each (or the table), write the JSON and the reports.
- * Returns the exit status: 0 all matched, 1 a mismatch, 2 a harness error. */
+ * Returns the exit status: 0 all matched, 1 a mismatch, 2 a harness error. With keep, the
+ * results (as many as ran, *keep_n) are handed to the caller (pgr_result_free each, free). */
 int pgr_run_cells(const pgr_cell *cells, int n, double seconds_each, long long trials_each,
-                  const char *json_path, const char *report_dir, bool table);
+                  const char *json_path, const char *report_dir, bool table, pgr_result **keep, int *keep_n);
+/* The run's matrix for the targets (every variant x level x stress 2/8 and explore 2, then
+ * with faults the fault matrix). 0, or -1 after printing why. */
+int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *ncells, int *nstress);
 
 /* The whole command line: parse argv, run the command, stop the throwaway server. Returns
  * the exit status. Scenarios must be registered before (pgr_register). */
 int pgr_main(int argc, char **argv);
 
 int pgr_cmd_run(char **targets, int ntargets);
+int pgr_cmd_accept(char **targets, int ntargets);
 int pgr_cmd_ci(char **targets, int ntargets);
 
 #endif

@@ -11,8 +11,9 @@
 #include <string.h>
 
 int pgr_run_cells(const pgr_cell *cells, int n, double seconds_each, long long trials_each,
-                     const char *json_path, const char *report_dir, bool table)
+                  const char *json_path, const char *report_dir, bool table, pgr_result **keep, int *keep_n)
 {
+    if (keep) { *keep = NULL; *keep_n = 0; }
     char dsn[PATH_MAX + 128];
     if (pgr_obtain_server(dsn, sizeof dsn) != 0) return 2;
     char version[64];
@@ -91,8 +92,13 @@ int pgr_run_cells(const pgr_cell *cells, int n, double seconds_each, long long t
             exit_status = 2;
         }
     }
-    for (int i = 0; i < done; i++) pgr_result_free(&rs[i]);
-    free(rs);
+    if (keep) {
+        *keep = rs;
+        *keep_n = done;
+    } else {
+        for (int i = 0; i < done; i++) pgr_result_free(&rs[i]);
+        free(rs);
+    }
     if (error[0]) {
         fprintf(stderr, "pgrace: %s\n", error);
         exit_status = 2;

@@ -11,10 +11,10 @@
 #include <string.h>
 
 enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
-       OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS, OPT_STEP_TIMEOUT };
+       OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS, OPT_STEP_TIMEOUT, OPT_SPEC };
 
 const pgr_command_spec pgr_commands[PGR_NCMDS] = {
-    [PGR_CMD_LIST] = { "list", 0, 0, "list takes no arguments" },
+    [PGR_CMD_LIST] = { "list", 0, INT_MAX, "" },
     [PGR_CMD_STRESS] = { "stress", 1, 1, "stress needs exactly one TARGET" },
     [PGR_CMD_RUN] = { "run", 0, INT_MAX, "" },
     [PGR_CMD_CI] = { "ci", 0, INT_MAX, "" },
@@ -22,23 +22,26 @@ const pgr_command_spec pgr_commands[PGR_NCMDS] = {
     [PGR_CMD_EXPLORE] = { "explore", 1, 1, "explore needs exactly one TARGET" },
     [PGR_CMD_REPLAY] = { "replay", 1, INT_MAX, "replay needs at least one schedule FILE" },
     [PGR_CMD_PAYLOADS] = { "payloads", 0, INT_MAX, "" },
+    [PGR_CMD_ACCEPT] = { "accept", 1, 64, "accept needs one to 64 spec FILEs" },
 };
 
 const char pgr_usage_text[] =
     "usage: pgrace COMMAND [options]\n"
     "\n"
     "commands:\n"
-    "  list                          one line per scenario/variant: target, kind, expectation, seed\n"
+    "  list [FILE.spec...]           one line per scenario/variant: target, kind, expectation, seed\n"
     "  stress TARGET                 fire synchronized concurrent requests, check invariants\n"
     "  run [TARGET...]               the matrix (variant x isolation x 2/8 sessions, explore), reports\n"
     "  ci [TARGET...]                replay regressions, run the matrix, report new failures\n"
     "  server start|stop|status      a throwaway PostgreSQL kept for several runs\n"
     "  explore TARGET                run the sessions' statements in chosen orders, one at a time\n"
     "  replay FILE...                re-run saved schedules deterministically, print the trace\n"
+    "  accept FILE.spec...           measure the spec's variants (run's matrix, no faults) and\n"
+    "                                write the verdicts into the file as expect lines\n"
     "  payloads [TARGET...]          hostile and edge-valid request payloads against the handlers:\n"
     "                                4xx, no statement and no row for every hostile one (-c, -i)\n"
     "\n"
-    "TARGET = scenario[/variant]; no variant means every variant\n"
+    "TARGET = scenario[/variant] or FILE.spec[/variant]; no variant means every variant\n"
     "\n"
     "stress options:\n"
     "  -c, --sessions N              concurrent sessions, 1..64 (default 2)\n"
@@ -71,6 +74,8 @@ const char pgr_usage_text[] =
     "                                (default out/)\n"
     "  --no-faults                   skip the fault matrix (proposed and recommended variants\n"
     "                                under each fault kind)\n"
+    "  --spec FILE|DIR               also these spec files (a directory: its *.spec); with no\n"
+    "                                TARGET, only they run (run, ci, list)\n"
     "common options:\n"
     "  --json FILE                   write the results as JSON (schema in README.md)\n"
     "  --dsn DSN                     use this server (or PGRACE_DSN); default: start a\n"
@@ -144,6 +149,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         { "baseline", required_argument, NULL, OPT_BASELINE }, { "regressions", required_argument, NULL, OPT_REGRESSIONS },
         { "fault", required_argument, NULL, OPT_FAULT }, { "no-faults", no_argument, NULL, OPT_NO_FAULTS },
         { "step-timeout", required_argument, NULL, OPT_STEP_TIMEOUT },
+        { "spec", required_argument, NULL, OPT_SPEC },
         { NULL, 0, NULL, 0 } };
     opterr = 0;
     optind = 0;                  /* GNU: start afresh (the parser may run more than once) */
@@ -203,6 +209,11 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
             if (pgr_fault_parse(optarg, &c->fault, err, errlen) != 0) return -1;
             break;
         case OPT_NO_FAULTS: c->no_faults = true; break;
+        case OPT_SPEC:
+            if (c->nspecs == (int)(sizeof c->specs / sizeof c->specs[0]))
+                return usage_error(err, errlen, "--spec given more than %s times%s", "16", "");
+            c->specs[c->nspecs++] = optarg;
+            break;
         case OPT_STEP_TIMEOUT:
             if (parse_seconds("--step-timeout", optarg, 0.01, 3600, &c->step_timeout, err, errlen)) return -1;
             break;

@@ -103,23 +103,32 @@ static bool wanted(const pgr_scenario *sc, int j, const pgr_scenario *const *onl
     return w;
 }
 
-int pgr_cmd_run(char **targets, int ntargets)
+int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *ncells, int *nstress)
 {
     static const int sessions[] = { 2, 8 };
     const pgr_scenario *only[64];
-    int only_v[64];
-    for (int t = 0; t < ntargets && t < 64; t++)
-        if (pgr_resolve_target(targets[t], &only[t], &only_v[t]) != 0) return 2;
+    int only_v[64], ntargets;
+    char **targets = pgr_expand_targets(pos, npos, &ntargets);
+    if (!targets) return -1;
+    if (ntargets > 64) {
+        fprintf(stderr, "pgrace: at most 64 targets, got %d\n", ntargets);
+        free(targets);
+        return -1;
+    }
+    for (int t = 0; t < ntargets; t++)
+        if (pgr_resolve_target(targets[t], &only[t], &only_v[t]) != 0) { free(targets); return -1; }
+    free(targets);
     int total = 0;
     for (int i = 0; i < pgr_scenario_count(); i++) total += pgr_scenario_at(i)->nvariants * (PGR_NISO * 3 + PGR_NFAULTS);
     pgr_cell *cells = calloc((size_t)total, sizeof *cells);
-    if (!cells) return 2;
-    int n = 0, nstress = 0;
+    if (!cells) return -1;
+    int n = 0;
+    *nstress = 0;
     for (int i = 0; i < pgr_scenario_count(); i++)
         for (int j = 0; j < pgr_scenario_at(i)->nvariants; j++) {
             if (!wanted(pgr_scenario_at(i), j, only, only_v, ntargets)) continue;
             for (int iso = 0; iso < PGR_NISO; iso++) {
-                for (int c = 0; c < 2; c++, nstress++)
+                for (int c = 0; c < 2; c++, (*nstress)++)
                     cells[n++] = (pgr_cell){ pgr_scenario_at(i), &pgr_scenario_at(i)->variants[j], (pgr_isolation)iso,
                                          sessions[c], false, { 0 }, -1, 0 };
                 cells[n++] = (pgr_cell){ pgr_scenario_at(i), &pgr_scenario_at(i)->variants[j], (pgr_isolation)iso, 2, true,
@@ -128,7 +137,7 @@ int pgr_cmd_run(char **targets, int ntargets)
         }
     /* The fault matrix: every variant under every fault, one client sending the race case's
      * request (so what breaks is the fault's doing, not concurrency's), retrying once. */
-    for (int i = 0; i < pgr_scenario_count() && !pgr_cfg.no_faults; i++)
+    for (int i = 0; i < pgr_scenario_count() && faults; i++)
         for (int j = 0; j < pgr_scenario_at(i)->nvariants; j++) {
             const pgr_variant *v = &pgr_scenario_at(i)->variants[j];
             if (!wanted(pgr_scenario_at(i), j, only, only_v, ntargets)) continue;
@@ -136,6 +145,16 @@ int pgr_cmd_run(char **targets, int ntargets)
                 cells[n++] = (pgr_cell){ pgr_scenario_at(i), v, PGR_RC, 1, false, { .kind = (pgr_fault_kind)f, .rate = 0.5 },
                                      0, FAULT_TRIALS };
         }
+    *out = cells;
+    *ncells = n;
+    return 0;
+}
+
+int pgr_cmd_run(char **pos, int npos)
+{
+    pgr_cell *cells;
+    int n, nstress;
+    if (pgr_matrix_cells(pos, npos, !pgr_cfg.no_faults, &cells, &n, &nstress) != 0) return 2;
     if (mkdir(pgr_cfg.out_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "pgrace: cannot create %s: %s\n", pgr_cfg.out_dir, strerror(errno));
         free(cells);
@@ -145,10 +164,9 @@ int pgr_cmd_run(char **targets, int ntargets)
     snprintf(path, sizeof path, "%s/results.json", pgr_cfg.out_dir);
     const char *json = pgr_cfg.json_path ? pgr_cfg.json_path : path;
     /* exploration of 2-session spaces takes a fraction of a second a cell; stress gets the budget */
-    int rc = pgr_run_cells(cells, n, pgr_cfg.budget / nstress, 0, json, pgr_cfg.out_dir, true);
+    int rc = pgr_run_cells(cells, n, pgr_cfg.budget / nstress, 0, json, pgr_cfg.out_dir, true, NULL, NULL);
     if (rc != 2 && !pgr_cfg.quiet)
         fprintf(stderr, "pgrace: results in %s; reports in %s/index.html, junit.xml, summary.md\n", json, pgr_cfg.out_dir);
     free(cells);
     return rc;
 }
-

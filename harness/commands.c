@@ -10,6 +10,7 @@
 #include "report.h"
 #include "runner.h"
 #include "server.h"
+#include "spec_scenario.h"
 #include "app.h"
 
 #include <errno.h>
@@ -48,12 +49,23 @@ static void install_signals(void)
 /* Resolve TARGET into (scenario, variant index or -1). */
 int pgr_resolve_target(const char *target, const pgr_scenario **sc, int *vi)
 {
-    char name[128];
+    char name[PATH_MAX];
     snprintf(name, sizeof name, "%s", target);
-    char *slash = strchr(name, '/');
+    /* FILE.spec[/VARIANT]: a spec file, loaded and registered as a scenario */
+    char *dot = strstr(name, ".spec");
+    while (dot && dot[5] != '\0' && dot[5] != '/') dot = strstr(dot + 1, ".spec");
+    char *slash = dot ? (dot[5] == '/' ? dot + 5 : NULL) : strchr(name, '/');
     if (slash) *slash = '\0';
-    *sc = pgr_find_scenario(name);
     *vi = -1;
+    if (dot) {
+        char err[PGR_ERRLEN];
+        if (pgr_spec_target(name, sc, err, sizeof err) != 0) {
+            fprintf(stderr, "pgrace: %s\n", err);
+            return -1;
+        }
+    } else {
+        *sc = pgr_find_scenario(name);
+    }
     if (!*sc) {
         fprintf(stderr, "pgrace: unknown target '%s' (see 'pgrace list')\n", target);
         return -1;
@@ -113,12 +125,52 @@ void pgr_server_version_of(const char *dsn, char *out, size_t len)
     if (c) { pgr_server_version(c, out, len); PQfinish(c); }
 }
 
+char **pgr_expand_targets(char **pos, int npos, int *nout)
+{
+    int cap = npos + 1, n = 0;
+    char **out = malloc((size_t)cap * sizeof *out);
+    if (!out) return NULL;
+    for (int i = 0; i < npos; i++) out[n++] = pos[i];
+    for (int s = 0; s < pgr_cfg.nspecs; s++) {
+        struct stat st;
+        glob_t g = { 0 };
+        char pattern[PATH_MAX];
+        const char *path = pgr_cfg.specs[s];
+        bool dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+        snprintf(pattern, sizeof pattern, "%s/*.spec", path);
+        size_t add = dir ? (glob(pattern, 0, NULL, &g) == 0 ? g.gl_pathc : 0) : 1;
+        if (dir && add == 0) {
+            fprintf(stderr, "pgrace: --spec %s: no *.spec files there\n", path);
+            globfree(&g);
+            free(out);
+            return NULL;
+        }
+        char **grown = realloc(out, (size_t)(n + (int)add + 1) * sizeof *out);
+        if (!grown) { globfree(&g); free(out); return NULL; }
+        out = grown;
+        for (size_t k = 0; k < add; k++) out[n++] = strdup(dir ? g.gl_pathv[k] : path);   /* kept for the run */
+        globfree(&g);
+    }
+    *nout = n;
+    return out;
+}
+
 static int cmd_list(char **pos, int npos)
 {
-    (void)pos; (void)npos;
+    int n;
+    char **targets = pgr_expand_targets(pos, npos, &n);
+    if (!targets) return 2;
+    const pgr_scenario *only[64];
+    int nonly = 0, vi;
+    for (int t = 0; t < n && nonly < 64; t++)
+        if (pgr_resolve_target(targets[t], &only[nonly++], &vi) != 0) { free(targets); return 2; }
+    free(targets);
     printf("%-40s %-12s %-26s %s\n", "TARGET", "KIND", "EXPECT (rc/rr/ser)", "SEED");
     for (int i = 0; i < pgr_scenario_count(); i++) {
         const pgr_scenario *sc = pgr_scenario_at(i);
+        bool listed = nonly == 0;
+        for (int k = 0; k < nonly; k++) listed |= only[k] == sc;
+        if (!listed) continue;
         for (int j = 0; j < sc->nvariants; j++) {
             const pgr_variant *v = &sc->variants[j];
             char target[96], expect[64], e[PGR_NISO][24];
@@ -163,7 +215,7 @@ static int cmd_stress(char **pos, int npos)
             cells[n++] = (pgr_cell){ sc, &sc->variants[j], pgr_cfg.iso, pgr_cfg.sessions, false, pgr_cfg.fault, kase, 0 };
     long long trials = pgr_cfg.trials;
     if (!trials && pgr_cfg.seconds <= 0) trials = 2000;
-    return pgr_run_cells(cells, n, pgr_cfg.seconds, trials, pgr_cfg.json_path, NULL, false);
+    return pgr_run_cells(cells, n, pgr_cfg.seconds, trials, pgr_cfg.json_path, NULL, false, NULL, NULL);
 }
 
 static int cmd_explore(char **pos, int npos)
@@ -299,7 +351,7 @@ static int cmd_ci(char **pos, int npos)
 static int (*const commands[PGR_NCMDS])(char **pos, int npos) = {
     [PGR_CMD_LIST] = cmd_list, [PGR_CMD_STRESS] = cmd_stress, [PGR_CMD_RUN] = pgr_cmd_run,
     [PGR_CMD_CI] = cmd_ci, [PGR_CMD_SERVER] = cmd_server, [PGR_CMD_EXPLORE] = cmd_explore,
-    [PGR_CMD_REPLAY] = cmd_replay, [PGR_CMD_PAYLOADS] = cmd_payloads,
+    [PGR_CMD_REPLAY] = cmd_replay, [PGR_CMD_PAYLOADS] = cmd_payloads, [PGR_CMD_ACCEPT] = pgr_cmd_accept,
 };
 
 int pgr_main(int argc, char **argv)

@@ -3,6 +3,7 @@
  * reproduced, or where it diverged.
  */
 #include "scheduler.h"
+#include "spec_scenario.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,15 @@ int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet
             return 2;
         }
         const pgr_scenario *sc = pgr_find_scenario(sfs[i].scenario);
+        if (!sc && sfs[i].spec[0] && pgr_spec_target(sfs[i].spec, &sc, err, sizeof err) != 0) {
+            fprintf(stderr, "pgrace: %s: %s\n", files[i], err);
+            free(sfs);
+            return 2;
+        }
+        if (sc && sfs[i].spec[0] && pgr_spec_of(sc) && pgr_spec_of(sc)->hash != sfs[i].spec_hash && !quiet)
+            fprintf(stderr, "pgrace: %s: the spec %s changed since this schedule was saved; replaying it against the "
+                    "spec as it is now\n", files[i], sfs[i].spec);
+        if (sc && strcmp(sc->name, sfs[i].scenario) != 0) sc = NULL;
         if (!sc) {
             fprintf(stderr, "pgrace: %s: unknown scenario '%s'\n", files[i], sfs[i].scenario);
             free(sfs);

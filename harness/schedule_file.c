@@ -3,6 +3,7 @@
  * and reading one back for replay and for the parsers fuzzer (pgr_schedule_check).
  */
 #include "scheduler.h"
+#include "spec_scenario.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@ int pgr_schedule_write(const char *path, const pgr_scenario *sc, const pgr_varia
     FILE *f = fopen(path, "w");
     if (!f) return -1;
     fprintf(f, "# pgrace schedule: replay with `pgrace replay %s`\n", path);
+    const pgr_spec *spec = pgr_spec_of(sc);
+    if (spec) fprintf(f, "spec %016llx %s\n", (unsigned long long)spec->hash, spec->path);
     fprintf(f, "scenario %s\nvariant %s\nisolation %s\nsessions %d\ncase %s\ngrants", sc->name, v->name,
             pgr_isolation_name(iso), t->nsessions, sc->cases[t->kase].name);
     for (int g = 0; g < sr->n; g++) fprintf(f, " %d", sr->grants[g] + 1);
@@ -71,6 +74,16 @@ static int parse_schedule(FILE *f, const char *path, sched_file *sf, char *err, 
         else if (strcmp(line, "case") == 0) snprintf(sf->kase, sizeof sf->kase, "%s", val);
         else if (strcmp(line, "violation") == 0) snprintf(sf->violation, sizeof sf->violation, "%s", val);
         else if (strcmp(line, "explanation") == 0) snprintf(sf->explanation, sizeof sf->explanation, "%s", val);
+        else if (strcmp(line, "spec") == 0) {          /* HASH PATH */
+            char *end;
+            sf->spec_hash = strtoull(val, &end, 16);
+            if (end != val + 16 || *end != ' ' || !end[1]) {
+                snprintf(err, errlen, "%s:%d: spec must be 'HASH PATH' (16 hex digits, the file)", path, lineno);
+                fclose(f);
+                return -1;
+            }
+            snprintf(sf->spec, sizeof sf->spec, "%s", end + 1);
+        }
         else if (strcmp(line, "isolation") == 0) {
             if (pgr_isolation_parse(val, &sf->iso) != 0) {
                 snprintf(err, errlen, "%s:%d: bad isolation '%s'", path, lineno, val);

@@ -135,6 +135,8 @@ explorer *pgr_sched_fewer_sessions(explorer *x, const char *dsn, const pgr_scena
 
 typedef struct sched_file {
     char scenario[64], variant[64], kase[64], violation[200], explanation[400];
+    char spec[1024];                /* the spec file the scenario came from; "" a C one */
+    unsigned long long spec_hash;   /* its content's hash when the schedule was saved */
     pgr_isolation iso;
     int sessions;
     int grants[PGR_MAX_GRANTS];

@@ -1,0 +1,132 @@
+"""Spec files: a team's own pattern without C. The same spec runs in every mode (list,
+stress, explore, replay, run with its reports, accept), with faults, and bad input is one
+line `FILE:LINE:COL: ...` and exit 2 before any server starts."""
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import ROOT
+
+COUPON = ROOT / "specs" / "coupon_limit.spec"
+
+
+@pytest.fixture
+def coupon(tmp_path):
+    """A private copy (accept rewrites files; schedules name the file)."""
+    p = tmp_path / "coupon_limit.spec"
+    shutil.copy(COUPON, p)
+    return p
+
+
+def test_list_shows_a_specs_variants_as_a_teams_own(pgrace, coupon):
+    p = pgrace.run("list", coupon, dsn=False)
+    assert p.returncode == 0, p.stderr
+    rows = {l.split()[0]: l.split() for l in p.stdout.splitlines()[1:]}
+    assert set(rows) == {"coupon_limit/original", "coupon_limit/recommended"}
+    assert rows["coupon_limit/original"][1:4] == ["original", "race/race/race", "own"]
+    assert rows["coupon_limit/recommended"][1:4] == ["recommended", "safe/safe/safe", "own"]
+
+
+def test_stress_on_a_spec_finds_the_race_and_holds_the_fix(pgrace, coupon, tmp_path):
+    for level in ("read-committed", "serializable"):
+        doc, _ = pgrace.stress_json(str(coupon), "-c", 4, "-t", 300, "-i", level, tmp_path=tmp_path)
+        res = {r["variant"]: r for r in doc["results"]}
+        o, r = res["original"], res["recommended"]
+        assert o["verdict"] == "race" and o["invariants"]["never more redemptions than max_uses"] > 0
+        assert o["counterexamples"] and "violating row" in o["counterexamples"][0]["explanation"]
+        assert r["verdict"] == "safe" and r["violations"] == 0 and r["matched"]
+        assert r["statuses"] == {"201": 300, "410": 900}
+        assert r["seed"] is None
+
+
+def test_a_race_where_none_is_expected_fails_the_build(pgrace, coupon, tmp_path):
+    text = coupon.read_text()
+    coupon.write_text("\n".join(l for l in text.splitlines() if not l.startswith("expect ")) + "\n")
+    p = pgrace.run("stress", f"{coupon}/original", "-c", 2, "-t", 200, "-q")
+    assert p.returncode == 1, p.stdout + p.stderr          # no expectation: it must be safe
+    assert "expected safe" in p.stdout
+
+
+def test_explore_saves_a_schedule_that_replays_and_says_when_the_spec_changed(pgrace, coupon, tmp_path):
+    p = pgrace.run("explore", f"{coupon}/original", "-c", 2, "-q", "--save", tmp_path / "s")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "the whole space" in p.stdout and "why: S" in p.stdout
+    saved = sorted((tmp_path / "s").glob("coupon_limit-original-*.schedule"))
+    assert saved
+    assert f"spec " in saved[0].read_text() and str(coupon) in saved[0].read_text()
+    r = pgrace.run("replay", saved[0])
+    assert r.returncode == 0 and "reproduced" in r.stdout, r.stdout + r.stderr
+    coupon.write_text(coupon.read_text() + "\n# changed\n")
+    r = pgrace.run("replay", saved[0])
+    assert "changed since this schedule was saved" in r.stderr
+    assert r.returncode == 0 and "reproduced" in r.stdout
+
+
+def test_faults_work_on_a_spec(pgrace, coupon, tmp_path):
+    out = tmp_path / "f.json"
+    p = pgrace.run("stress", f"{coupon}/original", "-c", 1, "-t", 100, "--fault", "error-at:redeem@1", "-q",
+                   "--json", out)
+    r = json.loads(out.read_text())["results"][0]
+    assert r["fault"]["kind"] == "error-at" and r["fault"]["fired"] == 100, r["fault"]
+    # the original bumped the count before the injected error: its retry then finds the coupon full
+    assert r["invariants"]["every answer is 201 or 410"] == 0
+    assert p.returncode in (0, 1)
+
+
+def test_accept_writes_the_measured_verdicts(pgrace, coupon):
+    text = coupon.read_text()
+    coupon.write_text("\n".join(l for l in text.splitlines() if not l.startswith(("expect ", "# expectations"))) + "\n")
+    p = pgrace.run("accept", coupon, "--budget", 4, "-q")
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = coupon.read_text().splitlines()
+    assert "expect original race" in lines and "expect recommended safe" in lines
+    assert sum(l.startswith("# expectations measured by `pgrace accept`") for l in lines) == 1
+    body = [l for l in lines if not l.startswith(("expect ", "# expectations"))]
+    assert body == [l for l in text.splitlines() if not l.startswith(("expect ", "# expectations"))]
+    p = pgrace.run("accept", coupon, "--budget", 4, "-q")     # again: replaced, not appended
+    assert sum(l.startswith("expect original") for l in coupon.read_text().splitlines()) == 1
+    assert pgrace.run("stress", coupon, "-c", 2, "-t", 200, "-q").returncode == 0
+
+
+def test_run_with_spec_dir_reports_it(pgrace, coupon, tmp_path):
+    out = tmp_path / "out"
+    p = pgrace.run("run", "--spec", coupon.parent, "--budget", 4, "--out", out, "-q")
+    assert p.returncode == 0, p.stdout + p.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert {r["scenario"] for r in doc["results"]} == {"coupon_limit"}
+    assert any(r["fault"] for r in doc["results"])                 # the fault matrix too
+    html = (out / "index.html").read_text()
+    assert "<h2 id='coupon_limit'>coupon_limit</h2>" in html and "seed " not in html.split("<h2 id='coupon_limit'>")[1][:80]
+    cases = ET.parse(out / "junit.xml").getroot().findall(".//testcase")
+    assert cases and all(c.get("classname") == "pgrace.coupon_limit" for c in cases)
+    assert "coupon_limit/original" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("text,where,what", [
+    ("variant v { step a { SELECT 1 }\n  if rows = x -> 200 }\n", ":2:", "rows"),
+    ("variant v { step a { SELECT 1 } -> goto nowhere }\n", ":1:", "nowhere"),
+    ("variant v { step a { SELECT :b.id } step b { SELECT 1 AS id } }\n", ":1:", "no earlier step"),
+    ("variant v { step a { SELECT :nope } }\n", ":1:", "unknown parameter"),
+    ("setup { CREATE TABLE t (x int) \n", ":1:", ""),
+    ("variant v { step a { SELECT 1 } }\nvariant v { step b { SELECT 1 } }\n", ":2:", "v"),
+    ("session s1 { step a { SELECT 1 } }\npermutation a b\n", ":2:", "b"),
+])
+def test_bad_spec_is_one_line_and_exit_2_before_any_server(pgrace, tmp_path, text, where, what):
+    f = tmp_path / "bad.spec"
+    f.write_text(text)
+    p = pgrace.run("stress", f, "-t", 1, dsn=False, env=pgrace.env(PGRACE_DSN="host=/nonexistent"))
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith(f"pgrace: {f}{where}") and what in lines[0], lines[0]
+    assert "starting a throwaway" not in p.stderr and "cannot connect" not in p.stderr
+
+
+def test_a_setup_that_fails_on_the_server_names_it(pgrace, tmp_path):
+    f = tmp_path / "badsql.spec"
+    f.write_text("setup { CREATE TABLE t (x nosuchtype) }\nvariant v { step a { SELECT 1 } -> 200 }\n")
+    p = pgrace.run("stress", f, "-t", 1, "-q")
+    assert p.returncode == 2
+    assert "nosuchtype" in p.stderr and "setting up schema" in p.stderr
