@@ -81,6 +81,10 @@ typedef struct pgr_spec_session {
 typedef struct pgr_spec_blocker {
     char *step;                      /* NULL for '*' */
     int notices;                     /* 'notices N': wait for N notices of that step; 0 none */
+    bool by_notices;                 /* 'notices N' was given (N may be 0: never blocks) */
+    int session, index;              /* resolved by the parser: the blocking step is
+                                      * sessions[session].steps[index]; -1 for '*' */
+    pgr_spec_pos pos;
 } pgr_spec_blocker;
 
 typedef struct pgr_spec_pstep {
@@ -88,6 +92,7 @@ typedef struct pgr_spec_pstep {
     int session, step;               /* resolved by the parser */
     pgr_spec_blocker *blockers;
     int nblockers;
+    pgr_spec_pos pos;
 } pgr_spec_pstep;
 
 typedef struct pgr_spec_permutation {
