@@ -50,5 +50,6 @@ int pgr_main(int argc, char **argv);
 int pgr_cmd_run(char **targets, int ntargets);
 int pgr_cmd_accept(char **targets, int ntargets);
 int pgr_cmd_ci(char **targets, int ntargets);
+int pgr_cmd_isolation(char **files, int nfiles);
 
 #endif

@@ -11,7 +11,8 @@
 #include <string.h>
 
 enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
-       OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS, OPT_STEP_TIMEOUT, OPT_SPEC };
+        OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS, OPT_STEP_TIMEOUT,
+        OPT_SPEC, OPT_EXPECTED };
 
 const pgr_command_spec pgr_commands[PGR_NCMDS] = {
     [PGR_CMD_LIST] = { "list", 0, INT_MAX, "" },
@@ -23,6 +24,7 @@ const pgr_command_spec pgr_commands[PGR_NCMDS] = {
     [PGR_CMD_REPLAY] = { "replay", 1, INT_MAX, "replay needs at least one schedule FILE" },
     [PGR_CMD_PAYLOADS] = { "payloads", 0, INT_MAX, "" },
     [PGR_CMD_ACCEPT] = { "accept", 1, 64, "accept needs one to 64 spec FILEs" },
+    [PGR_CMD_ISOLATION] = { "isolation", 1, INT_MAX, "isolation needs at least one spec FILE" },
 };
 
 const char pgr_usage_text[] =
@@ -40,6 +42,8 @@ const char pgr_usage_text[] =
     "                                write the verdicts into the file as expect lines\n"
     "  payloads [TARGET...]          hostile and edge-valid request payloads against the handlers:\n"
     "                                4xx, no statement and no row for every hostile one (-c, -i)\n"
+    "  isolation FILE.spec...        run specs as PostgreSQL's isolationtester does, each in a fresh\n"
+    "                                database, and print exactly what it prints\n"
     "\n"
     "TARGET = scenario[/variant] or FILE.spec[/variant]; no variant means every variant\n"
     "\n"
@@ -68,6 +72,11 @@ const char pgr_usage_text[] =
     "ci options (and --budget, --out):\n"
     "  --baseline FILE               an earlier results.json: its failures are known, not new\n"
     "  --regressions DIR             schedules that must reproduce (default fuzz/regressions)\n"
+    "isolation options:\n"
+    "  --expected FILE|DIR           compare with FILE (one spec) or DIR/NAME.out: 0 identical, else\n"
+    "                                a unified diff and 1\n"
+    "  --step-timeout S              isolationtester's step limit: cancel after S, give up after 2S\n"
+    "                                (default 300)\n"
     "run options:\n"
     "  --budget S                    total seconds for the matrix (default 60)\n"
     "  --out DIR                     where results.json, index.html, junit.xml and summary.md go\n"
@@ -85,8 +94,9 @@ const char pgr_usage_text[] =
     "                                run stops with a harness error (default 30)\n"
     "  -h, --help                    this text\n"
     "\n"
-    "exit status: 0 verdicts matched expectations (payloads: every check ok), 1 a verdict did not\n"
-    "(payloads: a check failed), 2 error\n";
+    "exit status: 0 verdicts matched expectations (payloads: every check ok; isolation: every output\n"
+    "as expected), 1 a verdict did not (payloads: a check failed; isolation: an output differed, or\n"
+    "a spec stopped where isolationtester exits 1), 2 error\n";
 
 /* A usage error: the message, then where to look. Returns -1. */
 static int usage_error(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
@@ -150,6 +160,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         { "fault", required_argument, NULL, OPT_FAULT }, { "no-faults", no_argument, NULL, OPT_NO_FAULTS },
         { "step-timeout", required_argument, NULL, OPT_STEP_TIMEOUT },
         { "spec", required_argument, NULL, OPT_SPEC },
+        { "expected", required_argument, NULL, OPT_EXPECTED },
         { NULL, 0, NULL, 0 } };
     opterr = 0;
     optind = 0;                  /* GNU: start afresh (the parser may run more than once) */
@@ -214,6 +225,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
                 return usage_error(err, errlen, "--spec given more than %s times%s", "16", "");
             c->specs[c->nspecs++] = optarg;
             break;
+        case OPT_EXPECTED: c->expected = optarg; break;
         case OPT_STEP_TIMEOUT:
             if (parse_seconds("--step-timeout", optarg, 0.01, 3600, &c->step_timeout, err, errlen)) return -1;
             break;

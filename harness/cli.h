@@ -7,7 +7,7 @@
 /* The commands; pgr_commands[] says how many arguments each takes. */
 typedef enum {
     PGR_CMD_LIST, PGR_CMD_STRESS, PGR_CMD_RUN, PGR_CMD_CI, PGR_CMD_SERVER, PGR_CMD_EXPLORE, PGR_CMD_REPLAY,
-    PGR_CMD_PAYLOADS, PGR_CMD_ACCEPT, PGR_NCMDS
+    PGR_CMD_PAYLOADS, PGR_CMD_ACCEPT, PGR_CMD_ISOLATION, PGR_NCMDS
 } pgr_command;
 
 typedef struct pgr_command_spec {
@@ -43,9 +43,10 @@ typedef struct pgr_config {
     const char *regressions;     /* ci */
     pgr_fault fault;             /* stress/explore --fault; kind NONE: none */
     bool no_faults;              /* run/ci --no-faults: skip the fault matrix */
-    double step_timeout;         /* --step-timeout: the watchdog, seconds (0: 30) */
+    double step_timeout;         /* --step-timeout: the watchdog, seconds (0: 30; isolation: 300) */
     const char *specs[16];       /* --spec FILE|DIR (run, ci, list): spec targets */
     int nspecs;
+    const char *expected;        /* isolation --expected: a file, or a directory of NAME.out */
 } pgr_config;
 
 
