@@ -351,7 +351,7 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
         PQclear(sr);
         if (admin_exec(admin, "ROLLBACK TO SAVEPOINT seed_sql", 0, NULL, e, sizeof e)) goto fail;
     }
-    if (v->ddl && admin_exec(admin, v->ddl, 0, NULL, e, sizeof e)) goto fail;
+    if (v->ddl && (out->created || !sc->ddl_once) && admin_exec(admin, v->ddl, 0, NULL, e, sizeof e)) goto fail;
     if (admin_exec(admin, "COMMIT", 0, NULL, e, sizeof e)) goto fail;
 
     snprintf(sql, sizeof sql, "SELECT pg_advisory_lock_shared(hashtext('%s')), nextval('%s.pgrace_run')",

@@ -26,13 +26,14 @@
  *   trial       := 'trial' SQL            per-trial setup: :key is the trial's fresh key,
  *                                         run once per trial in a batch, so thousands of
  *                                         trials share one schema without a pgrace column
- *   variant     := 'variant' NAME ('kind' KIND)? '{' hstep+ '}'
+ *   variant     := 'variant' NAME ('kind' KIND)? '{' ('setup' SQL)? hstep+ '}'
  *                  KIND := original | proposed | recommended
  *   hstep       := 'step' NAME SQL rule*
  *   rule        := 'if' cond '->' outcome | '->' outcome
  *   cond        := 'rows' OP INT | 'error' SQLSTATE? | COLUMN | 'not' COLUMN
  *                | COLUMN OP ('value' | INT)           OP := = | != | < | > | <= | >=
  *   outcome     := STATUS ('id' COLUMN)? | 'next' | 'goto' NAME | 'retry' INT?
+ *                  COLUMN: of this step's first row, or STEP.COLUMN of an earlier step's
  *                  STATUS an HTTP status 100..599: the request's answer, handler ends
  *   case        := 'case' NAME ('weight' INT)? ('sends' INT)? SQL?
  *                  SQL: the case's own per-trial setup instead of `trial` (a missing row:
@@ -137,6 +138,7 @@ typedef struct pgr_spec_variant {
     pgr_kind kind;                   /* default: original for the first, proposed between,
                                       * recommended for the last (2+ variants) */
     bool kind_given;
+    char *setup;                     /* the variant's own DDL after the spec's setup; NULL none */
     pgr_spec_hstep *steps;
     int nsteps;
     pgr_spec_pos pos;

@@ -243,6 +243,9 @@ static int lex(parser *p, token *t)
     } else if (ident_start(c)) {
         size_t j = i + 1;
         while (j < p->n && ident_cont((unsigned char)s[j])) j++;
+        /* STEP.COLUMN (an answer's id taken from an earlier step) is one word */
+        while (j + 1 < p->n && s[j] == '.' && ident_start((unsigned char)s[j + 1]))
+            for (j += 2; j < p->n && ident_cont((unsigned char)s[j]); j++) {}
         t->kind = T_WORD;
         t->text = dup_bytes(s + i, j - i);
         if (!t->text) return fail(p, t->pos, "out of memory");
@@ -725,6 +728,11 @@ static int parse_variant(parser *p)
     }
     if (expect_kind(p, T_LBRACE, "'{' to open the variant's steps") != 0) return -1;
     if (!(t = peek(p))) return -1;
+    if (is_word(t, "setup")) {          /* the variant's own DDL (the fix's unique index) */
+        drop(p);
+        if (parse_sql(p, &o->variants[o->nvariants - 1].setup) != 0) return -1;
+        if (!(t = peek(p))) return -1;
+    }
     if (!is_word(t, "step")) return unexpected(p, "'step' (a variant needs at least one)");
     while (is_word(t, "step")) {
         drop(p);
@@ -1164,6 +1172,7 @@ void pgr_spec_free(pgr_spec *s)
     for (int i = 0; i < s->nvariants; i++) {
         pgr_spec_variant *v = &s->variants[i];
         free(v->name);
+        free(v->setup);
         for (int j = 0; j < v->nsteps; j++) {
             pgr_spec_hstep *h = &v->steps[j];
             free(h->name);

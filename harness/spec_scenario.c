@@ -369,7 +369,12 @@ static int spec_handler(pgr_session *s, const pgr_request *req, pgr_response *re
             status = ru->status;
             if (ru->id_column) {
                 bool found;
-                const char *id = row_get(&rows[idx], ru->id_column, &found);
+                const char *dot = strchr(ru->id_column, '.');
+                int from = idx;                            /* STEP.COLUMN: an earlier step's row */
+                for (int k = 0; dot && k < v->nsteps; k++)
+                    if (strncmp(v->steps[k].name, ru->id_column, (size_t)(dot - ru->id_column)) == 0 &&
+                        v->steps[k].name[dot - ru->id_column] == '\0') from = k;
+                const char *id = row_get(&rows[from], dot ? dot + 1 : ru->id_column, &found);
                 long long n;
                 resp->id = numeric(id, &n) ? n : -1;
             }
@@ -647,11 +652,26 @@ int pgr_spec_register(const char *path, const pgr_scenario **out, char *err, siz
                 goto bad;
             }
             cs->sql = b.p;
+            for (int r = 0; r < sv->steps[k].nrules; r++) {   /* id STEP.COLUMN names a step */
+                const char *idc = sv->steps[k].rules[r].id_column, *dot = idc ? strchr(idc, '.') : NULL;
+                bool known = !dot;
+                for (int q = 0; dot && q <= k; q++)
+                    known |= strncmp(sv->steps[q].name, idc, (size_t)(dot - idc)) == 0 && sv->steps[q].name[dot - idc] == '\0';
+                if (!known) {
+                    char m[300];
+                    snprintf(m, sizeof m, "%d:%d: step '%s' answers with id %s, but no step of variant '%s' up to it "
+                             "is named '%.*s'", sv->steps[k].rules[r].pos.line, sv->steps[k].rules[r].pos.col,
+                             sv->steps[k].name, idc, sv->name, (int)(dot - idc), idc);
+                    fail(err, errlen, path, m);
+                    goto bad;
+                }
+            }
         }
         pgr_variant *v = &x->variants[j];
         v->name = sv->name;
         v->kind = sv->kind;
         v->handler = spec_handler;
+        v->ddl = sv->setup;
         v->ctx = cv;
         v->summary = "";
         if (expectations(sp, sv, v, err, errlen) != 0) goto bad;
