@@ -21,7 +21,7 @@ LIB_SRC  := $(filter-out harness/main.c,$(SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=build/gcc/%.o)
 FUZZ_SECS ?= 60
 
-.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore clean
+.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-spec clean
 all: bin/pgrace
 
 deps:
@@ -90,6 +90,10 @@ bench: bin/pgrace
 
 bench-explore: bin/pgrace
 	$(PYTHON) bench/explore_bench.py
+
+# a spec against the same pattern in C (stress trials/s ratio, explore schedules/s)
+bench-spec: bin/pgrace
+	$(PYTHON) bench/spec_bench.py
 
 clean:
 	rm -rf build bin out

@@ -16,6 +16,7 @@
  * one run and of every run on the same schema never share a row.
  */
 #include "spec_scenario.h"
+#include "results.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -56,6 +57,10 @@ typedef struct spec_scenario {
     pgr_case *cases;
     const pgr_spec_case *scases;     /* the spec's cases, or the one default case */
     const char **invariant_names;
+    char **inv_sql;                  /* SQL invariants, :key and :case as $n, wrapped so that each
+                                      * trial's run is one result */
+    param_kind inv_params[PGR_MAX_INV][2];   /* what $1, $2 of each are */
+    int inv_nparams[PGR_MAX_INV];
     char *ddl;                       /* the setup blocks, joined */
 } spec_scenario;
 
@@ -202,6 +207,17 @@ static int step_param(void *arg, const char *name, size_t nlen, const char *col,
     return putf(out, "$%d", x->cs->nparams);
 }
 
+/* An SQL invariant's parameters: :key and :case become $1/$2 in order of first use. */
+typedef struct inv_ctx {
+    struct spec_scenario *x;
+    int k;
+    const pgr_spec_invariant *inv;
+    char *err;
+    size_t errlen;
+} inv_ctx;
+
+static int inv_param(void *arg, const char *name, size_t nlen, const char *col, size_t clen, buf *out);
+
 /* Literal substitution for the trial setup and the invariants (one statement per trial,
  * sent together): :key and :case as quoted literals (unknown type, so they take the
  * column's). */
@@ -222,6 +238,25 @@ static int literal_param(void *arg, const char *name, size_t nlen, const char *c
     snprintf(x->err, x->errlen, "%s: unknown parameter :%.*s%s (only :key and :case here)", x->where, (int)nlen, name,
              col ? ".COLUMN" : "");
     return -1;
+}
+
+static int inv_param(void *arg, const char *name, size_t nlen, const char *col, size_t clen, buf *out)
+{
+    inv_ctx *x = arg;
+    (void)clen;
+    param_kind kind;
+    if (!col && nlen == 3 && strncmp(name, "key", 3) == 0) kind = P_KEY;
+    else if (!col && nlen == 4 && strncmp(name, "case", 4) == 0) kind = P_CASE;
+    else {
+        snprintf(x->err, x->errlen, "%d:%d: invariant '%s': unknown parameter :%.*s%s (only :key and :case here)",
+                 x->inv->pos.line, x->inv->pos.col, x->inv->name, (int)nlen, name, col ? ".COLUMN" : "");
+        return -1;
+    }
+    int *n = &x->x->inv_nparams[x->k];
+    for (int q = 0; q < *n; q++)
+        if (x->x->inv_params[x->k][q] == kind) return putf(out, "$%d", q + 1);
+    x->x->inv_params[x->k][(*n)++] = kind;
+    return putf(out, "$%d", *n);
 }
 
 static char *substitute(const char *sql, long long key, const char *kase, const char *where, char *err, size_t errlen)
@@ -400,87 +435,47 @@ static void spec_request(void *ctx, const pgr_trial *t, int session, pgr_request
     req->sends = x->scases[t->kase].sends;
 }
 
-/* Send one statement per trial (sql_of(trial) NULL: none) in one round trip; on_result,
- * when given, sees each trial's result. 0, or -1 with b->err. */
-typedef char *(*sql_of_fn)(const spec_scenario *x, const pgr_trial *t, const void *arg, char *err, size_t errlen);
-typedef void (*result_fn)(pgr_batch *b, const pgr_trial *t, const void *arg, PGresult *r);
-
-static int per_trial(pgr_batch *b, sql_of_fn sql_of, result_fn on_result, const void *arg)
+/* The trial's own setup: the case's block, else the spec's `trial`; NULL when none. */
+static char *trial_sql(const spec_scenario *x, const pgr_trial *t, char *err, size_t errlen)
 {
-    const spec_scenario *x = b->ctx;
-    buf all = { 0 };
-    int owner[PGR_MAX_BATCH], n = 0;
-    for (int i = 0; i < b->ntrials; i++) {
-        char *sql = sql_of(x, &b->trials[i], arg, b->err, sizeof b->err);
-        if (!sql && b->err[0]) { free(all.p); return -1; }
-        if (!sql) continue;
-        bool blank = true;
-        for (const char *c = sql; *c; c++) blank &= isspace((unsigned char)*c) != 0;
-        if (!blank) {
-            owner[n++] = i;
-            if (put(&all, sql, strlen(sql)) || put(&all, ";\n", 2)) { free(sql); free(all.p); return -1; }
-        }
-        free(sql);
-    }
-    if (n == 0) { free(all.p); return 0; }
-    int rc = 0;
-    if (!PQsendQuery(b->admin, all.p)) {
-        snprintf(b->err, sizeof b->err, "%s", PQerrorMessage(b->admin));
-        rc = -1;
-    }
-    free(all.p);
-    int k = 0;
-    PGresult *r;
-    while (rc == 0 && (r = PQgetResult(b->admin)) != NULL) {
-        ExecStatusType st = PQresultStatus(r);
-        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
-            snprintf(b->err, sizeof b->err, "%s", PQresultErrorMessage(r));
-            b->err[strcspn(b->err, "\n")] = '\0';
-            rc = -1;
-        } else if (on_result && st == PGRES_TUPLES_OK && k < n) {
-            on_result(b, &b->trials[owner[k]], arg, r);
-        }
-        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) k += on_result ? 1 : 0;
-        PQclear(r);
-    }
-    while ((r = PQgetResult(b->admin)) != NULL) PQclear(r);
-    return rc;
-}
-
-static char *trial_sql(const spec_scenario *x, const pgr_trial *t, const void *arg, char *err, size_t errlen)
-{
-    (void)arg;
     const pgr_spec_case *c = &x->scases[t->kase];
     const char *sql = c->trial ? c->trial : x->spec.trial;
     if (!sql) return NULL;
     return substitute(sql, t->key, c->name, "trial", err, errlen);
 }
 
+/* Every trial's setup, :key and :case as literals, sent as one simple query (one round trip;
+ * a block may be several statements). 0, or -1 with b->err. */
 static int spec_prepare(pgr_batch *b)
 {
+    const spec_scenario *x = b->ctx;
+    buf all = { 0 };
     b->err[0] = '\0';
-    return per_trial(b, trial_sql, NULL, NULL);
+    for (int i = 0; i < b->ntrials; i++) {
+        char *sql = trial_sql(x, &b->trials[i], b->err, sizeof b->err);
+        if (!sql && b->err[0]) { free(all.p); return -1; }
+        if (!sql) continue;
+        int bad = put(&all, sql, strlen(sql)) || put(&all, ";\n", 2);
+        free(sql);
+        if (bad) { free(all.p); snprintf(b->err, sizeof b->err, "out of memory"); return -1; }
+    }
+    if (!all.p) return 0;
+    PGresult *r = PQexec(b->admin, all.p);
+    free(all.p);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = 0;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
+        snprintf(b->err, sizeof b->err, "trial: %s", PQresultErrorMessage(r));
+        b->err[strcspn(b->err, "\n")] = '\0';
+        rc = -1;
+    }
+    PQclear(r);
+    return rc;
 }
 
-static char *invariant_sql(const spec_scenario *x, const pgr_trial *t, const void *arg, char *err, size_t errlen)
-{
-    const pgr_spec_invariant *inv = arg;
-    char where[160];
-    snprintf(where, sizeof where, "invariant '%s'", inv->name);
-    char *q = substitute(inv->sql, t->key, x->scases[t->kase].name, where, err, errlen);
-    if (!q) return NULL;
-    /* one result per trial, even for a query that is several statements' worth of text */
-    size_t len = strlen(q) + 64;
-    char *wrapped = malloc(len);
-    if (wrapped) snprintf(wrapped, len, "SELECT * FROM (%s) pgrace_violation", q);
-    free(q);
-    return wrapped;
-}
-
-static void invariant_rows(pgr_batch *b, const pgr_trial *t, const void *arg, PGresult *r)
+static void invariant_rows(pgr_batch *b, const pgr_trial *t, const pgr_spec_invariant *inv, PGresult *r)
 {
     const spec_scenario *x = b->ctx;
-    const pgr_spec_invariant *inv = arg;
     int idx = (int)(inv - x->spec.invariants);
     if (PQntuples(r) == 0) return;
     char first[240];
@@ -533,6 +528,54 @@ static void check_answers(pgr_batch *b, const pgr_trial *t, int idx, const pgr_s
     }
 }
 
+/* One SQL invariant over the batch: prepared once per connection, executed for every trial
+ * in one pipeline (one round trip; the server plans it once). 0, or -1 with b->err. */
+static int invariant_pipeline(pgr_batch *b, int k)
+{
+    const spec_scenario *x = b->ctx;
+    const pgr_spec_invariant *inv = &x->spec.invariants[k];
+    char name[32];
+    snprintf(name, sizeof name, "pgrace_inv_%d", k);
+    PGresult *r = PQprepare(b->admin, name, x->inv_sql[k], x->inv_nparams[k], NULL);
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || (st && strcmp(st, "42P05") == 0);   /* prepared already */
+    if (!ok) snprintf(b->err, sizeof b->err, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    if (!ok) { b->err[strcspn(b->err, "\n")] = '\0'; return -1; }
+    if (!PQenterPipelineMode(b->admin)) { snprintf(b->err, sizeof b->err, "cannot enter pipeline mode"); return -1; }
+    int rc = 0, sent = 0;
+    for (int i = 0; i < b->ntrials; i++) {
+        char key[24];
+        pgr_fmt_ll(key, b->trials[i].key);
+        const char *vals[2];
+        for (int q = 0; q < x->inv_nparams[k]; q++)
+            vals[q] = x->inv_params[k][q] == P_KEY ? key : x->scases[b->trials[i].kase].name;
+        if (!PQsendQueryPrepared(b->admin, name, x->inv_nparams[k], vals, NULL, NULL, 0)) { rc = -1; break; }
+        sent++;
+    }
+    if (!PQpipelineSync(b->admin)) rc = -1;
+    if (rc) snprintf(b->err, sizeof b->err, "%s", PQerrorMessage(b->admin));
+    for (int i = 0; i < sent; i++) {                 /* each query: its result, then NULL */
+        while ((r = PQgetResult(b->admin)) != NULL) {
+            ExecStatusType es = PQresultStatus(r);
+            if (es == PGRES_TUPLES_OK) invariant_rows(b, &b->trials[i], inv, r);
+            else if (rc == 0 && es != PGRES_PIPELINE_ABORTED) {
+                snprintf(b->err, sizeof b->err, "%s", PQresultErrorMessage(r));
+                rc = -1;
+            }
+            PQclear(r);
+        }
+    }
+    while ((r = PQgetResult(b->admin)) != NULL) {    /* the sync */
+        bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync) break;
+    }
+    PQexitPipelineMode(b->admin);
+    b->err[strcspn(b->err, "\n")] = '\0';
+    return rc;
+}
+
 static int spec_check(pgr_batch *b)
 {
     const spec_scenario *x = b->ctx;
@@ -540,7 +583,7 @@ static int spec_check(pgr_batch *b)
     for (int k = 0; k < x->spec.ninvariants; k++) {
         const pgr_spec_invariant *inv = &x->spec.invariants[k];
         if (inv->kind == PGR_INV_SQL) {
-            if (per_trial(b, invariant_sql, invariant_rows, inv) != 0) {
+            if (invariant_pipeline(b, k) != 0) {
                 char e[PGR_ERRLEN];
                 snprintf(e, sizeof e, "invariant '%s': %s", inv->name, b->err);
                 snprintf(b->err, sizeof b->err, "%s", e);
@@ -569,6 +612,8 @@ static void spec_scenario_free(spec_scenario *x)
     free(x->variants);
     free(x->cases);
     free(x->invariant_names);
+    for (int k = 0; x->inv_sql && k < x->spec.ninvariants; k++) free(x->inv_sql[k]);
+    free(x->inv_sql);
     free(x->ddl);
     pgr_spec_free(&x->spec);
     free(x);
@@ -681,8 +726,22 @@ int pgr_spec_register(const char *path, const pgr_scenario **out, char *err, siz
     if (sp->ncases == 0) x->cases[0] = (pgr_case){ "all", 1, "every session sends the same request" };
     for (int c = 0; c < sp->ncases; c++) x->cases[c] = (pgr_case){ sp->cases[c].name, sp->cases[c].weight, "" };
     unsigned answers = 0;
+    x->inv_sql = calloc((size_t)(sp->ninvariants ? sp->ninvariants : 1), sizeof *x->inv_sql);
+    if (!x->inv_sql) goto oom;
     for (int k = 0; k < sp->ninvariants; k++) {
         x->invariant_names[k] = sp->invariants[k].name;
+        if (sp->invariants[k].kind == PGR_INV_SQL) {
+            buf b = { 0 };
+            char e[PGR_ERRLEN];
+            inv_ctx ix = { x, k, &sp->invariants[k], e, sizeof e };
+            if (put(&b, "SELECT * FROM (", 15) || walk_params(sp->invariants[k].sql, &b, inv_param, &ix) != 0 ||
+                put(&b, ") pgrace_violation", 18)) {
+                free(b.p);
+                fail(err, errlen, path, e);
+                goto bad;
+            }
+            x->inv_sql[k] = b.p;
+        }
         if (sp->invariants[k].kind != PGR_INV_SQL) answers |= 1u << k;
     }
     x->sc = (pgr_scenario){
