@@ -32,15 +32,6 @@ typedef struct pgr_stmt_cache {
     int nprepared;
 } pgr_stmt_cache;
 
-static void copy_trunc(char *dst, size_t cap, const char *src)
-{
-    if (!src) src = "";
-    size_t n = strlen(src);
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
 static stmt_entry *stmt_lookup(pgr_session *s, const char *text)
 {
     pgr_stmt_cache *c = s->stmts;
@@ -181,7 +172,7 @@ static void fill_res(pgr_session *s, PGresult *r, pgr_step *st)
                 pgr_seam_infra(s, "server error", PQresultErrorMessage(r));
         }
     }
-    copy_trunc(st->sqlstate, sizeof st->sqlstate, out->sqlstate);
+    pgr_copy_trunc(st->sqlstate, sizeof st->sqlstate, out->sqlstate);
     st->rows = out->rows;
     if (r && out->ok && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
         size_t off = 0;
@@ -193,9 +184,9 @@ static void fill_res(pgr_session *s, PGresult *r, pgr_step *st)
         }
     }
     if (r && !out->ok) {
-        copy_trunc(st->constraint, sizeof st->constraint,
+        pgr_copy_trunc(st->constraint, sizeof st->constraint,
                    PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME));
-        copy_trunc(st->message, sizeof st->message,
+        pgr_copy_trunc(st->message, sizeof st->message,
                    PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
     }
 }
@@ -303,7 +294,7 @@ void pgr_rollback(pgr_session *s)
 int pgr_uncaught(pgr_session *s, const pgr_res *r, pgr_response *resp)
 {
     char st[6];
-    copy_trunc(st, sizeof st, r->sqlstate);
+    pgr_copy_trunc(st, sizeof st, r->sqlstate);
     pgr_rollback(s);
     resp->status = 500;
     resp->id = -1;

@@ -391,5 +391,7 @@ bool pgr_sql_is_rollback(const char *sql);   /* ROLLBACK or ABORT */
 /* Small utilities */
 int64_t pgr_now_ns(void);
 void pgr_fmt_ll(char *buf, long long v);   /* buf >= 24 */
+/* Copy src (NULL: "") into dst of cap bytes, cut to fit, always terminated. */
+void pgr_copy_trunc(char *dst, size_t cap, const char *src);
 
 #endif

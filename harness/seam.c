@@ -23,15 +23,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static void copy_trunc(char *dst, size_t cap, const char *src)
-{
-    if (!src) src = "";
-    size_t n = strlen(src);
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
 bool pgr_infra_sqlstate(const char *st)
 {
     /* class 08 (connection exception), 57P01-57P03 (admin/crash shutdown, cannot connect) */
@@ -44,7 +35,7 @@ void pgr_seam_infra(pgr_session *s, const char *what, const char *msg)
     if (s->infra_error) return;
     s->infra_error = true;
     char first[256];
-    copy_trunc(first, sizeof first, msg ? msg : "");
+    pgr_copy_trunc(first, sizeof first, msg ? msg : "");
     char *nl = strchr(first, '\n');
     if (nl) *nl = '\0';
     snprintf(s->infra_msg, sizeof s->infra_msg, "session S%d: %s: %s", s->index + 1, what, first);
@@ -76,9 +67,9 @@ static bool fault_fires_here(pgr_session *s, const char *label, const char *sql)
 /* The step fails without an answer from the server (the connection is gone). */
 static void fail_step(pgr_step *st, const char *why)
 {
-    copy_trunc(st->sqlstate, sizeof st->sqlstate, "08006");
+    pgr_copy_trunc(st->sqlstate, sizeof st->sqlstate, "08006");
     st->rows = 0;
-    copy_trunc(st->message, sizeof st->message, why);
+    pgr_copy_trunc(st->message, sizeof st->message, why);
 }
 
 void pgr_seam_begin(pgr_session *s, const char *label, const char *sql, int nparams,
@@ -173,8 +164,8 @@ void pgr_seam_end(pgr_session *s, pgr_seam_call *call, bool in_tx)
             char ran[96];
             snprintf(ran, sizeof ran, "%s %s, answer lost (fault %s)", strcmp(st->sqlstate, "00000") == 0 ? "ran" : "failed",
                      st->sqlstate, pgr_fault_name(call->fault));
-            copy_trunc(st->sqlstate, sizeof st->sqlstate, "08006");
-            copy_trunc(st->message, sizeof st->message, ran);
+            pgr_copy_trunc(st->sqlstate, sizeof st->sqlstate, "08006");
+            pgr_copy_trunc(st->message, sizeof st->message, ran);
             s->conn_lost = true;
             s->in_tx = false;
         } else {

@@ -1,7 +1,8 @@
-/* util.c — small utilities every part uses: the monotonic clock, number formatting. */
+/* util.c — small utilities every part uses: the monotonic clock, number formatting, bounded copies. */
 #include "pgrace.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 int64_t pgr_now_ns(void)
@@ -14,4 +15,13 @@ int64_t pgr_now_ns(void)
 void pgr_fmt_ll(char *buf, long long v)
 {
     snprintf(buf, 24, "%lld", v);
+}
+
+void pgr_copy_trunc(char *dst, size_t cap, const char *src)
+{
+    if (!src) src = "";
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
 }
