@@ -263,6 +263,10 @@ typedef struct pgr_variant {
     const char *ddl_as_written;  /* the seed's own DDL when it does not run on PostgreSQL:
                                   * tried first, its error kept for the report; `ddl` is
                                   * then the closest faithful form. NULL when not needed. */
+    const char *rollback_as_written; /* the seed's own rollback plan (SQL that undoes its
+                                  * migration): tried after `ddl`, in a savepoint rolled back
+                                  * whatever happens, its verdict kept for the report. NULL
+                                  * when the seed has none for this variant. */
     pgr_handler handler;
     pgr_verdict expect[PGR_NISO];/* what CI holds it to, per isolation level (measured) */
     int race_from[PGR_NISO];     /* a PGR_RACE expectation needs at least this many sessions

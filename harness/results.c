@@ -15,6 +15,13 @@ const char *pgr_mode_name(pgr_mode m)
     return m >= 0 && m < PGR_NMODES ? n[m] : "?";
 }
 
+const char *pgr_seed_sql_name(const pgr_seed_sql *q)
+{
+    if (strcmp(q->which, "ddl") == 0) return "DDL";
+    if (strcmp(q->which, "rollback") == 0) return "rollback plan";
+    return q->which;
+}
+
 void pgr_result_init(pgr_result *res, const pgr_scenario *sc, const pgr_variant *v,
                      pgr_isolation iso, int sessions, pgr_mode mode)
 {

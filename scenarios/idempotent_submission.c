@@ -16,7 +16,8 @@
  *                isolation: findUnique({ idempotency_key }) -> return the existing
  *                submission; findUnique({ nullifier }) -> throw error(409) (rolls back);
  *                create; unique indexes on nullifier and idempotency_key (the seed's
- *                migration, with IF NOT EXISTS).
+ *                migration, with IF NOT EXISTS; its rollback plan, which does not run on
+ *                PostgreSQL, is tried as written: see nullifier_submission.c).
  *   recommended  INSERT ... ON CONFLICT DO NOTHING RETURNING id; when no row comes back,
  *                read by idempotency key (200 with the existing id) and then by nullifier
  *                (409); the same unique indexes; retry on 40001/40P01.
@@ -198,6 +199,7 @@ static const pgr_variant idempotent_submission_variants[] = {
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "no idempotency key: findFirst(nullifier) then create, autocommitted" },
     { .name = "proposed", .kind = PGR_PROPOSED, .ddl = pgr_submit_verified_fix_ddl, .handler = pgr_submit_verified_proposed,
+      .rollback_as_written = pgr_submit_verified_rollback_as_written,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "WP-004: $transaction (key -> existing, nullifier -> 409, create) + unique key and nullifier" },
     { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = pgr_submit_verified_fix_ddl, .handler = pgr_submit_verified_recommended,

@@ -15,6 +15,7 @@
 extern const char pgr_submit_verified_ddl[];           /* the submission table */
 extern const char pgr_submit_verified_original_ddl[];  /* @@index([nullifier]) */
 extern const char pgr_submit_verified_fix_ddl[];       /* the seed's migration: unique nullifier, key */
+extern const char pgr_submit_verified_rollback_as_written[]; /* the seed's "Rollback Plan" SQL */
 
 int pgr_submit_verified_original(pgr_session *s, const pgr_request *req, pgr_response *resp);
 int pgr_submit_verified_proposed(pgr_session *s, const pgr_request *req, pgr_response *resp);
