@@ -25,7 +25,7 @@
  * new submission, and cannot tell them apart; the seed says a retry gets "HTTP 200, same
  * data", so a created submission is also answered 200 (SvelteKit's json() default).
  * The handlers here are the route's code for both seed-004 scenarios: idempotent_submission.c
- * sends them its retries and double clicks (submit_verified.h).
+ * sends them its retries, overlapping and after the answer (submit_verified.h).
  *
  * The seed's migration runs on PostgreSQL as written; here it is given IF NOT EXISTS so
  * the DDL is idempotent. Its "Rollback Plan" does not: it starts with ALTER TABLE

@@ -1,8 +1,9 @@
 /*
  * submit_verified.h — seed 004's submissions/create route (src/routes/api/submissions/
  * create/+server.ts), in its three variants. Two scenarios measure it: nullifier_submission
- * (the double-spend, issue 2) and idempotent_submission (retries and double clicks, issue
- * 3). They send different requests to the same code, which lives in nullifier_submission.c.
+ * (the double-spend, issue 2) and idempotent_submission (retries, overlapping the first
+ * request or after its answer, issue 3). They send different requests to the same code,
+ * which lives in nullifier_submission.c.
  *
  * Request: text[0] nullifier, text[1] idempotency key ("" = none sent), text[2] template
  * id; num[0] the trial key (bookkeeping column).
