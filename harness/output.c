@@ -73,6 +73,12 @@ static void print_faults(FILE *f, const pgr_result *r)
                 : "no request of this variant reached an eligible step");
 }
 
+/* "race", "safe", or for PGR_EITHER what it means. */
+static const char *expected_text(const pgr_result *r)
+{
+    return r->expected == PGR_EITHER ? "race or safe: the race is rare with this few sessions" : pgr_verdict_name(r->expected);
+}
+
 /* The server's verdict on the seed's own SQL, where it does not run as written. */
 static void print_seed_sql(FILE *f, const pgr_result *r)
 {
@@ -87,7 +93,7 @@ static void print_seed_sql(FILE *f, const pgr_result *r)
 
 static void print_explore(FILE *f, pgr_result *r)
 {
-    bool match = r->verdict == r->expected && !r->error[0];
+    bool match = pgr_result_matched(r);
     const pgr_explore_stats *e = &r->ex;
     fprintf(f, "%s/%s  [%s]  %s, %d sessions, %s: %lld schedules%s in %.2f s (%.0f schedules/s)\n",
             r->sc->name, r->v->name, pgr_kind_name(r->v->kind), pgr_isolation_name(r->iso), r->sessions,
@@ -103,11 +109,10 @@ static void print_explore(FILE *f, pgr_result *r)
     print_faults(f, r);
     if (r->verdict == PGR_RACE)
         fprintf(f, "  verdict: RACE in %lld of %lld schedules, first at schedule %lld (expected %s)%s\n",
-                r->tally.violated_trials, e->schedules, e->first_violation, pgr_verdict_name(r->expected),
-                match ? "" : "  <-- MISMATCH");
+                r->tally.violated_trials, e->schedules, e->first_violation, expected_text(r), match ? "" : "  <-- MISMATCH");
     else
         fprintf(f, "  verdict: safe, 0 of %lld schedules violated an invariant (expected %s)%s\n", e->schedules,
-                pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+                expected_text(r), match ? "" : "  <-- MISMATCH");
     print_invariants_statuses(f, r);
     fprintf(f, "\n");
     if (e->minimal[0])
@@ -119,7 +124,7 @@ static void print_explore(FILE *f, pgr_result *r)
 void pgr_print_result(FILE *f, pgr_result *r)
 {
     if (r->mode == PGR_MODE_EXPLORE) { print_explore(f, r); return; }
-    bool match = r->verdict == r->expected && !r->error[0];
+    bool match = pgr_result_matched(r);
     fprintf(f, "%s/%s  [%s]  %s, %d sessions, %lld trials in %.2f s (%.0f trials/s, %.0f statements/s)\n",
             r->sc->name, r->v->name, pgr_kind_name(r->v->kind), pgr_isolation_name(r->iso), r->sessions,
             r->trials, r->seconds, r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
@@ -128,10 +133,10 @@ void pgr_print_result(FILE *f, pgr_result *r)
     print_seed_sql(f, r);
     if (r->verdict == PGR_RACE)
         fprintf(f, "  verdict: RACE in %lld of %lld trials (expected %s)%s\n", r->tally.violated_trials, r->trials,
-                pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+                expected_text(r), match ? "" : "  <-- MISMATCH");
     else
         fprintf(f, "  verdict: safe, 0 of %lld trials violated an invariant (expected %s)%s\n", r->trials,
-                pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+                expected_text(r), match ? "" : "  <-- MISMATCH");
     print_faults(f, r);
     print_invariants_statuses(f, r);
     fprintf(f, "  (%lld answers)\n  sqlstates:", status_total(&r->tally));
@@ -207,7 +212,7 @@ static json_t *result_json(pgr_result *r)
         "trials_per_s", r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
         "statements_per_s", r->seconds > 0 ? (double)r->statements / r->seconds : 0.0,
         "verdict", pgr_verdict_name(r->verdict), "expected", pgr_verdict_name(r->expected),
-        "matched", r->verdict == r->expected && !r->error[0]);
+        "matched", pgr_result_matched(r));
     if (r->fault.kind != PGR_FAULT_NONE) json_object_set_new(inv, PGR_INV_RETRY_NAME, json_integer(r->tally.retry_failed));
     if (r->fault.kind != PGR_FAULT_NONE && r->sessions == 1)
         json_object_set_new(inv, PGR_INV_ATOMIC_NAME, json_integer(r->tally.half_committed));

@@ -111,5 +111,7 @@ void pgr_tally_sqlstate(pgr_tally *t, const char *code, long long n);
 
 void pgr_result_init(pgr_result *res, const pgr_scenario *sc, const pgr_variant *v,
                      pgr_isolation iso, int sessions, pgr_mode mode);
+/* The verdict matches the expectation (PGR_EITHER: any verdict) and no harness error. */
+bool pgr_result_matched(const pgr_result *r);
 
 #endif

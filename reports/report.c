@@ -31,7 +31,7 @@ static void esc(FILE *f, const char *s)
     }
 }
 
-static bool matched(const pgr_result *r) { return r->verdict == r->expected && !r->error[0]; }
+static bool matched(const pgr_result *r) { return pgr_result_matched(r); }
 static bool faulted(const pgr_result *r) { return r->fault.kind != PGR_FAULT_NONE; }
 /* A stress cell of the concurrency matrix (the fault matrix has its own section). */
 static bool is_stress(const pgr_result *r) { return r->mode == PGR_MODE_STRESS && !faulted(r); }
