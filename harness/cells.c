@@ -49,7 +49,7 @@ int pgr_run_cells(const pgr_cell *cells, int n, double seconds_each, long long t
             snprintf(error, sizeof error, "%s/%s: %s", cells[i].sc->name, cells[i].v->name, rs[i].error);
             break;
         }
-        if (rs[i].verdict != rs[i].expected) exit_status = 1;
+        if (!pgr_result_matched(&rs[i])) exit_status = 1;
     }
     if (pgr_interrupted && !error[0]) snprintf(error, sizeof error, "interrupted");
     if (table) {
@@ -68,7 +68,7 @@ int pgr_run_cells(const pgr_cell *cells, int n, double seconds_each, long long t
                 snprintf(verdict, sizeof verdict, "safe");
             printf("%-36s %-8s %-16s %3d %8lld  %-34s %s%s\n", target, pgr_mode_name(r->mode), pgr_isolation_name(r->iso), r->sessions,
                    r->trials, verdict, pgr_verdict_name(r->expected),
-                   r->verdict == r->expected && !r->error[0] ? "" : "  <-- MISMATCH");
+                   pgr_result_matched(r) ? "" : "  <-- MISMATCH");
             for (int k = 0; k < r->sc->ninvariants; k++)
                 if (r->tally.inv[k])
                     printf("%-45s   %lld violations of \"%s\"\n", "", r->tally.inv[k], r->sc->invariants[k]);

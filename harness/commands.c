@@ -175,9 +175,11 @@ static int cmd_list(char **pos, int npos)
             const pgr_variant *v = &sc->variants[j];
             char target[96], expect[64], e[PGR_NISO][24];
             snprintf(target, sizeof target, "%s/%s", sc->name, v->name);
-            for (int k = 0; k < PGR_NISO; k++) {   /* "race(c>=4)": safe below 4 sessions */
-                if (v->expect[k] == PGR_RACE && v->race_from[k] > 1)
+            for (int k = 0; k < PGR_NISO; k++) {   /* "race(c>=4)": safe below 4 sessions; */
+                if (v->expect[k] == PGR_RACE && v->race_from[k] > 1)   /* "race(rare,c<8)": either */
                     snprintf(e[k], sizeof e[k], "race(c>=%d)", v->race_from[k]);
+                else if (v->expect[k] == PGR_RACE && v->race_rare_below[k] > 1)
+                    snprintf(e[k], sizeof e[k], "race(rare,c<%d)", v->race_rare_below[k]);
                 else
                     snprintf(e[k], sizeof e[k], "%s", pgr_verdict_name(v->expect[k]));
             }
@@ -253,7 +255,7 @@ static int cmd_explore(char **pos, int npos)
             snprintf(error, sizeof error, "%s/%s: %s", sc->name, sc->variants[j].name, rs[n - 1].error);
             break;
         }
-        if (rs[n - 1].verdict != rs[n - 1].expected) exit_status = 1;
+        if (!pgr_result_matched(&rs[n - 1])) exit_status = 1;
     }
     if (pgr_interrupted && !error[0]) snprintf(error, sizeof error, "interrupted");
     if (pgr_cfg.json_path) {

@@ -300,6 +300,27 @@ static int admin_exec(PGconn *c, const char *sql, int n, const char *const *p, c
 
 static const char SCHEMA_MARK[] = "created by pgrace";
 
+/* Run the seed's SQL as written (one script, as a client sends it: the first error stops
+ * it) in a savepoint, keep the server's verdict in out->seed_sql, and roll it back. -1 +
+ * err only when the savepoint itself fails. */
+static int seed_sql_try(PGconn *admin, pgr_schema *out, const char *which, const char *sql, char *err, size_t errlen)
+{
+    if (out->nseed_sql == PGR_MAX_SEED_SQL) { snprintf(err, errlen, "more than %d pieces of seed SQL", PGR_MAX_SEED_SQL); return -1; }
+    pgr_seed_sql *q = &out->seed_sql[out->nseed_sql++];
+    q->which = which;
+    q->sql = sql;
+    q->error[0] = '\0';
+    if (admin_exec(admin, "SAVEPOINT seed_sql", 0, NULL, err, errlen)) return -1;
+    PGresult *r = PQexec(admin, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        snprintf(q->error, sizeof q->error, "%s %s", code ? code : "XX000", msg ? msg : "");
+    }
+    PQclear(r);
+    return admin_exec(admin, "ROLLBACK TO SAVEPOINT seed_sql", 0, NULL, err, errlen);
+}
+
 int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v,
                      pgr_schema *out, char *err, size_t errlen)
 {
@@ -339,19 +360,12 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
                           "$$BEGIN RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = msg; END$$", 0, NULL, e, sizeof e))
         goto fail;
     if (sc->ddl && (out->created || !sc->ddl_once) && admin_exec(admin, sc->ddl, 0, NULL, e, sizeof e)) goto fail;
-    if (v->ddl_as_written) {
-        /* Keep the server's verdict on the seed's own SQL; then use the faithful form. */
-        if (admin_exec(admin, "SAVEPOINT seed_sql", 0, NULL, e, sizeof e)) goto fail;
-        PGresult *sr = PQexec(admin, v->ddl_as_written);
-        if (PQresultStatus(sr) != PGRES_COMMAND_OK) {
-            const char *code = PQresultErrorField(sr, PG_DIAG_SQLSTATE);
-            const char *msg = PQresultErrorField(sr, PG_DIAG_MESSAGE_PRIMARY);
-            snprintf(out->seed_sql_error, sizeof out->seed_sql_error, "%s %s", code ? code : "XX000", msg ? msg : "");
-        }
-        PQclear(sr);
-        if (admin_exec(admin, "ROLLBACK TO SAVEPOINT seed_sql", 0, NULL, e, sizeof e)) goto fail;
-    }
+    /* The seed's own DDL, when it does not run as written: its verdict kept, then the
+     * faithful form (v->ddl). Then the seed's rollback plan, against the schema the
+     * migration made. Each in a savepoint that is rolled back whatever happens. */
+    if (v->ddl_as_written && seed_sql_try(admin, out, "ddl", v->ddl_as_written, e, sizeof e)) goto fail;
     if (v->ddl && (out->created || !sc->ddl_once) && admin_exec(admin, v->ddl, 0, NULL, e, sizeof e)) goto fail;
+    if (v->rollback_as_written && seed_sql_try(admin, out, "rollback", v->rollback_as_written, e, sizeof e)) goto fail;
     if (admin_exec(admin, "COMMIT", 0, NULL, e, sizeof e)) goto fail;
 
     snprintf(sql, sizeof sql, "SELECT pg_advisory_lock_shared(hashtext('%s')), nextval('%s.pgrace_run')",

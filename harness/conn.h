@@ -3,6 +3,7 @@
 #define PGRACE_CONN_H
 
 #include "pgrace.h"
+#include "results.h"
 
 /* Check a DSN's syntax. 0, or -1 with err ("bad DSN '...': ...", passwords hidden). */
 int pgr_dsn_check(const char *dsn, char *err, size_t errlen);
@@ -22,7 +23,9 @@ typedef struct pgr_schema {
     char name[64];
     bool created;              /* this process created it, so may drop it */
     long long run_id;          /* from the schema's run sequence: keys never collide */
-    char seed_sql_error[256];  /* the variant's ddl_as_written failed: "SQLSTATE message" */
+    pgr_seed_sql seed_sql[PGR_MAX_SEED_SQL];  /* the variant's ddl_as_written, then its
+                                               * rollback_as_written: each one's verdict */
+    int nseed_sql;
 } pgr_schema;
 
 int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v,

@@ -25,5 +25,5 @@ const char *pgr_kind_name(pgr_kind k)
 
 const char *pgr_verdict_name(pgr_verdict v)
 {
-    return v == PGR_RACE ? "race" : "safe";
+    return v == PGR_RACE ? "race" : v == PGR_EITHER ? "either" : "safe";
 }

@@ -73,9 +73,27 @@ static void print_faults(FILE *f, const pgr_result *r)
                 : "no request of this variant reached an eligible step");
 }
 
+/* "race", "safe", or for PGR_EITHER what it means. */
+static const char *expected_text(const pgr_result *r)
+{
+    return r->expected == PGR_EITHER ? "race or safe: the race is rare with this few sessions" : pgr_verdict_name(r->expected);
+}
+
+/* The server's verdict on the seed's own SQL, where it does not run as written. */
+static void print_seed_sql(FILE *f, const pgr_result *r)
+{
+    for (int i = 0; i < r->nseed_sql; i++) {
+        const pgr_seed_sql *q = &r->seed_sql[i];
+        if (!q->error[0]) continue;
+        bool ddl = strcmp(q->which, "ddl") == 0;
+        fprintf(f, "  note: the seed's %s as written fails on PostgreSQL (%s)%s\n", ddl ? "DDL" : pgr_seed_sql_name(q),
+                q->error, ddl ? "; ran the closest faithful form" : "");
+    }
+}
+
 static void print_explore(FILE *f, pgr_result *r)
 {
-    bool match = r->verdict == r->expected && !r->error[0];
+    bool match = pgr_result_matched(r);
     const pgr_explore_stats *e = &r->ex;
     fprintf(f, "%s/%s  [%s]  %s, %d sessions, %s: %lld schedules%s in %.2f s (%.0f schedules/s)\n",
             r->sc->name, r->v->name, pgr_kind_name(r->v->kind), pgr_isolation_name(r->iso), r->sessions,
@@ -87,17 +105,14 @@ static void print_explore(FILE *f, pgr_result *r)
         fprintf(f, "  pct depth %d, k = %d steps: a depth-%d bug is found with probability >= 1/(n*k^(d-1)) = %.3g per schedule\n",
                 e->depth, e->max_steps, e->depth, e->pct_bound);
     if (r->error[0]) fprintf(f, "  ERROR: %s\n", r->error);
-    if (r->seed_sql_error[0])
-        fprintf(f, "  note: the seed's SQL as written fails on PostgreSQL (%s); ran the closest faithful form\n",
-                r->seed_sql_error);
+    print_seed_sql(f, r);
     print_faults(f, r);
     if (r->verdict == PGR_RACE)
         fprintf(f, "  verdict: RACE in %lld of %lld schedules, first at schedule %lld (expected %s)%s\n",
-                r->tally.violated_trials, e->schedules, e->first_violation, pgr_verdict_name(r->expected),
-                match ? "" : "  <-- MISMATCH");
+                r->tally.violated_trials, e->schedules, e->first_violation, expected_text(r), match ? "" : "  <-- MISMATCH");
     else
         fprintf(f, "  verdict: safe, 0 of %lld schedules violated an invariant (expected %s)%s\n", e->schedules,
-                pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+                expected_text(r), match ? "" : "  <-- MISMATCH");
     print_invariants_statuses(f, r);
     fprintf(f, "\n");
     if (e->minimal[0])
@@ -109,21 +124,19 @@ static void print_explore(FILE *f, pgr_result *r)
 void pgr_print_result(FILE *f, pgr_result *r)
 {
     if (r->mode == PGR_MODE_EXPLORE) { print_explore(f, r); return; }
-    bool match = r->verdict == r->expected && !r->error[0];
+    bool match = pgr_result_matched(r);
     fprintf(f, "%s/%s  [%s]  %s, %d sessions, %lld trials in %.2f s (%.0f trials/s, %.0f statements/s)\n",
             r->sc->name, r->v->name, pgr_kind_name(r->v->kind), pgr_isolation_name(r->iso), r->sessions,
             r->trials, r->seconds, r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
             r->seconds > 0 ? (double)r->statements / r->seconds : 0.0);
     if (r->error[0]) fprintf(f, "  ERROR: %s\n", r->error);
-    if (r->seed_sql_error[0])
-        fprintf(f, "  note: the seed's SQL as written fails on PostgreSQL (%s); ran the closest faithful form\n",
-                r->seed_sql_error);
+    print_seed_sql(f, r);
     if (r->verdict == PGR_RACE)
         fprintf(f, "  verdict: RACE in %lld of %lld trials (expected %s)%s\n", r->tally.violated_trials, r->trials,
-                pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+                expected_text(r), match ? "" : "  <-- MISMATCH");
     else
         fprintf(f, "  verdict: safe, 0 of %lld trials violated an invariant (expected %s)%s\n", r->trials,
-                pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+                expected_text(r), match ? "" : "  <-- MISMATCH");
     print_faults(f, r);
     print_invariants_statuses(f, r);
     fprintf(f, "  (%lld answers)\n  sqlstates:", status_total(&r->tally));
@@ -199,7 +212,7 @@ static json_t *result_json(pgr_result *r)
         "trials_per_s", r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
         "statements_per_s", r->seconds > 0 ? (double)r->statements / r->seconds : 0.0,
         "verdict", pgr_verdict_name(r->verdict), "expected", pgr_verdict_name(r->expected),
-        "matched", r->verdict == r->expected && !r->error[0]);
+        "matched", pgr_result_matched(r));
     if (r->fault.kind != PGR_FAULT_NONE) json_object_set_new(inv, PGR_INV_RETRY_NAME, json_integer(r->tally.retry_failed));
     if (r->fault.kind != PGR_FAULT_NONE && r->sessions == 1)
         json_object_set_new(inv, PGR_INV_ATOMIC_NAME, json_integer(r->tally.half_committed));
@@ -235,7 +248,17 @@ static json_t *result_json(pgr_result *r)
                       "preemptions", e->minimal_switches));
         json_object_set_new(o, "schedules", json_integer(e->schedules));
     }
-    json_object_set_new(o, "seed_sql_error", r->seed_sql_error[0] ? json_string(r->seed_sql_error) : json_null());
+    json_t *seed_sql = json_array();
+    const char *first_error = NULL;
+    for (int i = 0; i < r->nseed_sql; i++) {
+        const pgr_seed_sql *q = &r->seed_sql[i];
+        json_array_append_new(seed_sql, json_pack("{s:s, s:s, s:o, s:o}", "which", q->which, "sql", q->sql,
+            "sqlstate", q->error[0] ? json_stringn(q->error, strcspn(q->error, " ")) : json_null(),
+            "error", q->error[0] ? json_string(q->error) : json_null()));
+        if (q->error[0] && !first_error) first_error = q->error;
+    }
+    json_object_set_new(o, "seed_sql", seed_sql);
+    json_object_set_new(o, "seed_sql_error", first_error ? json_string(first_error) : json_null());
     json_object_set_new(o, "error", r->error[0] ? json_string(r->error) : json_null());
     return o;
 }

@@ -31,7 +31,9 @@ enum { PGR_RETRY = -1 };
 
 typedef enum { PGR_RC = 0, PGR_RR = 1, PGR_SER = 2, PGR_NISO = 3 } pgr_isolation;
 typedef enum { PGR_ORIGINAL, PGR_PROPOSED, PGR_RECOMMENDED } pgr_kind;
-typedef enum { PGR_SAFE = 0, PGR_RACE = 1 } pgr_verdict;
+/* A cell's verdict (safe or race). PGR_EITHER is only ever an expectation: the variant races
+ * there, but rarely enough that a cell's trials may miss it, so both verdicts match. */
+typedef enum { PGR_SAFE = 0, PGR_RACE = 1, PGR_EITHER = 2 } pgr_verdict;
 
 /* Faults the seam injects into one request (issue #7). Each fires at most once per request,
  * on its first send; a client that saw no answer, or a 5xx, then sends the request again. */
@@ -263,11 +265,22 @@ typedef struct pgr_variant {
     const char *ddl_as_written;  /* the seed's own DDL when it does not run on PostgreSQL:
                                   * tried first, its error kept for the report; `ddl` is
                                   * then the closest faithful form. NULL when not needed. */
+    const char *rollback_as_written; /* the seed's own rollback plan (SQL that undoes its
+                                  * migration): tried after `ddl`, in a savepoint rolled back
+                                  * whatever happens, its verdict kept for the report. NULL
+                                  * when the seed has none for this variant. */
     pgr_handler handler;
     pgr_verdict expect[PGR_NISO];/* what CI holds it to, per isolation level (measured) */
     int race_from[PGR_NISO];     /* a PGR_RACE expectation needs at least this many sessions
                                   * (0 = any); with fewer, the variant is expected safe (a retry
                                   * loop that absorbs a bounded number of concurrent losers) */
+    int race_rare_below[PGR_NISO];/* a PGR_RACE expectation in a stress cell with fewer
+                                  * sessions than this is PGR_EITHER: the race happens there
+                                  * (measured) but is rare enough that a cell of a few hundred
+                                  * trials may miss it, so race and safe both match; from this
+                                  * many sessions on it is certain and expected. 0 = never rare.
+                                  * Say in a comment how rare it was, and keep a test that
+                                  * finds it */
     bool explore_blind[PGR_NISO];/* the race happens only inside one statement (two
                                   * concurrent executions of it), which statement-level
                                   * exploration cannot produce: explore expects safe there */

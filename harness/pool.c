@@ -224,7 +224,8 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
                              NULL, NULL, 0));
     }
     if (pgr_schema_setup(pool->admin, sc, v, &pool->schema, res->error, sizeof res->error) != 0) goto fail;
-    memcpy(res->seed_sql_error, pool->schema.seed_sql_error, sizeof res->seed_sql_error);
+    memcpy(res->seed_sql, pool->schema.seed_sql, sizeof res->seed_sql);
+    res->nseed_sql = pool->schema.nseed_sql;
     pool->base = pool->schema.run_id * 1000000000LL;
 
     for (int i = 0; i < o->sessions; i++) {

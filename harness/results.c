@@ -15,6 +15,13 @@ const char *pgr_mode_name(pgr_mode m)
     return m >= 0 && m < PGR_NMODES ? n[m] : "?";
 }
 
+const char *pgr_seed_sql_name(const pgr_seed_sql *q)
+{
+    if (strcmp(q->which, "ddl") == 0) return "DDL";
+    if (strcmp(q->which, "rollback") == 0) return "rollback plan";
+    return q->which;
+}
+
 void pgr_result_init(pgr_result *res, const pgr_scenario *sc, const pgr_variant *v,
                      pgr_isolation iso, int sessions, pgr_mode mode)
 {
@@ -27,6 +34,15 @@ void pgr_result_init(pgr_result *res, const pgr_scenario *sc, const pgr_variant 
     res->expected = v->expect[iso];
     /* a retry loop that absorbs a bounded number of concurrent losers races only from N on */
     if (res->expected == PGR_RACE && sessions < v->race_from[iso]) res->expected = PGR_SAFE;
+    /* a race that is real but rare with few sessions: a stress cell may or may not meet it
+     * (exploration is not a matter of chance: it keeps the expectation) */
+    if (res->expected == PGR_RACE && mode == PGR_MODE_STRESS && sessions < v->race_rare_below[iso])
+        res->expected = PGR_EITHER;
+}
+
+bool pgr_result_matched(const pgr_result *r)
+{
+    return !r->error[0] && (r->expected == PGR_EITHER || r->verdict == r->expected);
 }
 
 static void dist_add(pgr_dist *d, double v)

@@ -9,6 +9,17 @@
 #define PGR_MAX_CEX 3
 #define PGR_MAX_SQLSTATES 48
 
+/* The server's verdict on a piece of the seed's own SQL that pgrace ran as written (in a
+ * savepoint, rolled back): the variant's ddl_as_written or rollback_as_written. */
+#define PGR_MAX_SEED_SQL 2
+typedef struct pgr_seed_sql {
+    const char *which;               /* "ddl" | "rollback" */
+    const char *sql;                 /* the seed's text, as the variant holds it */
+    char error[256];                 /* "SQLSTATE message"; "" = it ran */
+} pgr_seed_sql;
+/* "DDL", "rollback plan": what a person calls that piece of the seed's SQL. */
+const char *pgr_seed_sql_name(const pgr_seed_sql *q);
+
 typedef struct pgr_counterexample {
     long long trial_no;
     int kase;
@@ -83,7 +94,8 @@ typedef struct pgr_result {
     pgr_verdict verdict;
     pgr_verdict expected;
     char error[PGR_ERRLEN];          /* harness error: the result is incomplete */
-    char seed_sql_error[256];        /* the seed's SQL as written was rejected: "SQLSTATE message" */
+    pgr_seed_sql seed_sql[PGR_MAX_SEED_SQL];  /* the seed's SQL run as written, in order */
+    int nseed_sql;
     pgr_explore_stats ex;
     pgr_fault fault;                 /* the injected fault; kind NONE = none */
 } pgr_result;
@@ -99,5 +111,7 @@ void pgr_tally_sqlstate(pgr_tally *t, const char *code, long long n);
 
 void pgr_result_init(pgr_result *res, const pgr_scenario *sc, const pgr_variant *v,
                      pgr_isolation iso, int sessions, pgr_mode mode);
+/* The verdict matches the expectation (PGR_EITHER: any verdict) and no harness error. */
+bool pgr_result_matched(const pgr_result *r);
 
 #endif

@@ -31,7 +31,7 @@ static void esc(FILE *f, const char *s)
     }
 }
 
-static bool matched(const pgr_result *r) { return r->verdict == r->expected && !r->error[0]; }
+static bool matched(const pgr_result *r) { return pgr_result_matched(r); }
 static bool faulted(const pgr_result *r) { return r->fault.kind != PGR_FAULT_NONE; }
 /* A stress cell of the concurrency matrix (the fault matrix has its own section). */
 static bool is_stress(const pgr_result *r) { return r->mode == PGR_MODE_STRESS && !faulted(r); }
@@ -97,6 +97,40 @@ static bool in_col(const pgr_result *r, const matrix_col *c)
 static void seed_tag(FILE *f, const pgr_scenario *sc)
 {
     if (sc->seed && *sc->seed) fprintf(f, " <span class=k>seed %s</span>", sc->seed);
+}
+
+/* The seed's own SQL that the variants ran as written (in a savepoint, rolled back), and
+ * the server's verdict on each: the first result of each variant that has them. */
+static void seed_sql_section(FILE *f, const pgr_scenario *sc, pgr_result *rs, int n)
+{
+    bool opened = false;
+    for (int j = 0; j < sc->nvariants; j++) {
+        const pgr_result *r = NULL;
+        for (int i = 0; i < n && !r; i++)
+            if (rs[i].v == &sc->variants[j] && rs[i].nseed_sql) r = &rs[i];
+        if (!r) continue;
+        if (!opened) {
+            fputs("<h3>The seed's SQL, run as written</h3><ul class=seedsql>\n", f);
+            opened = true;
+        }
+        for (int k = 0; k < r->nseed_sql; k++) {
+            const pgr_seed_sql *q = &r->seed_sql[k];
+            bool ddl = strcmp(q->which, "ddl") == 0;
+            fprintf(f, "<li class=%s><b>%s</b> %s: the seed's %s ", q->error[0] ? "broken" : "held",
+                    q->error[0] ? "FAILS" : "RUNS", sc->variants[j].name, pgr_seed_sql_name(q));
+            if (q->error[0]) {
+                fputs("is rejected by PostgreSQL: <code>", f);
+                esc(f, q->error);
+                fputs(ddl ? "</code>; the variant runs the closest faithful form" : "</code>", f);
+            } else {
+                fputs("runs on PostgreSQL as written", f);
+            }
+            fputs("<pre>", f);
+            esc(f, q->sql);
+            fputs("</pre></li>\n", f);
+        }
+    }
+    if (opened) fputs("</ul>\n", f);
 }
 
 /* Claim evaluation: violations of the claim's invariant by its variant over every cell. */
@@ -364,6 +398,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
           ".lh{font-weight:700}.ll{stroke:#bbb;stroke-dasharray:3 3}.st{fill:#e3f2fd;stroke:#64b5f6}"
           ".st.err{fill:#ffcdd2;stroke:#e57373}.sl{fill:#111}.ans{font-weight:700;fill:#333}\n"
           ".why{background:#fff8e1;border-left:4px solid #ffb300;padding:6px 10px}.err{color:#b71c1c}\n"
+          ".seedsql pre{background:#f5f5f5;padding:4px 8px;margin:4px 0;white-space:pre-wrap;color:#222}\n"
           "</style></head><body>\n", f);
     fprintf(f, "<h1>pgrace report</h1><p class=meta>");
     esc(f, server);
@@ -444,6 +479,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
             }
             fputs("</ul>\n", f);
         }
+        seed_sql_section(f, sc, rs, n);
         fputs("<h3>Invariants broken, per variant</h3><table><tr><th>variant</th>", f);
         for (int k = 0; k < sc->ninvariants; k++) { fputs("<th>", f); esc(f, sc->invariants[k]); fputs("</th>", f); }
         fputs("</tr>\n", f);
@@ -585,6 +621,20 @@ static int write_summary(const char *path, const char *server, pgr_result *rs, i
                     sc->invariants[sc->claims[c].invariant], t.trials);
         }
     }
+    bool head = false;
+    for (int si = 0; si < nsc; si++)
+        for (int j = 0; j < scs[si]->nvariants; j++) {
+            const pgr_result *r = NULL;
+            for (int i = 0; i < n && !r; i++)
+                if (rs[i].v == &scs[si]->variants[j] && rs[i].nseed_sql) r = &rs[i];
+            for (int k = 0; r && k < r->nseed_sql; k++) {
+                const pgr_seed_sql *q = &r->seed_sql[k];
+                if (!head) { fputs("\n### The seed's SQL, run as written\n\n", f); head = true; }
+                fprintf(f, "- **%s** %s/%s: the seed's %s%s%s%s\n", q->error[0] ? "FAILS" : "runs", scs[si]->name,
+                        scs[si]->variants[j].name, pgr_seed_sql_name(q), q->error[0] ? ": `" : "",
+                        q->error, q->error[0] ? "`" : "");
+            }
+        }
     return fclose(f) == 0 ? 0 : -1;
 }
 

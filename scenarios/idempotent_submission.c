@@ -2,11 +2,15 @@
  * idempotent_submission — seed 004 (WP-004 "Database Transaction Safety"), critical issue 3:
  * "Submission Idempotency", src/routes/api/submissions/create/+server.ts.
  *
- * The client generates one idempotency key per submission attempt and sends it again on
- * a retry (network failure, timeout) or a double click; the seed promises "Network
- * retries return existing submission (HTTP 200, same data)" and, in its test 3, for the
- * same key sent twice one after the other: "result1.id === result2.id; only one
- * Submission created; both requests return 200 OK".
+ * The seed's client "generates unique key per submission attempt" (crypto.randomUUID()
+ * before the fetch) and sends it again when it retries that attempt (network failure,
+ * timeout). So one key arrives twice only through a retry: after the first answer (the
+ * seed's test 3) or, when the client gave up waiting while the first request was still
+ * running, overlapping it. A double click is two attempts with two keys and one nullifier:
+ * that is nullifier_submission's same_nullifier_two_keys, not this scenario. The seed
+ * promises "Network retries return existing submission (HTTP 200, same data)" and, in its
+ * test 3, for the same key sent twice one after the other: "result1.id === result2.id;
+ * only one Submission created; both requests return 200 OK".
  *
  *   original     the "Before" code: there is no idempotency key. findFirst({ nullifier });
  *                409 'Duplicate' when found; create; two autocommitted statements, no
@@ -16,7 +20,8 @@
  *                isolation: findUnique({ idempotency_key }) -> return the existing
  *                submission; findUnique({ nullifier }) -> throw error(409) (rolls back);
  *                create; unique indexes on nullifier and idempotency_key (the seed's
- *                migration, with IF NOT EXISTS).
+ *                migration, with IF NOT EXISTS; its rollback plan, which does not run on
+ *                PostgreSQL, is tried as written: see nullifier_submission.c).
  *   recommended  INSERT ... ON CONFLICT DO NOTHING RETURNING id; when no row comes back,
  *                read by idempotency key (200 with the existing id) and then by nullifier
  *                (409); the same unique indexes; retry on 40001/40P01.
@@ -30,21 +35,24 @@
  * retries the same body), so in the original, which stores no key, a request's rows are
  * found by its nullifier.
  *
- * What the seed claims, and what measurement showed (2000 trials per cell: 800 double
- * clicks, 800 sequential retries, 400 double clicks followed by a retry):
+ * What the seed claims, and what measurement showed (2000 trials per cell: 800
+ * overlapping retries, 800 sequential retries, 400 overlapping retries followed by another
+ * retry after the answer):
  *   seed test 3 (the same key twice, one after the other: same id, one row, both 200):
  *     holds for the fix under read committed and repeatable read (0/800). Under
  *     serializable it fails: concurrent but independent submissions abort each other
- *     (SSI's predicate locks cover whole index leaf pages; the table here is small) and
+ *     (SSI's predicate locks cover whole index leaf pages; the table here is small: every
+ *     run starts from an empty one, so these figures depend on it) and
  *     the fix does not retry 40001: 80/800 at 2 sessions, 339/800 at 8, some keys ending
  *     with no submission at all. The original answers every retry 409 (800/800).
- *   "network retries return existing submission (HTTP 200, same data)" for a double click:
- *     broken. The duplicate passes both checks and its INSERT fails on the unique index:
- *     500 (23505; 40001 under serializable) in 1170/1200 double-click trials at 2
- *     sessions, 1190 at 8 (read committed); under read committed it can also see the
- *     winner's row only at the nullifier check and answer 409 'Duplicate nullifier' for
- *     its own submission (67 answers at 2 sessions, 941 at 8). One row per key and one id
- *     per key hold (0 violations) outside serializable.
+ *   "network retries return existing submission (HTTP 200, same data)" for a retry that
+ *     overlaps the first request: broken. The retry passes both checks and its INSERT
+ *     fails on the unique index: 500 (23505; 40001 under serializable) in 1170/1200
+ *     overlapping-retry trials at 2 sessions, 1190 at 8 (read committed); under read
+ *     committed it can also see the first request's row only at the nullifier check and
+ *     answer 409 'Duplicate nullifier' for its own submission (67 answers at 2 sessions,
+ *     941 at 8). One row per key and one id per key hold (0 violations) outside
+ *     serializable.
  *   recommended: 0 violations in every cell, and in 5000 trials at 8 sessions per level.
  */
 #include "submit_verified.h"
@@ -54,20 +62,23 @@
 #include <string.h>
 
 /* The route's code is nullifier_submission.c's (submit_verified.h): this scenario sends
- * it one submission twice, at once or after the answer, always with a key. */
+ * it one submission attempt twice (its retry), overlapping or after the answer, always
+ * with a key. */
 
-enum { CASE_DOUBLE_CLICK, CASE_RETRY, CASE_DOUBLE_CLICK_RETRY };
+enum { CASE_OVERLAPPING, CASE_RETRY, CASE_OVERLAPPING_THEN_RETRY };
 static const pgr_case idempotent_submission_cases[] = {
-    { "double_click", 4, "every session sends the same submission (same key, same nullifier) at once" },
+    { "overlapping_retry", 4, "every session sends the same submission attempt (same key, same nullifier) at "
+                              "once: retries that overlap the first request (the client timed out on it)" },
     { "sequential_retry", 4, "each session sends its own submission, then the same again after the answer (seed test 3)" },
-    { "double_click_then_retry", 2, "every session sends the same submission at once, then once more after its answer" },
+    { "overlapping_retry_then_retry", 2, "every session sends the same submission attempt at once, then once more "
+                                         "after its answer" },
 };
 
-enum { INV_ONE_ROW, INV_SAME_ID, INV_DOUBLE_CLICK, INV_RETRY };
+enum { INV_ONE_ROW, INV_SAME_ID, INV_OVERLAPPING, INV_RETRY };
 static const char *const idempotent_submission_invariants[] = {
     "one Submission per idempotency key",
     "every answer for one key carries the same id, and that Submission exists",
-    "a double click gets 200 with the submission, never 409 or 500",
+    "an overlapping retry gets 200 with the submission, never 409 or 500",
     "a sequential retry gets 200 with the submission, never 409 or 500 (seed test 3)",
 };
 
@@ -94,7 +105,7 @@ static void idempotent_submission_request(void *ctx, const pgr_trial *t, int ses
     snprintf(req->text[1], sizeof req->text[1], "%08llx-%lld-%d", mix32(t->key, slot, 2246822519ULL), t->key, slot);
     snprintf(req->text[2], sizeof req->text[2], "tpl-%d", slot);
     req->num[0] = t->key;
-    req->sends = t->kase == CASE_DOUBLE_CLICK ? 1 : 2;
+    req->sends = t->kase == CASE_OVERLAPPING ? 1 : 2;
 }
 
 static int idempotent_submission_prepare(pgr_batch *b)
@@ -150,7 +161,7 @@ static void check_trial(pgr_batch *b, const pgr_trial *t, const slot_rows *sr)
             const pgr_response *a = ans[k];
             if (a->status == 200) continue;
             const char *which = t->sends[j] > 1 ? (k ? "retry" : "first request") : "request";
-            int inv = t->kase == CASE_RETRY ? INV_RETRY : INV_DOUBLE_CLICK;
+            int inv = t->kase == CASE_RETRY ? INV_RETRY : INV_OVERLAPPING;
             if (a->status == 500)
                 pgr_violation(b, t, inv, "S%d's %s answered 500 (uncaught SQLSTATE %s)", j + 1, which,
                               a->sqlstate);
@@ -188,7 +199,7 @@ static int idempotent_submission_check(pgr_batch *b)
 static const pgr_claim idempotent_submission_claims[] = {
     { "No duplicate submissions from network failures (one Submission per idempotency key)",
       "proposed", INV_ONE_ROW },
-    { "Network retries return existing submission (HTTP 200, same data)", "proposed", INV_DOUBLE_CLICK },
+    { "Network retries return existing submission (HTTP 200, same data)", "proposed", INV_OVERLAPPING },
     { "Expected: result1.id === result2.id; both requests return 200 OK (sequential retry)",
       "proposed", INV_RETRY },
 };
@@ -198,6 +209,7 @@ static const pgr_variant idempotent_submission_variants[] = {
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "no idempotency key: findFirst(nullifier) then create, autocommitted" },
     { .name = "proposed", .kind = PGR_PROPOSED, .ddl = pgr_submit_verified_fix_ddl, .handler = pgr_submit_verified_proposed,
+      .rollback_as_written = pgr_submit_verified_rollback_as_written,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "WP-004: $transaction (key -> existing, nullifier -> 409, create) + unique key and nullifier" },
     { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = pgr_submit_verified_fix_ddl, .handler = pgr_submit_verified_recommended,
@@ -216,7 +228,7 @@ static const pgr_field idempotent_submission_fields[] = {
 const pgr_scenario pgr_scenario_idempotent_submission = {
     .name = "idempotent_submission",
     .seed = "004",
-    .title = "WP-004 idempotency key: a double click or retry returns the same Submission",
+    .title = "WP-004 idempotency key: a retry, overlapping or after the answer, returns the same Submission",
     .ddl = pgr_submit_verified_ddl,
     .variants = idempotent_submission_variants,
     .nvariants = 3,
@@ -226,7 +238,7 @@ const pgr_scenario pgr_scenario_idempotent_submission = {
     .ninvariants = 4,
     .claims = idempotent_submission_claims,
     .nclaims = (int)(sizeof idempotent_submission_claims / sizeof idempotent_submission_claims[0]),
-    .answer_invariants = 1u << INV_DOUBLE_CLICK | 1u << INV_RETRY,
+    .answer_invariants = 1u << INV_OVERLAPPING | 1u << INV_RETRY,
     .prepare = idempotent_submission_prepare,
     .request = idempotent_submission_request,
     .check = idempotent_submission_check,

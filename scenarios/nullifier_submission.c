@@ -25,10 +25,15 @@
  * new submission, and cannot tell them apart; the seed says a retry gets "HTTP 200, same
  * data", so a created submission is also answered 200 (SvelteKit's json() default).
  * The handlers here are the route's code for both seed-004 scenarios: idempotent_submission.c
- * sends them its retries and double clicks (submit_verified.h).
+ * sends them its retries, overlapping and after the answer (submit_verified.h).
  *
  * The seed's migration runs on PostgreSQL as written; here it is given IF NOT EXISTS so
- * the DDL is idempotent.
+ * the DDL is idempotent. Its "Rollback Plan" does not: it starts with ALTER TABLE
+ * "submission" DROP CONSTRAINT "submission_nullifier_key", but the migration made a unique
+ * index, not a constraint, so PostgreSQL answers 42704 (constraint ... does not exist) and,
+ * the plan being one script (`prisma db execute --stdin`), nothing after it runs: no index
+ * is dropped. The proposed variants carry it as rollback_as_written; pgrace runs it after
+ * the migration, in a savepoint, and reports the error (seed_sql in the JSON).
  *
  * What the seed claims, and what measurement showed (2000 trials per cell, 1600 of them
  * contested: 1200 under two keys, 400 without a key; 400 spent nullifiers):
@@ -84,6 +89,12 @@ int pgr_submit_verified_original(pgr_session *s, const pgr_request *req, pgr_res
 const char pgr_submit_verified_fix_ddl[] =                         /* the seed's migration */
     "CREATE UNIQUE INDEX IF NOT EXISTS submission_nullifier_key ON submission (nullifier);"
     "CREATE UNIQUE INDEX IF NOT EXISTS submission_idempotency_key_key ON submission (idempotency_key);";
+/* The seed's "Rollback Plan", step 1, exactly as written (sent as one script). */
+const char pgr_submit_verified_rollback_as_written[] =
+    "ALTER TABLE \"submission\" DROP CONSTRAINT \"submission_nullifier_key\";\n"
+    "ALTER TABLE \"submission\" DROP CONSTRAINT \"submission_idempotency_key_key\";\n"
+    "DROP INDEX IF EXISTS \"submission_nullifier_key\";\n"
+    "DROP INDEX IF EXISTS \"submission_idempotency_key_key\";\n";
 static const char PROPOSED_FIND_KEY[] =                    /* tx.submission.findUnique({ idempotency_key }) */
     "SELECT id FROM submission WHERE idempotency_key = $1";
 static const char PROPOSED_FIND_NULLIFIER[] =              /* tx.submission.findUnique({ nullifier }) */
@@ -311,6 +322,7 @@ static const pgr_variant nullifier_submission_variants[] = {
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "findFirst(nullifier) then create, autocommitted; no unique constraint" },
     { .name = "proposed", .kind = PGR_PROPOSED, .ddl = pgr_submit_verified_fix_ddl, .handler = pgr_submit_verified_proposed,
+      .rollback_as_written = pgr_submit_verified_rollback_as_written,
       .expect = { PGR_RACE, PGR_RACE, PGR_RACE },
       .summary = "WP-004: $transaction (key check, nullifier check 409, create) + unique nullifier and key" },
     { .name = "recommended", .kind = PGR_RECOMMENDED, .ddl = pgr_submit_verified_fix_ddl, .handler = pgr_submit_verified_recommended,

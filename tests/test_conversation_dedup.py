@@ -75,6 +75,8 @@ def assert_proposed(r, n):
     assert r["sqlstates"].get("23505", 0) > 0
     assert r["sqlstates"]["23514"] == r["cases"]["message_fails"]
     assert r["seed_sql_error"].startswith("42601 ") and '"WHERE"' in r["seed_sql_error"]
+    assert [q["which"] for q in r["seed_sql"]] == ["ddl"] and r["seed_sql"][0]["sqlstate"] == "42601"
+    assert r["seed_sql"][0]["error"] == r["seed_sql_error"] and "ADD CONSTRAINT" in r["seed_sql"][0]["sql"]
 
 
 def assert_recommended(r, n, trials):

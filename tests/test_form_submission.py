@@ -57,10 +57,13 @@ def test_matrix_cell(pgrace, tmp_path, iso, sessions):
     assert set(res) == set(EXPECT)
     for name, r in res.items():
         assert r["trials"] == TRIALS and r["sessions"] == sessions and r["isolation"] == iso
-        if not (name == "proposed_nocheck" and iso == "serializable" and sessions == 2):
-            # (there its race, neighbouring forms aborting each other, hit 18 of 200 retry
-            # trials in 2000: 20 retry trials miss it too often to assert)
-            assert r["verdict"] == EXPECT[name][iso] and r["matched"], (name, r["invariants"])
+        assert r["matched"], (name, r["invariants"])
+        if name == "proposed_nocheck" and iso == "serializable" and sessions == 2:
+            # its race (neighbouring forms aborting each other) is rare at 2 sessions: a cell
+            # may go either way (race_rare_below); test_nocheck_race_is_rare_at_2_sessions
+            assert r["expected"] == "either"
+        else:
+            assert r["verdict"] == r["expected"] == EXPECT[name][iso], (name, r["invariants"])
         assert {k: v for k, v in r["cases"].items() if v} == {"double_click": 160, "retry_after_lost_answer": 20, "no_form_request": 20}
         # the partial index never blocks submissions without a form request, and no
         # variant ever leaves a transaction half-written or answers 201 for a lost row
@@ -143,3 +146,34 @@ def test_spread_forms_show_the_cross_form_aborts_come_from_neighbouring_keys(pgr
         got[case] = doc["results"][0]["invariants"][RETRY]
     # (spread ids share pages until the regions have split them: the first trials still collide)
     assert got["retry_after_lost_answer"] > 2 * got["spread_forms"], got
+
+
+def test_nocheck_race_is_rare_at_2_sessions_and_certain_at_8(pgrace, tmp_path):
+    """proposed_nocheck under serializable: different forms abort each other through
+    neighbouring index pages. At 8 sessions every cell finds it; at 2 it is rare (1 to 16
+    of a 300-trial cell's 30 retry trials, by the machine's load), so a 2-session stress
+    cell is expected "either": race and safe both match. The race is still there and still
+    reported: with every trial a retry trial, 2 sessions find it."""
+    doc, _ = pgrace.stress_json("form_submission/proposed_nocheck", "-c", "2", "-t", "400", "-i", "serializable",
+                                "--case", "retry_after_lost_answer", tmp_path=tmp_path)
+    r = doc["results"][0]
+    assert r["expected"] == "either" and r["matched"]
+    assert r["verdict"] == "race" and r["invariants"][RETRY] > 0          # found, and reported as a race
+    assert r["invariants"][ONE] == 0 and r["invariants"][WHOLE] == 0
+    assert all("40001" in c["explanation"] for c in r["counterexamples"])
+
+    # a cell that met no retry trial is safe, and that matches too (exit status 0)
+    doc, p = pgrace.stress_json("form_submission/proposed_nocheck", "-c", "2", "-t", "8", "-i", "serializable",
+                                tmp_path=tmp_path)
+    r = doc["results"][0]
+    assert r["cases"]["double_click"] == 8 and r["verdict"] == "safe" and r["expected"] == "either" and r["matched"]
+    assert "expected race or safe" in p.stdout
+
+    # from 8 sessions on it is expected, and found
+    doc, _ = pgrace.stress_json("form_submission/proposed_nocheck", "-c", "8", "-t", "300", "-i", "serializable",
+                                tmp_path=tmp_path)
+    r = doc["results"][0]
+    assert r["expected"] == "race" and r["verdict"] == "race" and r["matched"] and r["invariants"][RETRY] > 0
+    # exploration is not a matter of chance: it keeps its own expectation (explore_blind: safe)
+    p = pgrace.run("explore", "form_submission/proposed_nocheck", "-c", "2", "-i", "serializable", "-q")
+    assert p.returncode == 0 and "(expected safe)" in p.stdout, p.stdout

@@ -90,10 +90,14 @@ def _check_schema(doc):
                                                           "indeterminate", "retry_failed", "half_committed",
                                                           "unjudged"}
         assert r["seed_sql_error"] is None or isinstance(r["seed_sql_error"], str)
+        assert isinstance(r["seed_sql"], list)
+        for q in r["seed_sql"]:
+            assert q["which"] in ("ddl", "rollback") and isinstance(q["sql"], str)
+            assert (q["error"] is None) == (q["sqlstate"] is None)
         for k, t in types.items():
             assert isinstance(r[k], t), (k, r[k])
         assert r["kind"] in ("original", "proposed", "recommended")
-        assert r["verdict"] in ("race", "safe") and r["expected"] in ("race", "safe")
+        assert r["verdict"] in ("race", "safe") and r["expected"] in ("race", "safe", "either")
         assert r["isolation"] in ISOLATIONS
         assert r["mode"] == "stress"
         assert r["release"] in ("realtime", "normal")

@@ -61,3 +61,24 @@ def test_recommended_holds_5000_trials_8_sessions(pgrace, tmp_path, iso):
     assert sum(r["cases"].values()) == 5000
     assert r["statuses"] == expected_statuses(r["cases"], 8)
     assert set(r["sqlstates"]) <= {"00000", "40001"}   # 40001 only under rr/ser, and retried
+
+
+@pytest.mark.parametrize("scenario", ["nullifier_submission", "idempotent_submission"])
+def test_the_seeds_rollback_plan_does_not_run(pgrace, tmp_path, scenario):
+    """The seed's Rollback Plan starts with ALTER TABLE "submission" DROP CONSTRAINT
+    "submission_nullifier_key", but its migration made a unique INDEX of that name, not a
+    constraint: 42704, and (one script) nothing after it runs. pgrace runs it as written
+    after the proposed variant's migration, in a savepoint, and reports the error."""
+    doc, _ = pgrace.stress_json(scenario, "-c", 2, "-t", 20, tmp_path=tmp_path)
+    res = {r["variant"]: r for r in doc["results"]}
+    prop = res["proposed"]
+    assert [q["which"] for q in prop["seed_sql"]] == ["rollback"]
+    q = prop["seed_sql"][0]
+    assert q["sqlstate"] == "42704"
+    assert q["error"] == '42704 constraint "submission_nullifier_key" of relation "submission" does not exist'
+    assert q["sql"].startswith('ALTER TABLE "submission" DROP CONSTRAINT "submission_nullifier_key";')
+    assert prop["seed_sql_error"] == q["error"]
+    # rolled back: the unique index is still there and still keeps one row per nullifier/key
+    assert prop["invariants"][ONE_ROW if scenario == "nullifier_submission" else "one Submission per idempotency key"] == 0
+    for name in ("original", "recommended"):          # no migration of the seed's to undo
+        assert res[name]["seed_sql"] == [] and res[name]["seed_sql_error"] is None

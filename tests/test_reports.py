@@ -85,3 +85,21 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
                          timeout=120).stdout
     assert 'id="matrix"' in dom and "invite_claim" in dom
     shutil.copy(shot, out / "report.png")       # kept beside the report for a person to look at
+
+
+def test_reports_say_which_seed_sql_fails(pgrace, tmp_path):
+    """The seed's own SQL that does not run on PostgreSQL, with which SQL it was: seed 002's
+    constraint (DDL) and seed 004's rollback plan, in index.html and summary.md."""
+    out = tmp_path / "out"
+    p = pgrace.run("run", "conversation_dedup/proposed", "nullifier_submission/proposed", "--no-faults",
+                   "--budget", "3", "--out", out, "-q")
+    assert p.returncode == 0, p.stdout + p.stderr
+    summary = (out / "summary.md").read_text()
+    assert "- **FAILS** conversation_dedup/proposed: the seed's DDL: `42601 syntax error at or near \"WHERE\"`" in summary
+    assert ("- **FAILS** nullifier_submission/proposed: the seed's rollback plan: `42704 constraint "
+            "\"submission_nullifier_key\" of relation \"submission\" does not exist`") in summary
+    html = (out / "index.html").read_text()
+    assert html.count("<h3>The seed's SQL, run as written</h3>") == 2
+    assert "the seed's rollback plan is rejected by PostgreSQL: <code>42704 " in html
+    assert "the seed's DDL is rejected by PostgreSQL: <code>42601 " in html
+    assert "<pre>ALTER TABLE &quot;submission&quot; DROP CONSTRAINT" in html
