@@ -30,6 +30,9 @@
  *                  KIND := original | proposed | recommended
  *   hstep       := 'step' NAME SQL rule*
  *   rule        := 'if' cond '->' outcome | '->' outcome
+ *                  (a bare '->' follows success only: a failed step is taken by
+ *                  'if error' or is uncaught, so `COMMIT -> 201` never answers 201 for a
+ *                  COMMIT that failed)
  *   cond        := 'rows' OP INT | 'error' SQLSTATE? | COLUMN | 'not' COLUMN
  *                | COLUMN OP ('value' | INT)           OP := = | != | < | > | <= | >=
  *   outcome     := STATUS ('id' COLUMN)? | 'next' | 'goto' NAME | 'retry' INT?

@@ -337,7 +337,9 @@ static bool holds(const pgr_spec_rule *ru, const pgr_res *r, const row *first)
     bool found;
     const char *v;
     switch (ru->cond) {
-    case PGR_COND_ALWAYS: return true;
+    case PGR_COND_ALWAYS: return r->ok;     /* `-> OUT` is what follows success: a failed step
+                                             * (a COMMIT that fails 40001) is only taken by
+                                             * `if error`, else it is uncaught (500) */
     case PGR_COND_ROWS: return r->ok && compare(ru->op, (r->rows > ru->number) - (r->rows < ru->number));
     case PGR_COND_ERROR: return !r->ok && (!ru->value || strcmp(r->sqlstate, ru->value) == 0);
     case PGR_COND_TRUE:
