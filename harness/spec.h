@@ -44,8 +44,9 @@
  *                  after the answer (a retry)
  *   invariant   := 'invariant' STRING SQL   rows it returns are violations, each explained
  *                | 'invariant' STRING 'statuses' STATUS+      every answer is one of these
- *                | 'invariant' STRING 'exactly' 'one' STATUS  exactly one session gets it
+ *                | 'invariant' STRING 'exactly' 'one' STATUS  exactly one answer is it
  *                | 'invariant' STRING 'same' 'id'             every 2xx names the same id
+ *                  (answers: each session's, and in a `sends` case its first send's too)
  *   expect      := 'expect' NAME VERDICT ('at' LEVEL)* ('sessions' INT)? ('case' NAME)?
  *                  VERDICT := race | safe; no expectation: the variant must be safe
  *

@@ -163,3 +163,29 @@ def test_a_failed_step_is_not_taken_by_a_bare_rule(pgrace, tmp_path):
     assert res["bare"]["statuses"] == {"500": 20} and res["bare"]["verdict"] == "safe", res["bare"]["statuses"]
     assert res["bare"]["sqlstates"].get("23505") == 20
     assert res["caught"]["statuses"] == {"409": 20} and res["caught"]["verdict"] == "safe"
+
+
+def test_a_resent_requests_first_answer_is_checked_too(pgrace, tmp_path):
+    """`case retry sends 2`: the client sends again after the answer. Answer invariants hold
+    for every answer, the first send's too: a first 500 breaks `statuses 200`, a resend that
+    gets 201 again breaks `exactly one 201`, and a resend naming another id breaks `same id`."""
+    f = tmp_path / "resend.spec"
+    f.write_text(
+        "setup { CREATE TABLE t (k text PRIMARY KEY, id bigserial); }\n"
+        "case retry sends 2\n"
+        "variant first_fails {\n"
+        "  step ins { INSERT INTO t (k) VALUES (:key) ON CONFLICT DO NOTHING RETURNING id } if rows = 1 -> 500\n"
+        "  step get { SELECT id FROM t WHERE k = :key } -> 200 id id\n"
+        "}\n"
+        "variant creates_twice {\n"
+        "  step ins { INSERT INTO t (k) VALUES (:key || '-' || nextval('t_id_seq')) RETURNING id } -> 201 id id\n"
+        "}\n"
+        "invariant \"every answer is 200 or 201\" statuses 200 201\n"
+        "invariant \"one creation\" exactly one 201\n"
+        "invariant \"one id\" same id\n")
+    doc, _ = pgrace.stress_json(str(f), "-c", 1, "-t", 20, tmp_path=tmp_path, expect_rc=1)
+    res = {r["variant"]: r for r in doc["results"]}
+    ff, ct = res["first_fails"], res["creates_twice"]
+    assert ff["invariants"] == {"every answer is 200 or 201": 20, "one creation": 20, "one id": 0}, ff["invariants"]
+    assert ff["counterexamples"][0]["explanation"] == "S1 answered 500 (first send)"
+    assert ct["invariants"] == {"every answer is 200 or 201": 0, "one creation": 20, "one id": 20}, ct["invariants"]
