@@ -382,6 +382,11 @@ static int spec_handler(pgr_session *s, const pgr_request *req, pgr_response *re
             }
         }
         pgr_res *r = pgr_exec(s, cs->h->name, cs->sql, cs->nparams, vals);
+        /* COMMIT of an aborted transaction "succeeds" as ROLLBACK: not a commit (as pgr_commit) */
+        if (r->ok && r->pg && pgr_sql_is_commit(cs->sql) && strcmp(PQcmdStatus(r->pg), "ROLLBACK") == 0) {
+            r->ok = false;
+            r->sqlstate = "25P02";
+        }
         row_keep(&rows[idx], r);
         const pgr_spec_rule *ru = NULL;
         for (int k = 0; k < cs->h->nrules && !ru; k++)

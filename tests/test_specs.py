@@ -189,3 +189,22 @@ def test_a_resent_requests_first_answer_is_checked_too(pgrace, tmp_path):
     assert ff["invariants"] == {"every answer is 200 or 201": 20, "one creation": 20, "one id": 0}, ff["invariants"]
     assert ff["counterexamples"][0]["explanation"] == "S1 answered 500 (first send)"
     assert ct["invariants"] == {"every answer is 200 or 201": 0, "one creation": 20, "one id": 20}, ct["invariants"]
+
+
+def test_commit_of_an_aborted_transaction_is_not_a_commit(pgrace, tmp_path):
+    """A step's error taken by `if error -> next`, then `step commit { COMMIT } -> 201`: the
+    server answers COMMIT with ROLLBACK and nothing is written, so the step failed (25P02,
+    as pgr_commit says for C handlers): uncaught, 500, never a 201."""
+    f = tmp_path / "aborted_commit.spec"
+    f.write_text(
+        "setup { CREATE TABLE t (k text PRIMARY KEY); }\n"
+        "variant v {\n"
+        "  step begin { BEGIN }\n"
+        "  step ins { INSERT INTO t VALUES (:key) }\n"
+        "  step bad { SELECT 1/0 } if error -> next\n"
+        "  step commit { COMMIT } -> 201\n"
+        "}\n"
+        "invariant \"nothing was committed, so no 201\" statuses 500\n")
+    doc, _ = pgrace.stress_json(str(f), "-c", 1, "-t", 10, tmp_path=tmp_path)
+    r = doc["results"][0]
+    assert r["statuses"] == {"500": 10} and r["verdict"] == "safe", r["statuses"]
