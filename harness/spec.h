@@ -30,6 +30,9 @@
  *                  KIND := original | proposed | recommended
  *   hstep       := 'step' NAME SQL rule*
  *   rule        := 'if' cond '->' outcome | '->' outcome
+ *                  (a bare '->' follows success only: a failed step is taken by
+ *                  'if error' or is uncaught, so `COMMIT -> 201` never answers 201 for a
+ *                  COMMIT that failed)
  *   cond        := 'rows' OP INT | 'error' SQLSTATE? | COLUMN | 'not' COLUMN
  *                | COLUMN OP ('value' | INT)           OP := = | != | < | > | <= | >=
  *   outcome     := STATUS ('id' COLUMN)? | 'next' | 'goto' NAME | 'retry' INT?
@@ -41,8 +44,9 @@
  *                  after the answer (a retry)
  *   invariant   := 'invariant' STRING SQL   rows it returns are violations, each explained
  *                | 'invariant' STRING 'statuses' STATUS+      every answer is one of these
- *                | 'invariant' STRING 'exactly' 'one' STATUS  exactly one session gets it
+ *                | 'invariant' STRING 'exactly' 'one' STATUS  exactly one answer is it
  *                | 'invariant' STRING 'same' 'id'             every 2xx names the same id
+ *                  (answers: each session's, and in a `sends` case its first send's too)
  *   expect      := 'expect' NAME VERDICT ('at' LEVEL)* ('sessions' INT)? ('case' NAME)?
  *                  VERDICT := race | safe; no expectation: the variant must be safe
  *

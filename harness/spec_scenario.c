@@ -337,7 +337,9 @@ static bool holds(const pgr_spec_rule *ru, const pgr_res *r, const row *first)
     bool found;
     const char *v;
     switch (ru->cond) {
-    case PGR_COND_ALWAYS: return true;
+    case PGR_COND_ALWAYS: return r->ok;     /* `-> OUT` is what follows success: a failed step
+                                             * (a COMMIT that fails 40001) is only taken by
+                                             * `if error`, else it is uncaught (500) */
     case PGR_COND_ROWS: return r->ok && compare(ru->op, (r->rows > ru->number) - (r->rows < ru->number));
     case PGR_COND_ERROR: return !r->ok && (!ru->value || strcmp(r->sqlstate, ru->value) == 0);
     case PGR_COND_TRUE:
@@ -380,6 +382,11 @@ static int spec_handler(pgr_session *s, const pgr_request *req, pgr_response *re
             }
         }
         pgr_res *r = pgr_exec(s, cs->h->name, cs->sql, cs->nparams, vals);
+        /* COMMIT of an aborted transaction "succeeds" as ROLLBACK: not a commit (as pgr_commit) */
+        if (r->ok && r->pg && pgr_sql_is_commit(cs->sql) && strcmp(PQcmdStatus(r->pg), "ROLLBACK") == 0) {
+            r->ok = false;
+            r->sqlstate = "25P02";
+        }
         row_keep(&rows[idx], r);
         const pgr_spec_rule *ru = NULL;
         for (int k = 0; k < cs->h->nrules && !ru; k++)
@@ -490,37 +497,58 @@ static void invariant_rows(pgr_batch *b, const pgr_trial *t, const pgr_spec_inva
     pgr_violation(b, t, idx, "%d violating row%s, first: %s", PQntuples(r), PQntuples(r) == 1 ? "" : "s", first);
 }
 
+/* The answers a session got: its first and, when the client sent the request again (a
+ * `sends` case), its last; *n of them. */
+static int answers_of(const pgr_trial *t, int j, const pgr_response *out[2])
+{
+    out[0] = &t->first[j];
+    if (t->sends[j] <= 1) { out[0] = &t->resp[j]; return 1; }
+    out[1] = &t->resp[j];
+    return 2;
+}
+
+static const char *send_word(int n, int k) { return n == 1 ? "" : k == 0 ? " (first send)" : " (last send)"; }
+
 static void check_answers(pgr_batch *b, const pgr_trial *t, int idx, const pgr_spec_invariant *inv)
 {
+    const pgr_response *a[2];
     switch (inv->kind) {
     case PGR_INV_STATUSES:
         for (int j = 0; j < t->nsessions; j++) {
-            bool ok = false;
-            for (int k = 0; k < inv->nstatuses; k++) ok |= t->resp[j].status == inv->statuses[k];
-            if (!ok) {
-                pgr_violation(b, t, idx, "S%d answered %d%s%s", j + 1, t->resp[j].status,
-                              t->resp[j].sqlstate[0] ? ", SQLSTATE " : "", t->resp[j].sqlstate);
-                return;
+            int n = answers_of(t, j, a);
+            for (int q = 0; q < n; q++) {
+                bool ok = false;
+                for (int k = 0; k < inv->nstatuses; k++) ok |= a[q]->status == inv->statuses[k];
+                if (!ok) {
+                    pgr_violation(b, t, idx, "S%d answered %d%s%s%s", j + 1, a[q]->status, send_word(n, q),
+                                  a[q]->sqlstate[0] ? ", SQLSTATE " : "", a[q]->sqlstate);
+                    return;
+                }
             }
         }
         return;
-    case PGR_INV_EXACTLY_ONE: {
-        int n = 0;
-        for (int j = 0; j < t->nsessions; j++) n += t->resp[j].status == inv->statuses[0];
-        if (n != 1) pgr_violation(b, t, idx, "%d sessions answered %d", n, inv->statuses[0]);
+    case PGR_INV_EXACTLY_ONE: {            /* of every answer: a resend must not get it again */
+        int got = 0;
+        for (int j = 0; j < t->nsessions; j++) {
+            int n = answers_of(t, j, a);
+            for (int q = 0; q < n; q++) got += a[q]->status == inv->statuses[0];
+        }
+        if (got != 1) pgr_violation(b, t, idx, "%d answers were %d", got, inv->statuses[0]);
         return;
     }
     case PGR_INV_SAME_ID: {
         long long id = -1;
         for (int j = 0; j < t->nsessions; j++) {
-            const pgr_response *a = &t->resp[j];
-            if (a->status < 200 || a->status >= 300 || a->id < 0) continue;
-            if (id >= 0 && a->id != id) {
-                pgr_violation(b, t, idx, "S%d answered %d with id %lld; another session's answer named %lld", j + 1,
-                              a->status, a->id, id);
-                return;
+            int n = answers_of(t, j, a);
+            for (int q = 0; q < n; q++) {
+                if (a[q]->status < 200 || a[q]->status >= 300 || a[q]->id < 0) continue;
+                if (id >= 0 && a[q]->id != id) {
+                    pgr_violation(b, t, idx, "S%d answered %d with id %lld%s; an earlier answer named %lld", j + 1,
+                                  a[q]->status, a[q]->id, send_word(n, q), id);
+                    return;
+                }
+                id = a[q]->id;
             }
-            id = a->id;
         }
         return;
     }
