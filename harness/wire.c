@@ -432,7 +432,7 @@ static const char *word_after(const char *s, const char *kw, size_t *len)
     return NULL;
 }
 
-void pgr_wire_label(const char *sql, char *out, size_t cap)
+static void label_of(const char *sql, char *out, size_t cap)
 {
     appender a = { out, cap, 0 };
     if (cap) out[0] = '\0';
@@ -480,6 +480,13 @@ void pgr_wire_label(const char *sql, char *out, size_t cap)
         app_str(&a, " ");
         app_bytes(&a, what, wn);
     }
+}
+
+void pgr_wire_label(const char *sql, char *out, size_t cap)
+{
+    label_of(sql, out, cap);
+    for (char *c = out; cap && *c; c++)      /* one line in a trace, whatever the program wrote */
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = ' ';
 }
 
 /* ---- the frontend's batch ---- */
