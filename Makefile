@@ -21,7 +21,7 @@ LIB_SRC  := $(filter-out harness/main.c,$(SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=build/gcc/%.o)
 FUZZ_SECS ?= 60
 
-.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-spec clean
+.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-spec bench-proxy clean
 all: bin/pgrace
 
 deps:
@@ -106,6 +106,10 @@ bench-explore: bin/pgrace
 # a spec against the same pattern in C (stress trials/s ratio, explore schedules/s)
 bench-spec: bin/pgrace
 	$(PYTHON) bench/spec_bench.py
+
+# pgbench through pgrace proxy (pass-through) against pgbench straight to the server
+bench-proxy: bin/pgrace
+	$(PYTHON) bench/proxy_bench.py
 
 clean:
 	rm -rf build bin out

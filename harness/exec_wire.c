@@ -89,14 +89,14 @@ static int forward_client(pgr_wire_link *l, relay *r)
     while (r->fwd != FWD_NONE) {
         pgr_wire_msg m;
         char err[160];
-        long k = pgr_wire_msg_read(l->cin.p + l->cin.off, l->cin.len - l->cin.off, PGR_WIRE_MAX_MSG, &m, err, sizeof err);
+        long k = pgr_wire_msg_read(pgr_at(&l->cin, l->cin.off), l->cin.len - l->cin.off, PGR_WIRE_MAX_MSG, &m, err, sizeof err);
         if (k == 0) return 0;
         if (k < 0) {
             pgr_link_fatal(l, "08P01", err);
             set_why(l, err);
             return -1;
         }
-        const uint8_t *raw = l->cin.p + l->cin.off;
+        const uint8_t *raw = pgr_at(&l->cin, l->cin.off);
         bool ends = false;
         if (r->fwd == FWD_COPY) {
             if (m.type == 'c' || m.type == 'f') {
@@ -137,7 +137,7 @@ static int read_server(pgr_wire_link *l, relay *r)
     while (!r->ready) {
         pgr_wire_msg m;
         char err[160];
-        long k = pgr_wire_msg_read(l->sin.p + pos, l->sin.len - pos, PGR_WIRE_MAX_MSG, &m, err, sizeof err);
+        long k = pgr_wire_msg_read(pgr_at(&l->sin, pos), l->sin.len - pos, PGR_WIRE_MAX_MSG, &m, err, sizeof err);
         if (k == 0) break;
         if (k < 0) {
             pgr_seam_infra(l->s, "the server sent garbage", err);
@@ -164,7 +164,7 @@ static int read_server(pgr_wire_link *l, relay *r)
         pos += (size_t)k;
         relay_end = pos;
     }
-    if (r->to_client && relay_end > start && pgr_link_send(l, l->cfd, l->sin.p + start, relay_end - start) != 0)
+    if (r->to_client && relay_end > start && pgr_link_send(l, l->cfd, pgr_at(&l->sin, start), relay_end - start) != 0)
         r->to_client = false;                /* the client went away: read on, as the server would */
     pgr_link_consume(&l->sin, pos - start);
     if (got <= 0 && !r->ready) return server_lost(l, r, "the server closed the connection");
@@ -245,7 +245,7 @@ static void kill_backend(pgr_wire_link *l)
         long got = pgr_link_recv(l->sfd, &l->sin);
         if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
         if (got <= 0) break;
-        pgr_link_send(l, l->cfd, l->sin.p + l->sin.off, l->sin.len - l->sin.off);
+        pgr_link_send(l, l->cfd, pgr_at(&l->sin, l->sin.off), l->sin.len - l->sin.off);
         pgr_link_consume(&l->sin, l->sin.len - l->sin.off);
     }
 }
@@ -300,7 +300,7 @@ int pgr_wire_exec(pgr_wire_link *l)
     }
     case PGR_SEAM_SEND:
         pgr_seam_sent(s, &call);
-        if (pgr_link_send(l, l->sfd, l->cin.p + l->cin.off, batch_bytes) != 0) {
+        if (pgr_link_send(l, l->sfd, pgr_at(&l->cin, l->cin.off), batch_bytes) != 0) {
             rc = server_lost(l, &r, "cannot write to the server");
             break;
         }

@@ -330,7 +330,7 @@ static int wait_io(pgr_wire_link *l, bool client, int64_t deadline)
         }
         int rc = poll(p, (nfds_t)n, ms);
         if (rc < 0 && errno != EINTR) return -1;
-        if (p[0].revents || (l->px->o.interrupted && *l->px->o.interrupted)) return -1;
+        if (p[0].revents) return -1;         /* stopping (the run loop saw the signal) */
         if (rc <= 0) continue;
         return (ci >= 0 && p[ci].revents ? 1 : 0) | (si >= 0 && p[si].revents ? 2 : 0);
     }
@@ -356,7 +356,7 @@ static int relay_startup(pgr_wire_link *l, int64_t deadline)
     for (int answered = 0;;) {
         pgr_wire_startup su;
         char err[200];
-        long k = pgr_wire_startup_read(l->cin.p + l->cin.off, l->cin.len - l->cin.off, &su, err, sizeof err);
+        long k = pgr_wire_startup_read(pgr_at(&l->cin, l->cin.off), l->cin.len - l->cin.off, &su, err, sizeof err);
         if (k < 0) { pgr_link_fatal(l, su.kind == PGR_STARTUP_V3 && strstr(err, "protocol") ? "0A000" : "08P01", err); return -1; }
         if (k == 0) {
             int w = wait_io(l, true, deadline);
@@ -386,7 +386,7 @@ static int relay_startup(pgr_wire_link *l, int64_t deadline)
             pgr_proxy_server_alive(px, err);
             return -1;
         }
-        if (pgr_link_send(l, l->sfd, l->cin.p + l->cin.off, (size_t)k) != 0) return -1;
+        if (pgr_link_send(l, l->sfd, pgr_at(&l->cin, l->cin.off), (size_t)k) != 0) return -1;
         pgr_link_consume(&l->cin, (size_t)k);
         return 0;
     }
@@ -408,10 +408,10 @@ static int relay_auth(pgr_wire_link *l, int64_t deadline)
             for (;;) {
                 pgr_wire_msg m;
                 char err[200];
-                long k = pgr_wire_msg_read(l->sin.p + l->sin.off, l->sin.len - l->sin.off, 65536, &m, err, sizeof err);
+                long k = pgr_wire_msg_read(pgr_at(&l->sin, l->sin.off), l->sin.len - l->sin.off, 65536, &m, err, sizeof err);
                 if (k == 0) break;
                 if (k < 0) { pgr_link_fatal(l, "08P01", "the server sent garbage during authentication"); return -1; }
-                const uint8_t *raw = l->sin.p + l->sin.off;
+                const uint8_t *raw = pgr_at(&l->sin, l->sin.off);
                 int rc = 0;
                 switch (m.type) {
                 case 'K': {
@@ -459,7 +459,7 @@ static int relay_auth(pgr_wire_link *l, int64_t deadline)
             for (;;) {
                 pgr_wire_msg m;
                 char err[200];
-                long k = pgr_wire_msg_read(l->cin.p + l->cin.off, l->cin.len - l->cin.off, 65536, &m, err, sizeof err);
+                long k = pgr_wire_msg_read(pgr_at(&l->cin, l->cin.off), l->cin.len - l->cin.off, 65536, &m, err, sizeof err);
                 if (k == 0) break;
                 if (k < 0) { pgr_link_fatal(l, "08P01", err); return -1; }
                 if (m.type == 'X') return -1;
@@ -468,7 +468,7 @@ static int relay_auth(pgr_wire_link *l, int64_t deadline)
                     pgr_link_fatal(l, "08P01", err);
                     return -1;
                 }
-                if (pgr_link_send(l, l->sfd, l->cin.p + l->cin.off, (size_t)k) != 0) return -1;
+                if (pgr_link_send(l, l->sfd, pgr_at(&l->cin, l->cin.off), (size_t)k) != 0) return -1;
                 pgr_link_consume(&l->cin, (size_t)k);
             }
         }
@@ -485,7 +485,7 @@ static int relay_idle(pgr_wire_link *l)
     for (;;) {
         pgr_wire_msg m;
         char err[200];
-        long k = pgr_wire_msg_read(l->sin.p + pos, l->sin.len - pos, PGR_WIRE_MAX_MSG, &m, err, sizeof err);
+        long k = pgr_wire_msg_read(pgr_at(&l->sin, pos), l->sin.len - pos, PGR_WIRE_MAX_MSG, &m, err, sizeof err);
         if (k <= 0) break;
         pgr_step scratch;
         pgr_wire_outcome o;
@@ -496,7 +496,7 @@ static int relay_idle(pgr_wire_link *l)
         }
         pos += (size_t)k;
     }
-    if (pos > start && pgr_link_send(l, l->cfd, l->sin.p + start, pos - start) != 0) return -1;
+    if (pos > start && pgr_link_send(l, l->cfd, pgr_at(&l->sin, start), pos - start) != 0) return -1;
     pgr_link_consume(&l->sin, pos - start);
     if (got <= 0) {
         snprintf(l->why, sizeof l->why, "the server closed the connection");
@@ -514,7 +514,7 @@ static void serve_steps(pgr_wire_link *l, bool *clean)
             size_t at = l->cin.off + l->batch.bytes;
             pgr_wire_msg m;
             char err[200];
-            long k = pgr_wire_msg_read(l->cin.p + at, l->cin.len - at, PGR_WIRE_MAX_MSG, &m, err, sizeof err);
+            long k = pgr_wire_msg_read(pgr_at(&l->cin, at), l->cin.len - at, PGR_WIRE_MAX_MSG, &m, err, sizeof err);
             if (k == 0) break;
             if (k < 0) { pgr_link_fatal(l, "08P01", err); return; }
             switch (pgr_wire_batch_add(&l->batch, &m, err, sizeof err)) {
@@ -643,7 +643,7 @@ static void accept_one(pgr_proxy *px, int fd, int li, bool tcp)
                           .rng = px->o.seed ^ ((uint64_t)serial * 0x9E3779B97F4A7C15ULL), .tx_status = 'I' };
     if (own) {
         own->index = serial - 1;
-        own->interrupted = px->o.interrupted;
+        own->interrupted = NULL;             /* a signal reaches the run loop, which stops every link */
         own->fault = px->o.fault && px->o.fault->kind != PGR_FAULT_NONE ? px->o.fault : NULL;
         own->fault_site = own->fault_fired_at = -1;
         own->step_timeout_ns = (int64_t)(px->o.step_timeout_s * 1e9);

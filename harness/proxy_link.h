@@ -36,6 +36,12 @@ typedef struct pgr_wire_link {
     char why[160];               /* [exec, link] why the connection closed */
 } pgr_wire_link;
 
+/* b's byte at offset o (a buffer never read into has no bytes yet, and no pointer). */
+static inline const uint8_t *pgr_at(const pgr_wire_buf *b, size_t o)
+{
+    return b->p ? b->p + o : (const uint8_t *)"";
+}
+
 /* ---- I/O (proxy.c) ---- */
 
 /* Read what fd has into b (non-blocking). >0 bytes read, 0 end of stream, -1 error
