@@ -2,11 +2,13 @@
 """pgbench through `pgrace proxy` (pass-through: every statement a step through the seam,
 no gate) against pgbench straight to the server: same server, same run, rounds alternated.
 
-pgbench's TPC-B-like script, 8 clients, -M prepared, scale 8 (a branch per client, so the
-server's row locks do not hide the proxy's cost). Printed: transactions/s of each side
-(median of the rounds), the ratio proxy/direct (target >= 0.7) and the proxy's CPU use.
+pgbench's TPC-B-like script, 8 clients, -M prepared, at two scales: 8 (a branch per client:
+the clients seldom wait on each other) and 1 (one branch row that every transaction updates:
+a lock convoy, where each extra hop a statement takes lengthens the time the lock is held).
+Printed: transactions/s of each side (median of the rounds), the ratio proxy/direct (target
+>= 0.7) and the proxy's CPU use.
 
-Usage: bench/proxy_bench.py [--seconds S] [--rounds N] [--clients C] [--scale K]
+Usage: bench/proxy_bench.py [--seconds S] [--rounds N] [--clients C] [--scales K,...]
 """
 import argparse
 import os
@@ -44,10 +46,10 @@ def cpu_seconds(pid):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--scale", type=int, default=8)
+    ap.add_argument("--scales", default="8,1")
     a = ap.parse_args()
     with kept_server() as (dsn, env, tmp):
         parts = dsn_parts(dsn)
@@ -62,34 +64,38 @@ def main():
             time.sleep(0.05)
         m = re.search(r"PGHOST=(\S+) PGPORT=(\d+)", log.read_text())
         via = dict(direct, PGHOST=m.group(1), PGPORT=m.group(2))
+        rows = []
         try:
-            t0 = time.time()
-            pgbench(via, ["-i", "-s", str(a.scale), "-q"])          # initialised through the proxy
-            print(f"pgbench -i -s {a.scale} through the proxy: {time.time() - t0:.1f} s")
-            run = ["-M", "prepared", "-c", str(a.clients), "-j", "2", "-T", str(a.seconds)]
-            pgbench(direct, ["-M", "prepared", "-c", str(a.clients), "-j", "2", "-T", "2"])     # warm up
-            d, p, cpu = [], [], []
-            for r in range(a.rounds):
-                d.append(tps(pgbench(direct, run)))
-                c0 = cpu_seconds(proxy.pid)
-                p.append(tps(pgbench(via, run)))
-                cpu.append((cpu_seconds(proxy.pid) - c0) / a.seconds)
-                print(f"round {r + 1}: direct {d[-1]:.0f} tps, through the proxy {p[-1]:.0f} tps "
-                      f"(ratio {p[-1] / d[-1]:.2f}, the proxy used {cpu[-1]:.2f} cores)")
+            for scale in [int(x) for x in a.scales.split(",")]:
+                t0 = time.time()
+                pgbench(via, ["-i", "-s", str(scale), "-q"])          # initialised through the proxy
+                print(f"pgbench -i -s {scale} through the proxy: {time.time() - t0:.1f} s")
+                run = ["-M", "prepared", "-c", str(a.clients), "-j", "2", "-T", str(a.seconds)]
+                pgbench(direct, ["-M", "prepared", "-c", str(a.clients), "-j", "2", "-T", "2"])     # warm up
+                d, p, cpu = [], [], []
+                for r in range(a.rounds):
+                    d.append(tps(pgbench(direct, run)))
+                    c0 = cpu_seconds(proxy.pid)
+                    p.append(tps(pgbench(via, run)))
+                    cpu.append((cpu_seconds(proxy.pid) - c0) / a.seconds)
+                    print(f"scale {scale} round {r + 1}: direct {d[-1]:.0f} tps, through the proxy {p[-1]:.0f} tps "
+                          f"(ratio {p[-1] / d[-1]:.2f}, the proxy used {cpu[-1]:.2f} cores)")
+                ratios = [x / y for x, y in zip(p, d)]
+                rows.append((scale, statistics.median(d), statistics.median(p), statistics.median(ratios),
+                             min(ratios), max(ratios), statistics.median(cpu)))
         finally:
             proxy.send_signal(signal.SIGTERM)
             rc = proxy.wait(30)
         if rc != 0:
             raise SystemExit(f"pgrace proxy exited {rc}:\n{log.read_text()[-2000:]}")
-        dm, pm = statistics.median(d), statistics.median(p)
         print()
-        print(f"| measure ({a.clients} clients, -M prepared, scale {a.scale}, {a.rounds} x {a.seconds} s alternated) | figure |")
-        print("| --- | --- |")
-        print(f"| pgbench straight to the server | {dm:.0f} tps |")
-        print(f"| pgbench through pgrace proxy (pass-through) | {pm:.0f} tps |")
-        print(f"| ratio proxy / direct (target >= 0.7) | **{pm / dm:.2f}** |")
-        print(f"| the proxy's CPU | {statistics.median(cpu):.2f} cores |")
-
+        print(f"{a.clients} clients, -M prepared, {a.rounds} rounds of {a.seconds} s alternated, medians "
+              "(the ratio: the median of each round's proxy/direct, and its range):")
+        print("| scale | pgbench straight to the server | through pgrace proxy (pass-through) | ratio (target >= 0.7) | proxy CPU |")
+        print("| --- | --- | --- | --- | --- |")
+        for scale, dm, pm, rm, lo, hi, c in rows:
+            print(f"| {scale} | {dm:.0f} tps | {pm:.0f} tps | **{rm:.2f}** ({lo:.2f}-{hi:.2f}) | {c:.2f} cores |")
+        print(f"(load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 if __name__ == "__main__":
     main()

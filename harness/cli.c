@@ -82,6 +82,9 @@ const char pgr_usage_text[] =
     "  --step-timeout S              isolationtester's step limit: cancel after S, give up after 2S\n"
     "                                (default 300)\n"
     "proxy options (and --dsn, --fault, --seed):\n"
+    "  -c, --sessions N              N listeners, listener i bound to session Si: its connections'\n"
+    "                                statements run one at a time (ports PORT..PORT+N-1 with --port;\n"
+    "                                default: one listener, each connection a session of its own)\n"
     "  --port N                      127.0.0.1's port, 1..65535 (default: chosen); the unix socket\n"
     "                                is DIR/.s.PGSQL.N\n"
     "  --socket-dir DIR              where the unix socket goes (created 0700 when missing; default\n"
@@ -185,6 +188,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         case 'c':
             if (parse_ll("-c/--sessions", optarg, 1, PGR_MAX_SESSIONS, &v, err, errlen)) return -1;
             c->sessions = (int)v;
+            c->sessions_given = true;
             break;
         case 't':
             if (parse_ll("-t/--trials", optarg, 1, 1000000000LL, &v, err, errlen)) return -1;

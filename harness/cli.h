@@ -27,6 +27,7 @@ typedef struct pgr_config {
     const char *out_dir;         /* run --out */
     bool quiet;
     int sessions;
+    bool sessions_given;         /* -c was given (proxy: listeners bound to sessions) */
     long long trials;
     double seconds;
     double budget;

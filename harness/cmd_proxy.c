@@ -6,9 +6,11 @@
  */
 #include "app.h"
 #include "proxy.h"
+#include "seam.h"
 
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* s percent-encoded for a URL's user or path part. */
@@ -48,15 +50,26 @@ int pgr_cmd_proxy(char **pos, int npos)
     (void)pos; (void)npos;
     char dsn[PATH_MAX + 128];
     if (pgr_obtain_server(dsn, sizeof dsn) != 0) return 2;
+    /* -c N: listener i bound to session Si (ports PORT..PORT+N-1) */
+    int nsessions = pgr_cfg.sessions_given ? pgr_cfg.sessions : 0;
+    pgr_session *sessions = nsessions ? calloc((size_t)nsessions, sizeof *sessions) : NULL;
+    pgr_session *bound[PGR_MAX_SESSIONS];
+    if (nsessions && !sessions) { fprintf(stderr, "pgrace: out of memory\n"); return 2; }
+    for (int i = 0; i < nsessions; i++) {
+        sessions[i].index = i;
+        sessions[i].fault_site = sessions[i].fault_fired_at = -1;
+        bound[i] = &sessions[i];
+    }
     pgr_proxy_opts o = {
         .dsn = dsn, .socket_dir = pgr_cfg.socket_dir, .client_uid = 0, .port = pgr_cfg.port,
         .trace = pgr_cfg.trace ? stderr : NULL, .fault = pgr_cfg.fault.kind != PGR_FAULT_NONE ? &pgr_cfg.fault : NULL,
-        .seed = pgr_cfg.seed, .interrupted = &pgr_interrupted,
+        .seed = pgr_cfg.seed, .interrupted = &pgr_interrupted, .nsessions = nsessions, .sessions = bound,
     };
     char err[PGR_ERRLEN];
     pgr_proxy *px = pgr_proxy_open(&o, err, sizeof err);
     if (!px) {
         fprintf(stderr, "pgrace: proxy: %s\n", err);
+        free(sessions);
         return 2;
     }
     char user[128], db[128], shown[PATH_MAX + 128], uu[400], ud[400];
@@ -69,16 +82,21 @@ int pgr_cmd_proxy(char **pos, int npos)
     fprintf(stderr, "pgrace: connect with PGHOST=%s PGPORT=%d%s%s%s%s\n", pgr_proxy_socket_dir(px), port,
             user[0] ? " PGUSER=" : "", user, db[0] ? " PGDATABASE=" : "", db);
     fprintf(stderr, "pgrace: or DATABASE_URL=postgresql://%s%s127.0.0.1:%d/%s\n", uu, uu[0] ? "@" : "", port, ud);
+    for (int i = 0; i < nsessions; i++)
+        fprintf(stderr, "pgrace: session S%d: PGPORT=%d (127.0.0.1:%d)\n", i + 1, pgr_proxy_port(px, i), pgr_proxy_port(px, i));
     if (o.fault) {
         char f[96];
         pgr_fault_format(o.fault, f, sizeof f);
         fprintf(stderr, "pgrace: fault %s on each eligible statement\n", f);
     }
-    fprintf(stderr, "pgrace: pass-through (each connection a session, no gate); stop with SIGINT or SIGTERM\n");
+    fprintf(stderr, "pgrace: pass-through (%s, no gate); stop with SIGINT or SIGTERM\n",
+            nsessions ? "each listener a session" : "each connection a session");
     int rc = pgr_proxy_run(px, err, sizeof err);
     pgr_proxy_stats st;
     pgr_proxy_get_stats(px, &st);
     pgr_proxy_close(px);
+    for (int i = 0; i < nsessions; i++) pgr_stmt_cache_free(&sessions[i]);
+    free(sessions);
     if (rc != 0) {
         fprintf(stderr, "pgrace: proxy: %s\n", err);
         return 2;

@@ -260,7 +260,11 @@ int pgr_wire_exec(pgr_wire_link *l)
     size_t batch_bytes = b->bytes;
     bool open = b->kind == 'H';
 
-    pgr_proxy_step_begin(l->px, l);
+    if (pgr_proxy_step_begin(l->px, l) != 0) {
+        pgr_link_fatal(l, "55P03", l->why);
+        pgr_wire_batch_reset(b);
+        return -1;
+    }
     pgr_seam_call call;
     pgr_seam_begin(s, label, sql, b->nparams, b->params, &call);
     b->sealed = true;                        /* the step's SQL is recorded: keep it as it is */

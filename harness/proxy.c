@@ -278,22 +278,40 @@ static uint64_t rnd(uint64_t *x)
     return v ^ (v >> 31);
 }
 
-void pgr_proxy_step_begin(pgr_proxy *px, pgr_wire_link *l)
+int pgr_proxy_step_begin(pgr_proxy *px, pgr_wire_link *l)
 {
     pgr_session *s = l->s;
-    if (!l->own_session) pthread_mutex_lock(&px->lis[l->listener].step_mu);
+    if (!l->own_session) {
+        /* A session runs one statement at a time. Two connections of one session can wait on
+         * each other (one holds a row lock the other's statement waits for, and its next
+         * statement waits here): after a while this one gives up, so nothing hangs. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += PGR_PROXY_SESSION_WAIT_S;
+        if (pthread_mutex_timedlock(&px->lis[l->listener].step_mu, &until) != 0) {
+            snprintf(l->why, sizeof l->why, "session S%d was busy with another connection's statement for %d s "
+                     "(a session runs one statement at a time)", s->index + 1, PGR_PROXY_SESSION_WAIT_S);
+            return -1;
+        }
+    }
     __atomic_store_n(&s->backend_pid, (int)l->pid, __ATOMIC_RELEASE);
     s->in_tx = l->tx_status == 'T' || l->tx_status == 'E';
     s->conn_lost = false;            /* a connection that reaches a step is alive */
     if (l->own_session) {
         if (s->nsteps > 1000000) s->nsteps = 2;          /* nobody keeps them; only "not the first" matters */
-        if (px->o.fault && px->o.fault->kind != PGR_FAULT_NONE) {
-            double u = (double)(rnd(&l->rng) >> 11) / 9007199254740992.0;
-            s->fault_fired_at = -1;
-            s->fault_site = u < px->o.fault->rate ? s->fault_sites : -1;   /* the next eligible step */
-            s->fault_applies = rnd(&l->rng) & 1;
-        }
+        s->send_first_step = 0;
+    } else if (l->fresh) {           /* a connection's first step: kill-backend waits for its second */
+        s->send_first_step = s->nsteps;
     }
+    l->fresh = false;
+    if (px->o.fault && px->o.fault->kind != PGR_FAULT_NONE) {
+        double u = (double)(rnd(&l->rng) >> 11) / 9007199254740992.0;
+        s->fault = px->o.fault;
+        s->fault_fired_at = -1;
+        s->fault_site = u < px->o.fault->rate ? s->fault_sites : -1;   /* the next eligible step */
+        s->fault_applies = rnd(&l->rng) & 1;
+    }
+    return 0;
 }
 
 void pgr_proxy_step_end(pgr_proxy *px, pgr_wire_link *l, const pgr_step *st)
@@ -575,6 +593,10 @@ static void *conn_main(void *arg)
     bool clean = false;
     int rc = relay_startup(l, deadline);
     if (rc == 0 && relay_auth(l, deadline) == 0) serve_steps(l, &clean);
+    if (px->o.trace && l->why[0] && l->s) {          /* said before the client sees the close */
+        fprintf(px->o.trace, "S%-3d connection %d closed: %s\n", l->s->index + 1, l->serial, l->why);
+        fflush(px->o.trace);
+    }
     close_link(l, clean);
     free(l->cin.p);
     free(l->sin.p);
@@ -639,7 +661,7 @@ static void accept_one(pgr_proxy *px, int fd, int li, bool tcp)
         return;
     }
     pgr_wire_link *l = &c->link;
-    *l = (pgr_wire_link){ .px = px, .cfd = cfd, .sfd = -1, .stop_fd = px->stop_fd, .serial = serial, .listener = li,
+    *l = (pgr_wire_link){ .px = px, .cfd = cfd, .sfd = -1, .stop_fd = px->stop_fd, .serial = serial, .listener = li, .fresh = true,
                           .rng = px->o.seed ^ ((uint64_t)serial * 0x9E3779B97F4A7C15ULL), .tx_status = 'I' };
     if (own) {
         own->index = serial - 1;

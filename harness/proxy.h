@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #define PGR_PROXY_MAX_LISTENERS PGR_MAX_SESSIONS
+#define PGR_PROXY_SESSION_WAIT_S 10      /* a bound session busy this long: the waiting connection is closed */
 
 typedef struct pgr_proxy pgr_proxy;
 

@@ -30,6 +30,7 @@ typedef struct pgr_wire_link {
     int listener;                /* [link] the listener it came through */
     pgr_session *s;              /* [link] the session its steps go through */
     bool own_session;            /* [link] s is this connection's own (pass-through) */
+    bool fresh;                  /* [link] no step yet */
     uint64_t rng;                /* [link] pass-through faults: which steps get one */
     char tx_status;              /* [exec] the last ReadyForQuery's status: 'I', 'T', 'E' */
     bool client_eof;             /* [exec] the client closed its side */
@@ -58,8 +59,9 @@ void pgr_link_fatal(pgr_wire_link *l, const char *sqlstate, const char *message)
 /* ---- what the proxy does around a step (proxy.c) ---- */
 
 /* Before the seam: bind the session to this connection (its backend pid, one step at a
- * time), arm a pass-through fault. */
-void pgr_proxy_step_begin(struct pgr_proxy *px, pgr_wire_link *l);
+ * time), arm a pass-through fault. -1 (why in l->why) when the session stayed busy with
+ * another connection's step past the limit: the connection is to be closed. */
+int pgr_proxy_step_begin(struct pgr_proxy *px, pgr_wire_link *l);
 /* After the seam: trace the step, let the session's next step in. */
 void pgr_proxy_step_end(struct pgr_proxy *px, pgr_wire_link *l, const pgr_step *st);
 /* pg_terminate_backend(pid) over the proxy's admin connection (waiting until it is gone).

@@ -600,3 +600,74 @@ def test_the_server_dying_is_a_harness_error(private_tmp):
         px.errf.close()
     finally:
         subprocess.run([str(BIN), "server", "stop", "-q"], env=env, timeout=60)
+
+
+def test_listeners_bound_to_sessions(pgrace, tmp_path):
+    """-c 2: listener i is session Si; a session runs one statement at a time, whichever of its
+    connections sends it; another session is not held up."""
+    px = Proxy(pgrace, tmp_path, "-c", "2")
+    ports = dict((int(s), int(p)) for s, p in re.findall(r"session S(\d): PGPORT=(\d+)", px.text()))
+    assert ports[1] == px.port and ports[2] not in (px.port, 0), px.text()
+    a1, b1 = px.connect(), px.connect()
+    s2 = px.connect(port=ports[2])
+    for c in (a1, b1, s2):
+        c.autocommit = True
+    done = {}
+
+    def sleeper():
+        with a1.cursor() as cur:
+            cur.execute("SELECT pg_sleep(1) /* pgrace:sleep */")
+        done["sleep"] = time.time()
+    t = threading.Thread(target=sleeper)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.time()
+    with s2.cursor() as cur:                 # session 2 goes on at once
+        cur.execute("SELECT 2 /* pgrace:other session */")
+    assert time.time() - t0 < 0.5
+    with b1.cursor() as cur:                 # session 1's second connection waits for its turn
+        cur.execute("SELECT 1 /* pgrace:same session */")
+    t.join()
+    assert time.time() - t0 >= 0.5 and done["sleep"] <= time.time()
+    for c in (a1, b1, s2):
+        c.close()
+    assert px.stop() == 0
+    trace = px.text()
+    assert re.search(r"^S1 +sleep +00000", trace, re.M) and re.search(r"^S1 +same session +00000", trace, re.M)
+    assert re.search(r"^S2 +other session +00000", trace, re.M), trace
+    assert trace.index("other session") < trace.index("S1   sleep") < trace.index("same session")
+
+
+def test_two_connections_of_one_session_never_hang(pgrace, tmp_path):
+    """A holds a row lock, B (the same session) waits for it inside its statement, and A's
+    COMMIT waits for the session: after 10 s A is closed (55P03), its lock goes, B finishes."""
+    with admin(pgrace) as a, a.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS bound_t; CREATE TABLE bound_t (id int PRIMARY KEY, n int); "
+                    "INSERT INTO bound_t VALUES (1, 0)")
+    px = Proxy(pgrace, tmp_path, "-c", "1")
+    a1, b1 = px.connect(), px.connect()
+    b1.autocommit = True
+    ca = a1.cursor()
+    ca.execute("UPDATE bound_t SET n = n + 1 WHERE id = 1")      # a1's transaction holds the row
+    result = {}
+
+    def waiter():
+        with b1.cursor() as cur:
+            cur.execute("UPDATE bound_t SET n = n + 10 WHERE id = 1")
+            result["b"] = cur.rowcount
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    with pytest.raises(psycopg2.OperationalError) as e:
+        a1.commit()
+    assert 9 < time.time() - t0 < 20
+    assert re.search(r"^S1 +connection 1 closed: session S1 was busy with another connection's statement for 10 s",
+                     px.text(), re.M), px.text()
+    t.join(10)
+    assert result == {"b": 1}
+    with admin(pgrace) as a, a.cursor() as cur:
+        cur.execute("SELECT n FROM bound_t")
+        assert cur.fetchone() == (10,)                        # a1's update rolled back
+    b1.close()
+    assert px.stop() == 0
