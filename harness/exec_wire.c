@@ -50,7 +50,8 @@ typedef struct relay {
     int fwd;
     bool ready;      /* ReadyForQuery came */
     bool to_client;  /* relay the answer (not when it is lost, nor to a client gone) */
-    bool hold_ready; /* FWD_SWALLOW: ReadyForQuery goes to the client at its Sync */
+    bool hold_ready; /* FWD_SWALLOW: ReadyForQuery goes to the client after its Sync */
+    bool synced;     /* FWD_SWALLOW: the client's Sync came */
     bool lost;       /* the answer is lost: a COPY FROM STDIN is refused for the client */
     bool extended;   /* the step came through the extended protocol: a COPY in it ends at
                       * the client's Sync after its CopyDone */
@@ -117,11 +118,7 @@ static int forward_client(pgr_wire_link *l, relay *r)
         if (r->fwd != FWD_SWALLOW && pgr_link_send(l, l->sfd, raw, (size_t)k) != 0)
             return server_lost(l, r, "cannot write to the server");
         pgr_link_consume(&l->cin, (size_t)k);
-        if (ends && r->fwd == FWD_SWALLOW) {          /* the client's Sync: now its answer */
-            uint8_t z[6];
-            size_t n = pgr_wire_ready_build(z, sizeof z, r->o.status);
-            if (r->to_client && pgr_link_send(l, l->cfd, z, n) != 0) r->to_client = false;
-        }
+        if (ends && r->fwd == FWD_SWALLOW) r->synced = true;   /* its answer once the server's came */
         if (ends) r->fwd = FWD_NONE;
     }
     return 0;
@@ -175,8 +172,18 @@ static int read_server(pgr_wire_link *l, relay *r)
 /* Wait for the step's ReadyForQuery (and, swallowing, the client's Sync), relaying. */
 static int await_ready(pgr_wire_link *l, relay *r)
 {
-    while (!r->ready || r->fwd == FWD_SWALLOW) {
+    for (;;) {
         pgr_session *s = l->s;
+        /* what the step needs of the client may be read already (the rest of a flushed
+         * batch, copy data sent ahead) */
+        if (r->fwd != FWD_NONE && forward_client(l, r) != 0) return -1;
+        if (r->ready && r->hold_ready && r->synced) {      /* error-at in a flushed batch: done */
+            uint8_t z[6];
+            size_t n = pgr_wire_ready_build(z, sizeof z, r->o.status);
+            if (r->to_client && pgr_link_send(l, l->cfd, z, n) != 0) r->to_client = false;
+            break;
+        }
+        if (r->ready && !r->hold_ready) break;
         struct pollfd p[3];
         int n = 0, ci = -1, si = -1;
         p[n++] = (struct pollfd){ .fd = l->stop_fd, .events = POLLIN };
@@ -206,7 +213,7 @@ static int await_ready(pgr_wire_link *l, relay *r)
                 r->to_client = false;
                 shutdown(l->sfd, SHUT_WR);
                 set_why(l, "the client closed the connection mid-statement");
-                if (r->fwd == FWD_SWALLOW) r->fwd = FWD_NONE;
+                if (r->fwd == FWD_SWALLOW) { r->fwd = FWD_NONE; r->synced = true; }
             } else if (got > 0 && forward_client(l, r) != 0) {
                 return -1;
             }
@@ -310,7 +317,6 @@ int pgr_wire_exec(pgr_wire_link *l)
         }
         pgr_link_consume(&l->cin, batch_bytes);
         if (open) r.fwd = FWD_SYNC;
-        if (open && forward_client(l, &r) != 0) { rc = -1; break; }
         rc = await_ready(l, &r);
         break;
     }

@@ -303,6 +303,20 @@ def test_pipelined_batches_come_back_in_order(proxy):
     msgs, closed = raw.read(count=2)
     assert not closed
     assert [b[-2:] for t, b in msgs if t == b"D"] == [b"10", b"20"]
+    # copy data sent right behind its COPY, before the server asked for it
+    raw.send(msg(b"Q", b"DROP TABLE IF EXISTS pipe_t; CREATE TABLE pipe_t (v int)\0"))
+    assert not raw.read()[1]
+    raw.send(msg(b"Q", b"COPY pipe_t FROM STDIN\0") + msg(b"d", b"1\n2\n") + msg(b"d", b"3\n") + msg(b"c")
+             + msg(b"Q", b"SELECT sum(v) FROM pipe_t\0"))
+    msgs, closed = raw.read(count=2)
+    assert not closed and (b"C", b"COPY 3\0") in msgs and [b[-1:] for t, b in msgs if t == b"D"] == [b"6"], msgs
+    # a flushed batch: Parse, Describe, Flush, then the rest after its answer
+    raw.send(msg(b"P", b"\0SELECT 7\0\0\0") + msg(b"D", b"S\0") + msg(b"H"))
+    msgs, closed = raw.read(until=b"T")
+    assert not closed and [t for t, b in msgs] == [b"1", b"t", b"T"], msgs
+    raw.send(msg(b"B", b"\0\0\0\0\0\0\0\0") + msg(b"E", b"\0\0\0\0\0") + msg(b"S"))
+    msgs, closed = raw.read()
+    assert not closed and [t for t, b in msgs] == [b"2", b"D", b"C", b"Z"], msgs
     raw.send(msg(b"X"))
     assert raw.read(until=b"")[1]
     raw.close()
@@ -499,6 +513,18 @@ def test_fault_error_at_seen_by_psycopg2_and_node(pgrace, fault_proxy):
     cur.execute("SELECT count(*) FROM fault_t")
     assert cur.fetchone() == (0,)
     c.close()
+    # a flushed batch whose rest is sent at once: the error as for a failed Parse, then its Sync's answer
+    raw = Raw(px)
+    raw.login()
+    raw.send(msg(b"P", b"\0SELECT 1 /* pgrace:boom */\0\0\0") + msg(b"D", b"S\0") + msg(b"H")
+             + msg(b"B", b"\0\0\0\0\0\0\0\0") + msg(b"E", b"\0\0\0\0\0") + msg(b"S"))
+    msgs, closed = raw.read()
+    assert not closed and [t for t, b in msgs] == [b"E", b"Z"], msgs
+    assert error_fields(msgs[0][1])[b"C"] == "P0001" and msgs[1][1] == b"I"
+    raw.send(msg(b"Q", b"SELECT 8\0"))
+    msgs, closed = raw.read()
+    assert not closed and [b[-1:] for t, b in msgs if t == b"D"] == [b"8"]
+    raw.close()
     out = node_client(px, MODE="fault")               # the extended protocol
     assert out == {"boom": "P0001", "boom_message": "injected error at step 'boom' (fault error-at)", "after": 7,
                    "boom_in_tx": "P0001", "aborted": "25P02", "after_rollback": 4}, out
