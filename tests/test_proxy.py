@@ -53,6 +53,16 @@ class Proxy:
         args.update(kw)
         return psycopg2.connect(**args)
 
+    def wait_for(self, pattern, seconds=10):
+        """The trace once it holds pattern (steps are traced just after their answer is relayed)."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            text = self.text()
+            if re.search(pattern, text, re.M):
+                return text
+            time.sleep(0.05)
+        raise AssertionError(f"no {pattern!r} in the proxy's output:\n{self.text()[-3000:]}")
+
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -173,10 +183,8 @@ def test_psql_steps_and_trace(proxy):
                        capture_output=True, text=True, env=proxy.env(), timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["42", "0"]
-    time.sleep(0.2)
-    trace = proxy.text()
-    assert re.search(r"^S\d+ +SELECT +00000 rows=1 ", trace, re.M), trace[-2000:]
-    assert re.search(r"^S\d+ +count invites +00000 rows=1 ", trace, re.M), trace[-2000:]
+    proxy.wait_for(r"^S\d+ +SELECT +00000 rows=1 ")
+    proxy.wait_for(r"^S\d+ +count invites +00000 rows=1 ")
 
 
 def test_psql_errors_and_copy_both_ways(proxy):
@@ -194,10 +202,8 @@ def test_psql_errors_and_copy_both_ways(proxy):
     p = subprocess.run(["psql", "-X", "-c", "INSERT INTO copy_t VALUES (1, 'again')"], capture_output=True, text=True,
                        env=e, timeout=60)
     assert p.returncode == 1 and "copy_t_pkey" in p.stderr
-    time.sleep(0.2)
-    trace = proxy.text()
-    assert re.search(r"COPY copy_t +00000 rows=1000 ", trace), trace[-2000:]
-    assert re.search(r"INSERT INTO copy_t +23505 rows=0 .*\(constraint copy_t_pkey\)", trace), trace[-2000:]
+    proxy.wait_for(r"COPY copy_t +00000 rows=1000 ")
+    proxy.wait_for(r"INSERT INTO copy_t +23505 rows=0 .*\(constraint copy_t_pkey\)")
 
 
 @pytest.mark.parametrize("mode", ["simple", "extended", "prepared"])
@@ -284,8 +290,7 @@ def test_node_postgres_through_the_proxy(proxy):
         assert out["duplicate"] == "23505" and out["constraint"] == "node_t_pkey"
         assert out["count"] == 2 and out["max"] == "b"
         assert out["pool"] == list(range(8))
-    time.sleep(0.2)
-    assert re.search(r"^S\d+ +add one +00000 rows=1 ", proxy.text(), re.M)
+    proxy.wait_for(r"^S\d+ +add one +00000 rows=1 ")
 
 
 def test_pipelined_batches_come_back_in_order(proxy):
@@ -360,6 +365,7 @@ def test_password_methods_relayed_and_never_shown(pgrace, proxy):
     p = subprocess.run(["psql", "-X", "-At", "-c", "SELECT current_user"], capture_output=True, text=True,
                        env=proxy.env(PGUSER="pgrace_scram", PGPASSWORD=secret), timeout=60)
     assert p.returncode == 0 and p.stdout.strip() == "pgrace_scram", p.stderr
+    proxy.wait_for(r"^S\d+ +SELECT +00000 rows=1 ")
     time.sleep(0.2)
     assert secret not in proxy.text()
 
@@ -488,8 +494,7 @@ def test_fault_kill_backend_seen_by_psycopg2(pgrace, fault_proxy):
         acur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
         assert acur.fetchone() == (0,)
     wait_no_backends(pgrace, "pgrace-kill")
-    assert re.search(r"^S1 +SELECT +08006 rows=0 .*backend terminated before this step \(fault kill-backend\)",
-                     px.text(), re.M), px.text()
+    px.wait_for(r"^S1 +SELECT +08006 rows=0 .*backend terminated before this step \(fault kill-backend\)")
 
 
 def test_fault_error_at_seen_by_psycopg2_and_node(pgrace, fault_proxy):
@@ -545,7 +550,37 @@ def test_fault_timeout_the_statement_runs_the_answer_is_lost(pgrace, fault_proxy
         assert cur.fetchone() == (1,)
     a.close()
     wait_no_backends(pgrace, "pgrace-lost")
-    assert re.search(r"INSERT INTO lost_t +08006 .*ran 00000, answer lost \(fault timeout-retry\)", px.text()), px.text()
+    px.wait_for(r"INSERT INTO lost_t +08006 .*ran 00000, answer lost \(fault timeout-retry\)")
+
+
+def test_fault_lost_commit_before_or_after(pgrace, fault_proxy):
+    """A commit whose connection drops: half the time before it reaches the server (nothing
+    stored), half after it committed (stored); the client cannot tell which."""
+    a = admin(pgrace)
+    with a.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS lostc_t; CREATE TABLE lostc_t (id int)")
+    px = fault_proxy("lost-commit@1")
+    for i in range(12):
+        c = px.connect(application_name="pgrace-lostc")
+        if i % 2:
+            c.autocommit = True              # an autocommitted write is a commit
+        with pytest.raises(psycopg2.OperationalError) as e:
+            c.cursor().execute("INSERT INTO lostc_t VALUES (%s)", (i,))
+            c.commit()
+        assert "closed the connection unexpectedly" in str(e.value)
+        c.close()
+    with a.cursor() as cur:
+        cur.execute("SELECT count(*) FROM lostc_t")
+        stored = cur.fetchone()[0]
+    a.close()
+    wait_no_backends(pgrace, "pgrace-lostc")
+    px.wait_for(r"^S12 ")
+    time.sleep(0.2)
+    text = px.text()
+    steps = r"^S\d+ +(?:INSERT INTO lostc_t|COMMIT) +08006 .*"
+    after = len(re.findall(steps + r"answer lost \(fault lost-commit\)", text, re.M))
+    before = len(re.findall(steps + r"connection lost before the commit arrived", text, re.M))
+    assert after + before == 12 and after == stored and 0 < stored < 12, (after, before, stored, text)
 
 
 # ---- the command ----
@@ -650,11 +685,11 @@ def test_listeners_bound_to_sessions(pgrace, tmp_path):
     t0 = time.time()
     with s2.cursor() as cur:                 # session 2 goes on at once
         cur.execute("SELECT 2 /* pgrace:other session */")
-    assert time.time() - t0 < 0.5
+    assert "sleep" not in done
     with b1.cursor() as cur:                 # session 1's second connection waits for its turn
         cur.execute("SELECT 1 /* pgrace:same session */")
+    assert time.time() - t0 >= 0.4
     t.join()
-    assert time.time() - t0 >= 0.5 and done["sleep"] <= time.time()
     for c in (a1, b1, s2):
         c.close()
     assert px.stop() == 0
