@@ -297,12 +297,12 @@ int pgr_proxy_step_begin(pgr_proxy *px, pgr_wire_link *l)
     __atomic_store_n(&s->backend_pid, (int)l->pid, __ATOMIC_RELEASE);
     s->in_tx = l->tx_status == 'T' || l->tx_status == 'E';
     s->conn_lost = false;            /* a connection that reaches a step is alive */
-    if (l->own_session) {
-        if (s->nsteps > 1000000) s->nsteps = 2;          /* nobody keeps them; only "not the first" matters */
+    if (!s->trace && s->nsteps > 1000000) {              /* nobody keeps them: only "not the first" matters */
+        s->nsteps = 2;
         s->send_first_step = 0;
-    } else if (l->fresh) {           /* a connection's first step: kill-backend waits for its second */
-        s->send_first_step = s->nsteps;
     }
+    if (l->own_session) s->send_first_step = 0;
+    else if (l->fresh) s->send_first_step = s->nsteps;   /* kill-backend waits for a connection's second step */
     l->fresh = false;
     if (px->o.fault && px->o.fault->kind != PGR_FAULT_NONE) {
         double u = (double)(rnd(&l->rng) >> 11) / 9007199254740992.0;
