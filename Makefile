@@ -21,7 +21,7 @@ LIB_SRC  := $(filter-out harness/main.c,$(SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=build/gcc/%.o)
 FUZZ_SECS ?= 60
 
-.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-spec clean
+.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-spec bench-proxy clean
 all: bin/pgrace
 
 deps:
@@ -52,10 +52,14 @@ bin/parsers_fuzzer: $(LIB_SRC) $(HDR) fuzz/parsers_fuzzer.c | deps
 	@mkdir -p bin
 	clang $(CPPFLAGS) -std=c11 -pthread $(WARN_ALL) -O1 -g -fno-omit-frame-pointer \
 	    -fsanitize=fuzzer,address,undefined -o $@ $(LIB_SRC) fuzz/parsers_fuzzer.c $(LDLIBS)
+bin/wire_fuzzer: $(LIB_SRC) $(HDR) fuzz/wire_fuzzer.c | deps
+	@mkdir -p bin
+	clang $(CPPFLAGS) -std=c11 -pthread $(WARN_ALL) -O1 -g -fno-omit-frame-pointer \
+	    -fsanitize=fuzzer,address,undefined -o $@ $(LIB_SRC) fuzz/wire_fuzzer.c $(LDLIBS)
 bin/interleave_replay: $(LIB_OBJ) fuzz/interleave_fuzzer.c fuzz/replay_main.c $(HDR)
 	@mkdir -p bin
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(LIB_OBJ) fuzz/interleave_fuzzer.c fuzz/replay_main.c $(LDLIBS)
-fuzzers: bin/interleave_fuzzer bin/interleave_replay bin/parsers_fuzzer
+fuzzers: bin/interleave_fuzzer bin/interleave_replay bin/parsers_fuzzer bin/wire_fuzzer
 # pgrace with scenarios registered at run time by their own main (the tests' fixtures)
 FIXTURE_SRC := $(wildcard tests/fixtures/*.c)
 bin/pgrace-fixtures: $(LIB_OBJ) $(FIXTURE_SRC) $(HDR)
@@ -70,6 +74,9 @@ fuzz: fuzzers
 	@mkdir -p out/fuzz/parsers-corpus && cp fuzz/corpus/parsers/* out/fuzz/parsers-corpus/
 	bin/parsers_fuzzer -dict=fuzz/parsers.dict -max_total_time=$(FUZZ_SECS) -print_final_stats=1 \
 	    out/fuzz/parsers-corpus
+	@mkdir -p out/fuzz/wire-corpus && cp fuzz/corpus/wire/* out/fuzz/wire-corpus/
+	bin/wire_fuzzer -dict=fuzz/wire.dict -max_len=8192 -max_total_time=$(FUZZ_SECS) -print_final_stats=1 \
+	    out/fuzz/wire-corpus
 # Under 2 minutes, from an empty corpus: finds a known race, replays it, and fuzzes the
 # recommended variant clean (part of make test).
 fuzz-smoke: fuzzers
@@ -82,7 +89,12 @@ sanitizers: asan tsan
 run: bin/pgrace
 	bin/pgrace run --out out
 
-test: bin/pgrace bin/pgrace-fixtures sanitizers fuzzers
+# node-postgres for the proxy's tests, from the committed lockfile
+NODE_DEPS := tests/node/node_modules/.package-lock.json
+$(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+
+test: bin/pgrace bin/pgrace-fixtures sanitizers fuzzers $(NODE_DEPS)
 	$(PYTHON) -m pytest -q tests
 
 bench: bin/pgrace
@@ -94,6 +106,10 @@ bench-explore: bin/pgrace
 # a spec against the same pattern in C (stress trials/s ratio, explore schedules/s)
 bench-spec: bin/pgrace
 	$(PYTHON) bench/spec_bench.py
+
+# pgbench through pgrace proxy (pass-through) against pgbench straight to the server
+bench-proxy: bin/pgrace
+	$(PYTHON) bench/proxy_bench.py
 
 clean:
 	rm -rf build bin out

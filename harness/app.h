@@ -51,5 +51,6 @@ int pgr_cmd_run(char **targets, int ntargets);
 int pgr_cmd_accept(char **targets, int ntargets);
 int pgr_cmd_ci(char **targets, int ntargets);
 int pgr_cmd_isolation(char **files, int nfiles);
+int pgr_cmd_proxy(char **pos, int npos);
 
 #endif

@@ -12,7 +12,7 @@
 
 enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
         OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS, OPT_STEP_TIMEOUT,
-        OPT_SPEC, OPT_EXPECTED };
+        OPT_SPEC, OPT_EXPECTED, OPT_PORT, OPT_SOCKET_DIR, OPT_TRACE };
 
 const pgr_command_spec pgr_commands[PGR_NCMDS] = {
     [PGR_CMD_LIST] = { "list", 0, INT_MAX, "" },
@@ -25,6 +25,7 @@ const pgr_command_spec pgr_commands[PGR_NCMDS] = {
     [PGR_CMD_PAYLOADS] = { "payloads", 0, INT_MAX, "" },
     [PGR_CMD_ACCEPT] = { "accept", 1, 64, "accept needs one to 64 spec FILEs" },
     [PGR_CMD_ISOLATION] = { "isolation", 1, INT_MAX, "isolation needs at least one spec FILE" },
+    [PGR_CMD_PROXY] = { "proxy", 0, 0, "proxy takes no arguments (options only)" },
 };
 
 const char pgr_usage_text[] =
@@ -44,6 +45,9 @@ const char pgr_usage_text[] =
     "                                4xx, no statement and no row for every hostile one (-c, -i)\n"
     "  isolation FILE.spec...        run specs as PostgreSQL's isolationtester does, each in a fresh\n"
     "                                database, and print exactly what it prints\n"
+    "  proxy                         a PostgreSQL protocol proxy: programs connect to it instead of\n"
+    "                                the server, every statement is a step (pass-through) until\n"
+    "                                SIGINT/SIGTERM; prints where to connect\n"
     "\n"
     "TARGET = scenario[/variant] or FILE.spec[/variant]; no variant means every variant\n"
     "\n"
@@ -77,6 +81,17 @@ const char pgr_usage_text[] =
     "                                a unified diff and 1\n"
     "  --step-timeout S              isolationtester's step limit: cancel after S, give up after 2S\n"
     "                                (default 300)\n"
+    "proxy options (and --dsn, --fault, --seed):\n"
+    "  -c, --sessions N              N listeners, listener i bound to session Si: its connections'\n"
+    "                                statements run one at a time (ports PORT..PORT+N-1 with --port;\n"
+    "                                default: one listener, each connection a session of its own)\n"
+    "  --port N                      127.0.0.1's port, 1..65535 (default: chosen); the unix socket\n"
+    "                                is DIR/.s.PGSQL.N\n"
+    "  --socket-dir DIR              where the unix socket goes (created 0700 when missing; default\n"
+    "                                a fresh directory under $TMPDIR)\n"
+    "  --trace                       every step on stderr as it completes: session, label,\n"
+    "                                SQLSTATE, rows, time\n"
+    "  --fault KIND[@RATE]           each eligible statement gets the fault with probability RATE\n"
     "run options:\n"
     "  --budget S                    total seconds for the matrix (default 60)\n"
     "  --out DIR                     where results.json, index.html, junit.xml and summary.md go\n"
@@ -161,6 +176,8 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         { "step-timeout", required_argument, NULL, OPT_STEP_TIMEOUT },
         { "spec", required_argument, NULL, OPT_SPEC },
         { "expected", required_argument, NULL, OPT_EXPECTED },
+        { "port", required_argument, NULL, OPT_PORT }, { "socket-dir", required_argument, NULL, OPT_SOCKET_DIR },
+        { "trace", no_argument, NULL, OPT_TRACE },
         { NULL, 0, NULL, 0 } };
     opterr = 0;
     optind = 0;                  /* GNU: start afresh (the parser may run more than once) */
@@ -171,6 +188,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         case 'c':
             if (parse_ll("-c/--sessions", optarg, 1, PGR_MAX_SESSIONS, &v, err, errlen)) return -1;
             c->sessions = (int)v;
+            c->sessions_given = true;
             break;
         case 't':
             if (parse_ll("-t/--trials", optarg, 1, 1000000000LL, &v, err, errlen)) return -1;
@@ -226,6 +244,15 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
             c->specs[c->nspecs++] = optarg;
             break;
         case OPT_EXPECTED: c->expected = optarg; break;
+        case OPT_PORT:
+            if (parse_ll("--port", optarg, 1, 65535, &v, err, errlen)) return -1;
+            c->port = (int)v;
+            break;
+        case OPT_SOCKET_DIR:
+            if (!*optarg) return usage_error(err, errlen, "--socket-dir needs a directory%s%s", "", "");
+            c->socket_dir = optarg;
+            break;
+        case OPT_TRACE: c->trace = true; break;
         case OPT_STEP_TIMEOUT:
             if (parse_seconds("--step-timeout", optarg, 0.01, 3600, &c->step_timeout, err, errlen)) return -1;
             break;

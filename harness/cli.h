@@ -7,7 +7,7 @@
 /* The commands; pgr_commands[] says how many arguments each takes. */
 typedef enum {
     PGR_CMD_LIST, PGR_CMD_STRESS, PGR_CMD_RUN, PGR_CMD_CI, PGR_CMD_SERVER, PGR_CMD_EXPLORE, PGR_CMD_REPLAY,
-    PGR_CMD_PAYLOADS, PGR_CMD_ACCEPT, PGR_CMD_ISOLATION, PGR_NCMDS
+    PGR_CMD_PAYLOADS, PGR_CMD_ACCEPT, PGR_CMD_ISOLATION, PGR_CMD_PROXY, PGR_NCMDS
 } pgr_command;
 
 typedef struct pgr_command_spec {
@@ -27,6 +27,7 @@ typedef struct pgr_config {
     const char *out_dir;         /* run --out */
     bool quiet;
     int sessions;
+    bool sessions_given;         /* -c was given (proxy: listeners bound to sessions) */
     long long trials;
     double seconds;
     double budget;
@@ -47,6 +48,9 @@ typedef struct pgr_config {
     const char *specs[16];       /* --spec FILE|DIR (run, ci, list): spec targets */
     int nspecs;
     const char *expected;        /* isolation --expected: a file, or a directory of NAME.out */
+    int port;                    /* proxy --port: 127.0.0.1's port (0: chosen) */
+    const char *socket_dir;      /* proxy --socket-dir (NULL: a fresh one) */
+    bool trace;                  /* proxy --trace: every step on stderr */
 } pgr_config;
 
 

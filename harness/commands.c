@@ -354,7 +354,7 @@ static int (*const commands[PGR_NCMDS])(char **pos, int npos) = {
     [PGR_CMD_LIST] = cmd_list, [PGR_CMD_STRESS] = cmd_stress, [PGR_CMD_RUN] = pgr_cmd_run,
     [PGR_CMD_CI] = cmd_ci, [PGR_CMD_SERVER] = cmd_server, [PGR_CMD_EXPLORE] = cmd_explore,
     [PGR_CMD_REPLAY] = cmd_replay, [PGR_CMD_PAYLOADS] = cmd_payloads, [PGR_CMD_ACCEPT] = pgr_cmd_accept,
-    [PGR_CMD_ISOLATION] = pgr_cmd_isolation,
+    [PGR_CMD_ISOLATION] = pgr_cmd_isolation, [PGR_CMD_PROXY] = pgr_cmd_proxy,
 };
 
 int pgr_main(int argc, char **argv)
@@ -371,7 +371,7 @@ int pgr_main(int argc, char **argv)
     atexit(pgr_server_cleanup_registered);
     int rc = commands[pgr_cfg.cmd](pos, npos);
     pgr_server_stop(&throwaway);
-    if (pgr_interrupted) {
+    if (pgr_interrupted && pgr_cfg.cmd != PGR_CMD_PROXY) {    /* a proxy's way to stop */
         fprintf(stderr, "pgrace: interrupted\n");
         return 128 + pgr_interrupted;
     }

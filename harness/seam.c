@@ -86,8 +86,12 @@ void pgr_seam_begin(pgr_session *s, const char *label, const char *sql, int npar
     call->nparams = nparams;
     call->params = params;
     call->why = NULL;
-    st->label = pgr_stmt_text(s, label);
-    st->sql = pgr_stmt_text(s, sql);
+    /* A recorded or scheduled step outlives this call: its texts are interned. A step
+     * nobody keeps (the wire in pass-through, new text at every statement) points at the
+     * caller's, valid until pgr_seam_end returns. */
+    bool kept = s->trace || s->gate;
+    st->label = kept ? pgr_stmt_text(s, label) : label;
+    st->sql = kept ? pgr_stmt_text(s, sql) : sql;
     st->session = (short)s->index;
     st->attempt = (short)s->attempt;
     size_t off = 0;
