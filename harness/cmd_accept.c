@@ -17,17 +17,27 @@
 #define ACCEPT_MARK "# expectations measured by `pgrace accept`"
 
 /* What the results say of variant v at one level: 0 safe, else the session count from
- * which it raced (2: at 2 sessions or in explore). */
-static int measured(const pgr_result *rs, int n, const pgr_variant *v, int iso)
+ * which it raced (2: at 2 sessions or in explore). *explored: exploration found it too. */
+static int measured(const pgr_result *rs, int n, const pgr_variant *v, int iso, bool *explored)
 {
     int from = 0;
+    *explored = false;
     for (int i = 0; i < n; i++) {
         const pgr_result *r = &rs[i];
-        if (r->v != v || (int)r->iso != iso || r->verdict != PGR_RACE) continue;
+        if (r->v != v || (int)r->iso != iso || r->verdict != PGR_RACE || r->fault.kind != PGR_FAULT_NONE) continue;
         int s = r->mode == PGR_MODE_EXPLORE ? 2 : r->sessions;
+        if (r->mode == PGR_MODE_EXPLORE) *explored = true;
         if (!from || s < from) from = s;
     }
     return from;
+}
+
+/* The fault matrix's verdict on v under fault k; PGR_SAFE when that cell did not run. */
+static pgr_verdict fault_measured(const pgr_result *rs, int n, const pgr_variant *v, pgr_fault_kind k)
+{
+    for (int i = 0; i < n; i++)
+        if (rs[i].v == v && rs[i].fault.kind == k) return rs[i].verdict;
+    return PGR_SAFE;
 }
 
 /* Rewrite the spec at path: its old expect lines (and the mark above them) out, the new
@@ -84,7 +94,7 @@ int pgr_cmd_accept(char **pos, int npos)
     }
     pgr_cell *cells;
     int n, nstress;
-    if (pgr_matrix_cells(pos, npos, false, &cells, &n, &nstress) != 0) return 2;
+    if (pgr_matrix_cells(pos, npos, !pgr_cfg.no_faults, &cells, &n, &nstress) != 0) return 2;
     pgr_result *rs;
     int nrs;
     int rc = pgr_run_cells(cells, n, pgr_cfg.budget / nstress, 0, pgr_cfg.json_path, NULL, true, &rs, &nrs);
@@ -100,17 +110,36 @@ int pgr_cmd_accept(char **pos, int npos)
     for (int k = 0; k < nsc; k++) {
         const pgr_spec *sp = pgr_spec_of(scs[k]);
         char block[8192];
-        size_t off = (size_t)snprintf(block, sizeof block, "%s on %s (stress at 2 and 8 sessions, explore at 2)\n",
-                                      ACCEPT_MARK, when);
+        size_t off = (size_t)snprintf(block, sizeof block, "%s on %s (stress at 2 and 8 sessions, explore at 2%s)\n",
+                                      ACCEPT_MARK, when, pgr_cfg.no_faults ? "" : ", the fault matrix");
         for (int j = 0; j < scs[k]->nvariants; j++) {
             const pgr_variant *v = &scs[k]->variants[j];
             int from[PGR_NISO];
-            for (int iso = 0; iso < PGR_NISO; iso++) from[iso] = measured(rs, nrs, v, iso);
+            bool explored[PGR_NISO], blind = false;
+            for (int iso = 0; iso < PGR_NISO; iso++) from[iso] = measured(rs, nrs, v, iso, &explored[iso]);
             bool any = false;
             for (int iso = 0; iso < PGR_NISO; iso++) any |= from[iso] != 0;
+            for (int f = 1; f < PGR_NFAULTS && !pgr_cfg.no_faults; f++)
+                if (fault_measured(rs, nrs, v, (pgr_fault_kind)f) == PGR_RACE) {
+                    char fname[32];
+                    snprintf(fname, sizeof fname, "%s", pgr_fault_name((pgr_fault_kind)f));
+                    for (char *c = fname; *c; c++) if (*c == '-') *c = '_';
+                    off += (size_t)snprintf(block + off, sizeof block - off, "expect %s fault %s race\n", v->name, fname);
+                }
             if (!any) {
                 off += (size_t)snprintf(block + off, sizeof block - off, "expect %s safe\n", v->name);
                 continue;
+            }
+            /* stress races where exploration, one statement at a time, does not: the race
+             * is inside one statement (two executions of it at once) */
+            for (int iso = 0; iso < PGR_NISO; iso++) blind |= from[iso] != 0 && !explored[iso];
+            if (blind) {
+                off += (size_t)snprintf(block + off, sizeof block - off, "expect %s explore safe", v->name);
+                bool every = true;
+                for (int iso = 0; iso < PGR_NISO; iso++) every &= from[iso] && !explored[iso];
+                for (int iso = 0; iso < PGR_NISO && !every; iso++)
+                    if (from[iso] && !explored[iso]) off += (size_t)snprintf(block + off, sizeof block - off, " at %s", level_word[iso]);
+                off += (size_t)snprintf(block + off, sizeof block - off, "\n");
             }
             /* one line per distinct "from": the levels that race from that many sessions */
             for (int iso = 0; iso < PGR_NISO; iso++) {

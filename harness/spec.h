@@ -47,8 +47,12 @@
  *                | 'invariant' STRING 'exactly' 'one' STATUS  exactly one answer is it
  *                | 'invariant' STRING 'same' 'id'             every 2xx names the same id
  *                  (answers: each session's, and in a `sends` case its first send's too)
- *   expect      := 'expect' NAME VERDICT ('at' LEVEL)* ('sessions' INT)? ('case' NAME)?
- *                  VERDICT := race | safe; no expectation: the variant must be safe
+ *   expect      := 'expect' NAME ('explore' | 'fault' FAULT)? VERDICT ('at' LEVEL)* ('sessions' INT)?
+ *                  ('case' NAME)?
+ *                  VERDICT := race | safe; no expectation: the variant must be safe;
+ *                  'explore': what exploration finds where stress finds more (a race inside
+ *                  one statement); 'fault FAULT' (timeout_retry, kill_backend, error_at,
+ *                  lost_commit, or quoted): the fault matrix's verdict
  *
  * In a step's or a block's SQL, parameters: :key (the trial's key), :session (1-based),
  * :NAME.COLUMN (the first row of an earlier step of this request), :case (the case's
@@ -169,6 +173,9 @@ typedef struct pgr_spec_invariant {
 
 typedef struct pgr_spec_expect {
     char *variant;
+    bool explore;                    /* 'expect V explore safe': what exploration finds (a race
+                                      * inside one statement, which exploration cannot produce) */
+    pgr_fault_kind fault;            /* 'expect V fault KIND race': under that fault; NONE: none */
     pgr_verdict verdict;
     unsigned levels;                 /* bit per pgr_isolation; 0 = every level */
     int sessions;                    /* 0 = any */

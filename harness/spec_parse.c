@@ -856,6 +856,25 @@ static int parse_expect(parser *p)
     if (parse_name(p, "a variant name after 'expect'", &x->variant, &x->pos) != 0) return -1;
     const token *t = peek(p);
     if (!t) return -1;
+    if (is_word(t, "explore")) {
+        drop(p);
+        x->explore = true;
+        if (!(t = peek(p))) return -1;
+    } else if (is_word(t, "fault")) {
+        drop(p);
+        if (!(t = peek(p))) return -1;
+        if (t->kind != T_WORD && t->kind != T_QNAME) return unexpected(p, "a fault after 'fault' (timeout_retry, kill_backend, error_at or lost_commit)");
+        char name[48];
+        snprintf(name, sizeof name, "%s", t->text);
+        for (char *c = name; *c; c++) if (*c == '_') *c = '-';
+        pgr_fault f;
+        char ferr[PGR_ERRLEN];
+        if (strchr(name, '@') || pgr_fault_parse(name, &f, ferr, sizeof ferr) != 0)
+            return fail(p, t->pos, "unknown fault '%.40s' (timeout_retry, kill_backend, error_at or lost_commit)", t->text);
+        x->fault = f.kind;
+        drop(p);
+        if (!(t = peek(p))) return -1;
+    }
     if (is_word(t, "race")) x->verdict = PGR_RACE;
     else if (is_word(t, "safe")) x->verdict = PGR_SAFE;
     else return unexpected(p, "race or safe");

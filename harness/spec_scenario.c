@@ -667,8 +667,16 @@ static int expectations(const pgr_spec *sp, const pgr_spec_variant *sv, pgr_vari
                      "variant's weighted run)", ex->pos.line, ex->pos.col);
             return fail(err, errlen, sp->path, m);
         }
+        if (ex->fault != PGR_FAULT_NONE) {            /* the fault matrix (read committed, one client) */
+            v->fault_expect[ex->fault] = ex->verdict;
+            continue;
+        }
         for (int iso = 0; iso < PGR_NISO; iso++) {
             if (ex->levels && !(ex->levels >> iso & 1u)) continue;
+            if (ex->explore) {
+                v->explore_blind[iso] = ex->verdict == PGR_SAFE;
+                continue;
+            }
             v->expect[iso] = ex->verdict;
             v->race_from[iso] = ex->verdict == PGR_RACE && ex->sessions > 1 ? ex->sessions : 0;
         }
