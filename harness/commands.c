@@ -32,7 +32,9 @@ static pgr_server throwaway;
 
 static void on_signal(int sig)
 {
-    pgr_interrupted = sig;
+    int saved = errno;
+    __atomic_store_n(&pgr_interrupted, sig, __ATOMIC_RELAXED);   /* read by other threads too */
+    errno = saved;
 }
 
 static void install_signals(void)
@@ -102,7 +104,7 @@ int pgr_obtain_server(char *dsn, size_t len)
             fprintf(stderr, "pgrace: %s\n", err);
             return -1;
         }
-        PQfinish(c);
+        pgr_disconnect(c);
         snprintf(dsn, len, "%s", pgr_cfg.dsn);
         return 0;
     }
@@ -122,7 +124,7 @@ void pgr_server_version_of(const char *dsn, char *out, size_t len)
     char err[PGR_ERRLEN];
     PGconn *c = pgr_connect(dsn, err, sizeof err);
     out[0] = '\0';
-    if (c) { pgr_server_version(c, out, len); PQfinish(c); }
+    if (c) { pgr_server_version(c, out, len); pgr_disconnect(c); }
 }
 
 char **pgr_expand_targets(char **pos, int npos, int *nout)
@@ -365,6 +367,7 @@ int pgr_main(int argc, char **argv)
     if (prc != 0) { fprintf(stderr, "pgrace: %s\n", err); return 2; }
 
     install_signals();
+    pgr_watchdog_configure(&pgr_interrupted, pgr_cfg.step_timeout);
     atexit(pgr_server_cleanup_registered);
     int rc = commands[pgr_cfg.cmd](pos, npos);
     pgr_server_stop(&throwaway);

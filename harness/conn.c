@@ -253,49 +253,18 @@ int pgr_dsn_check(const char *dsn, char *err, size_t errlen)
     return 0;
 }
 
-static void ignore_notice(void *arg, const char *msg)
-{
-    (void)arg; (void)msg;
-}
-
-PGconn *pgr_connect(const char *dsn, char *err, size_t errlen)
-{
-    /* Earlier keywords are defaults; the DSN (expanded from dbname) overrides them. */
-    const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
-    const char *vals[] = { "10", "pgrace", dsn, NULL };
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (!c || PQstatus(c) != CONNECTION_OK) {
-        char m[300], shown[400];
-        first_line(m, sizeof m, c ? PQerrorMessage(c) : "out of memory");
-        pgr_dsn_redact(dsn, m, shown, sizeof shown);     /* libpq may quote a value of the DSN */
-        snprintf(err, errlen, "cannot connect to the server: %s", shown);
-        if (c) PQfinish(c);
-        return NULL;
-    }
-    PQsetNoticeProcessor(c, ignore_notice, NULL);   /* NOTICEs are not results */
-    return c;
-}
-
 void pgr_server_version(PGconn *c, char *out, size_t len)
 {
     int v = PQserverVersion(c);
     snprintf(out, len, "PostgreSQL %d.%d", v / 10000, v % 10000);
 }
 
-/* Run an admin command; -1 + err on failure. */
+/* Run an admin command under the watchdog; -1 + err on failure. */
 static int admin_exec(PGconn *c, const char *sql, int n, const char *const *p, char *err, size_t errlen)
 {
-    PGresult *r = n ? PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0) : PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        char m[300];
-        first_line(m, sizeof m, PQresultErrorMessage(r));
-        snprintf(err, errlen, "%s", m);
-        PQclear(r);
-        return -1;
-    }
+    PGresult *r = pgr_query(c, sql, n, p, err, errlen);
     PQclear(r);
-    return 0;
+    return r ? 0 : -1;
 }
 
 static const char SCHEMA_MARK[] = "created by pgrace";
@@ -311,14 +280,9 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
     if (admin_exec(admin, "BEGIN", 0, NULL, e, sizeof e) ||
         admin_exec(admin, "SELECT pg_advisory_xact_lock(hashtext('pgrace-ddl'))", 0, NULL, e, sizeof e))
         goto fail;
-    PGresult *r = PQexecParams(admin,
-        "SELECT obj_description(n.oid, 'pg_namespace') FROM pg_namespace n WHERE nspname = $1",
-        1, NULL, p, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        first_line(e, sizeof e, PQresultErrorMessage(r));
-        PQclear(r);
-        goto fail;
-    }
+    PGresult *r = pgr_query(admin, "SELECT obj_description(n.oid, 'pg_namespace') FROM pg_namespace n WHERE nspname = $1",
+                            1, p, e, sizeof e);
+    if (!r) goto fail;
     bool exists = PQntuples(r) == 1;
     bool ours = exists && !PQgetisnull(r, 0, 0) && strcmp(PQgetvalue(r, 0, 0), SCHEMA_MARK) == 0;
     PQclear(r);
@@ -342,7 +306,9 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
     if (v->ddl_as_written) {
         /* Keep the server's verdict on the seed's own SQL; then use the faithful form. */
         if (admin_exec(admin, "SAVEPOINT seed_sql", 0, NULL, e, sizeof e)) goto fail;
+        pgr_call_begin(admin, 0);
         PGresult *sr = PQexec(admin, v->ddl_as_written);
+        if (pgr_call_end(admin, e, sizeof e) != 0) { PQclear(sr); goto fail; }
         if (PQresultStatus(sr) != PGRES_COMMAND_OK) {
             const char *code = PQresultErrorField(sr, PG_DIAG_SQLSTATE);
             const char *msg = PQresultErrorField(sr, PG_DIAG_MESSAGE_PRIMARY);
@@ -356,19 +322,14 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
 
     snprintf(sql, sizeof sql, "SELECT pg_advisory_lock_shared(hashtext('%s')), nextval('%s.pgrace_run')",
              out->name, out->name);
-    r = PQexec(admin, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        first_line(e, sizeof e, PQresultErrorMessage(r));
-        PQclear(r);
-        goto fail;
-    }
+    if (!(r = pgr_query(admin, sql, 0, NULL, e, sizeof e))) goto fail;
     out->run_id = atoll(PQgetvalue(r, 0, 1));
     PQclear(r);
     snprintf(sql, sizeof sql, "SET search_path = %s", out->name);
     if (admin_exec(admin, sql, 0, NULL, e, sizeof e)) goto fail;
     return 0;
 fail:
-    PQclear(PQexec(admin, "ROLLBACK"));
+    PQclear(pgr_query(admin, "ROLLBACK", 0, NULL, sql, sizeof sql));
     snprintf(err, errlen, "setting up schema %s: %s", out->name, e);
     return -1;
 }
@@ -376,19 +337,19 @@ fail:
 void pgr_schema_release(PGconn *admin, const pgr_schema *schema)
 {
     if (!admin || PQstatus(admin) != CONNECTION_OK || !schema->name[0]) return;
-    char sql[256];
+    char sql[256], e[PGR_ERRLEN];
     snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock_shared(hashtext('%s'))", schema->name);
-    PQclear(PQexec(admin, sql));
+    PQclear(pgr_query(admin, sql, 0, NULL, e, sizeof e));
     if (!schema->created) return;
     snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(hashtext('%s'))", schema->name);
-    PGresult *r = PQexec(admin, sql);
-    bool got = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PGresult *r = pgr_query(admin, sql, 0, NULL, e, sizeof e);
+    bool got = r && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
     PQclear(r);
     if (!got) return;                   /* another pgrace is using it: leave it */
     snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema->name);
-    PQclear(PQexec(admin, sql));
+    PQclear(pgr_query(admin, sql, 0, NULL, e, sizeof e));
     snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(hashtext('%s'))", schema->name);
-    PQclear(PQexec(admin, sql));
+    PQclear(pgr_query(admin, sql, 0, NULL, e, sizeof e));
 }
 
 int pgr_session_setup(PGconn *c, const pgr_schema *schema, pgr_isolation iso, int *backend_pid,
@@ -418,9 +379,10 @@ static const char SCHEMA_DIGEST[] =
 
 char *pgr_schema_digest(PGconn *c, char *err, size_t errlen)
 {
-    PGresult *r = PQexec(c, SCHEMA_DIGEST);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        first_line(err, errlen, PQresultErrorMessage(r));
+    PGresult *r = pgr_query(c, SCHEMA_DIGEST, 0, NULL, err, errlen);
+    if (!r) return NULL;
+    if (PQntuples(r) != 1) {
+        snprintf(err, errlen, "schema digest: %d rows", PQntuples(r));
         PQclear(r);
         return NULL;
     }

@@ -10,8 +10,30 @@ int pgr_dsn_check(const char *dsn, char *err, size_t errlen);
  * "***"; text NULL shows the DSN itself. For any DSN, well-formed or not, and any message
  * about it (libpq's quote parts of it). Every DSN or libpq message shown goes through this. */
 void pgr_dsn_redact(const char *dsn, const char *text, char *out, size_t cap);
-/* Connect (connect_timeout 10 s unless the DSN says otherwise). NULL + err on failure. */
+/* ---- connections under the watchdog (watchdog.c) ----
+ * Every connection pgr_connect opens is known until pgr_disconnect, and every blocking call
+ * on one runs between pgr_call_begin and pgr_call_end: past its deadline the watchdog
+ * cancels it, and shuts its socket down when the server does not answer the cancel within a
+ * second; a second after an interrupt, every socket. No thread waits on a frozen server. */
+
+/* Where the interrupt flag is (set by the signal handlers) and the step timeout (<= 0: 30 s),
+ * the deadline of a call that names none. Before the first connection. */
+void pgr_watchdog_configure(volatile int *interrupted, double step_timeout_s);
+/* Connect (connect_timeout 10 s unless the DSN says otherwise; given up when interrupted)
+ * and register the connection. NULL + err on failure. */
 PGconn *pgr_connect(const char *dsn, char *err, size_t errlen);
+/* Unregister and close (NULL: nothing). Every connection of pgr_connect ends here. */
+void pgr_disconnect(PGconn *c);
+/* A blocking call on c starts; its deadline is timeout_s from now (<= 0: the step timeout). */
+void pgr_call_begin(PGconn *c, double timeout_s);
+/* It ended: 0, or -1 with why (one line) when the watchdog cancelled it or closed the
+ * connection (whatever the call returned is then not to be trusted). */
+int pgr_call_end(PGconn *c, char *why, size_t len);
+/* Ask the server to cancel c's statement; returns at once (the request goes from a thread). */
+void pgr_cancel(PGconn *c);
+/* PQexec (nparams 0: several statements allowed) or PQexecParams under the watchdog. The
+ * result when it succeeded; NULL + err (one line) on any failure. */
+PGresult *pgr_query(PGconn *c, const char *sql, int nparams, const char *const *params, char *err, size_t errlen);
 /* Server version string ("PostgreSQL 15.18"). */
 void pgr_server_version(PGconn *c, char *out, size_t len);
 

@@ -15,6 +15,7 @@
  * in one round trip per batch. The keys come from the schema's run sequence, so trials of
  * one run and of every run on the same schema never share a row.
  */
+#include "conn.h"
 #include "spec_scenario.h"
 
 #include <ctype.h>
@@ -419,6 +420,7 @@ static int per_trial(pgr_batch *b, sql_of_fn sql_of, result_fn on_result, const 
     }
     if (n == 0) { free(all.p); return 0; }
     int rc = 0;
+    pgr_call_begin(b->admin, 0);
     if (!PQsendQuery(b->admin, all.p)) {
         snprintf(b->err, sizeof b->err, "%s", PQerrorMessage(b->admin));
         rc = -1;
@@ -439,6 +441,11 @@ static int per_trial(pgr_batch *b, sql_of_fn sql_of, result_fn on_result, const 
         PQclear(r);
     }
     while ((r = PQgetResult(b->admin)) != NULL) PQclear(r);
+    char why[PGR_ERRLEN];
+    if (pgr_call_end(b->admin, why, sizeof why) != 0) {
+        snprintf(b->err, sizeof b->err, "%s", why);
+        rc = -1;
+    }
     return rc;
 }
 

@@ -1,6 +1,7 @@
 """Issue #15, hardening: the kept server's state file, passwords in DSNs, what a killed or
 hung-up run leaves in TMPDIR, and TMPDIRs the server cannot use. The security tests are
 written as the attack: what another user can plant, and what root's pgrace then does."""
+import json
 import os
 import pwd
 import signal
@@ -399,3 +400,118 @@ def test_tmpdir_the_server_user_cannot_enter(private_tmp):
     line = one_error_line(p)
     assert "TMPDIR" in line and "nobody" in line and f"cannot enter {closed}" in line, line
     assert list(tmp.iterdir()) == []
+
+
+# ---- 5. a frozen server (issue #15 item 3) ---------------------------------------------------
+
+STEP = 2
+
+
+@pytest.fixture
+def kept_server(private_tmp):
+    """A private kept server: its backends can be stopped without touching anyone else's."""
+    env = _clean_env(private_tmp)
+    p = run_pgrace("server", "start", "-q", env=env)
+    assert p.returncode == 0, p.stderr
+    state = (private_tmp / f"pgrace-{UID}" / "server.state").read_text()
+    postmaster = int([l for l in state.splitlines() if l.startswith("pid=")][0][4:])
+    yield p.stdout.strip(), env, postmaster
+    run_pgrace("server", "stop", "-q", env=env)
+
+
+def children_of(pid):
+    kids = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                stat = open(f"/proc/{p}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(p))
+    return kids
+
+
+class Frozen:
+    """Every `postgres:` process of the server (not the postmaster) stopped; thawed on exit."""
+    def __init__(self, postmaster):
+        self.postmaster, self.pids = postmaster, []
+
+    def __enter__(self):
+        self.pids = children_of(self.postmaster)
+        assert self.pids
+        for pid in self.pids:
+            os.kill(pid, signal.SIGSTOP)
+        self.at = time.time()
+        return self
+
+    def __exit__(self, *exc):
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+def running(argv, env, what):
+    """Start pgrace and return it once its progress line shows `what` (it is mid-run)."""
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline, buf = time.time() + 60, ""
+    while time.time() < deadline and buf.count(what) < 3:
+        buf += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+    assert buf.count(what) >= 3, buf
+    return proc
+
+
+FREEZE_MODES = {
+    "stress": (["stress", "invite_claim/recommended", "-c", "2", "-T", "120"], "trials,"),
+    "explore": (["explore", "invite_claim/recommended", "--strategy", "random", "--max-schedules", "10000000"],
+                "schedules,"),
+}
+
+
+def finish_within(proc, seconds):
+    try:
+        return proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"pgrace was still running {seconds} s later")
+
+
+@pytest.mark.parametrize("mode", sorted(FREEZE_MODES))
+def test_frozen_server_is_a_harness_error_within_the_step_timeout(kept_server, tmp_path, mode):
+    dsn, env, postmaster = kept_server
+    args, progress = FREEZE_MODES[mode]
+    out = tmp_path / "f.json"
+    proc = running([BIN, *args, "--step-timeout", STEP, "-P", "0.1", "--json", out, "--dsn", dsn], env, progress)
+    with Frozen(postmaster) as frozen:
+        _, err = finish_within(proc, STEP + 8)
+        took = time.time() - frozen.at
+    assert proc.returncode == 2, err
+    assert took < STEP + 4, took
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("pgrace: invite_claim/recommended: ") and "not responding" in line, line
+    doc = json.loads(out.read_text())
+    assert "not responding" in doc["error"]
+    assert len(doc["results"]) == 1 and doc["results"][0]["trials"] > 0
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("mode", sorted(FREEZE_MODES))
+def test_interrupt_ends_a_run_on_a_frozen_server(kept_server, tmp_path, mode, sig):
+    dsn, env, postmaster = kept_server
+    args, progress = FREEZE_MODES[mode]
+    out = tmp_path / "f.json"
+    proc = running([BIN, *args, "--step-timeout", 30, "-P", "0.1", "--json", out, "--dsn", dsn], env, progress)
+    with Frozen(postmaster):
+        time.sleep(0.5)
+        t0 = time.time()
+        proc.send_signal(getattr(signal, sig))
+        _, err = finish_within(proc, 10)
+        took = time.time() - t0
+    assert proc.returncode == 128 + getattr(signal, sig), err
+    assert took < 2.5, took
+    assert err.strip().splitlines()[-1] == "pgrace: interrupted", err
+    assert json.loads(out.read_text())["error"]
