@@ -62,13 +62,17 @@ int pgr_run_cells(const pgr_cell *cells, int n, double seconds_each, long long t
             fault[0] = '\0';
             if (r->fault.kind != PGR_FAULT_NONE) pgr_fault_format(&r->fault, fault, sizeof fault);
             snprintf(target, sizeof target, "%s/%s%s%s", r->sc->name, r->v->name, fault[0] ? " " : "", fault);
+            if (r->error[0]) {                  /* no verdict: the error is what there is to say */
+                printf("%-36s %-8s %-16s %3d %8lld  error: %s\n", target, pgr_mode_name(r->mode),
+                       pgr_isolation_name(r->iso), r->sessions, r->trials, r->error);
+                continue;
+            }
             if (r->verdict == PGR_RACE)
                 snprintf(verdict, sizeof verdict, "race in %lld of %lld trials", r->tally.violated_trials, r->trials);
             else
                 snprintf(verdict, sizeof verdict, "safe");
             printf("%-36s %-8s %-16s %3d %8lld  %-34s %s%s\n", target, pgr_mode_name(r->mode), pgr_isolation_name(r->iso), r->sessions,
-                   r->trials, verdict, pgr_verdict_name(r->expected),
-                   r->verdict == r->expected && !r->error[0] ? "" : "  <-- MISMATCH");
+                   r->trials, verdict, pgr_verdict_name(r->expected), r->verdict == r->expected ? "" : "  <-- MISMATCH");
             for (int k = 0; k < r->sc->ninvariants; k++)
                 if (r->tally.inv[k])
                     printf("%-45s   %lld violations of \"%s\"\n", "", r->tally.inv[k], r->sc->invariants[k]);

@@ -73,6 +73,13 @@ static void print_faults(FILE *f, const pgr_result *r)
                 : "no request of this variant reached an eligible step");
 }
 
+/* A harness error stopped the cell: it has no verdict, only what finished before. */
+static void print_error(FILE *f, const pgr_result *r, const char *unit)
+{
+    fprintf(f, "  error: %s\n  (so no verdict; %lld %s finished, %lld of them violating an invariant)\n", r->error,
+            r->trials, unit, r->tally.violated_trials);
+}
+
 static void print_explore(FILE *f, pgr_result *r)
 {
     bool match = r->verdict == r->expected && !r->error[0];
@@ -86,12 +93,13 @@ static void print_explore(FILE *f, pgr_result *r)
     if (strcmp(e->strategy, "pct") == 0)
         fprintf(f, "  pct depth %d, k = %d steps: a depth-%d bug is found with probability >= 1/(n*k^(d-1)) = %.3g per schedule\n",
                 e->depth, e->max_steps, e->depth, e->pct_bound);
-    if (r->error[0]) fprintf(f, "  ERROR: %s\n", r->error);
     if (r->seed_sql_error[0])
         fprintf(f, "  note: the seed's SQL as written fails on PostgreSQL (%s); ran the closest faithful form\n",
                 r->seed_sql_error);
     print_faults(f, r);
-    if (r->verdict == PGR_RACE)
+    if (r->error[0])
+        print_error(f, r, "schedules");
+    else if (r->verdict == PGR_RACE)
         fprintf(f, "  verdict: RACE in %lld of %lld schedules, first at schedule %lld (expected %s)%s\n",
                 r->tally.violated_trials, e->schedules, e->first_violation, pgr_verdict_name(r->expected),
                 match ? "" : "  <-- MISMATCH");
@@ -114,11 +122,12 @@ void pgr_print_result(FILE *f, pgr_result *r)
             r->sc->name, r->v->name, pgr_kind_name(r->v->kind), pgr_isolation_name(r->iso), r->sessions,
             r->trials, r->seconds, r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
             r->seconds > 0 ? (double)r->statements / r->seconds : 0.0);
-    if (r->error[0]) fprintf(f, "  ERROR: %s\n", r->error);
     if (r->seed_sql_error[0])
         fprintf(f, "  note: the seed's SQL as written fails on PostgreSQL (%s); ran the closest faithful form\n",
                 r->seed_sql_error);
-    if (r->verdict == PGR_RACE)
+    if (r->error[0])
+        print_error(f, r, "trials");
+    else if (r->verdict == PGR_RACE)
         fprintf(f, "  verdict: RACE in %lld of %lld trials (expected %s)%s\n", r->tally.violated_trials, r->trials,
                 pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
     else
@@ -198,7 +207,7 @@ static json_t *result_json(pgr_result *r)
         "seconds", r->seconds, "statements", (json_int_t)r->statements,
         "trials_per_s", r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
         "statements_per_s", r->seconds > 0 ? (double)r->statements / r->seconds : 0.0,
-        "verdict", pgr_verdict_name(r->verdict), "expected", pgr_verdict_name(r->expected),
+        "verdict", r->error[0] ? "error" : pgr_verdict_name(r->verdict), "expected", pgr_verdict_name(r->expected),
         "matched", r->verdict == r->expected && !r->error[0]);
     if (r->fault.kind != PGR_FAULT_NONE) json_object_set_new(inv, PGR_INV_RETRY_NAME, json_integer(r->tally.retry_failed));
     if (r->fault.kind != PGR_FAULT_NONE && r->sessions == 1)

@@ -4,6 +4,7 @@ written as the attack: what another user can plant, and what root's pgrace then 
 import json
 import os
 import pwd
+import re
 import signal
 import subprocess
 import time
@@ -515,3 +516,70 @@ def test_interrupt_ends_a_run_on_a_frozen_server(kept_server, tmp_path, mode, si
     assert took < 2.5, took
     assert err.strip().splitlines()[-1] == "pgrace: interrupted", err
     assert json.loads(out.read_text())["error"]
+
+
+# ---- 6. a harness error is an error, never a verdict (issue #15 item 10) ---------------------
+
+class Holder:
+    """A psql session of our own that holds what it is told to, until closed."""
+    def __init__(self, dsn, env):
+        self.p = subprocess.Popen(["psql", dsn, "-v", "ON_ERROR_STOP=1", "-q", "-t"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def say(self, sql, expect):
+        self.p.stdin.write(sql + f"\nSELECT '{expect}';\n")
+        self.p.stdin.flush()
+        deadline, line = time.time() + 30, ""
+        while expect not in line and time.time() < deadline:
+            line = self.p.stdout.readline()
+        assert expect in line, self.p.stderr.read()
+
+    def close(self):
+        self.p.stdin.write("ROLLBACK;\n")
+        self.p.stdin.close()
+        self.p.wait(timeout=30)
+
+
+def reports(out):
+    return {n: (out / n).read_text() for n in ("summary.md", "junit.xml", "index.html", "results.json")}
+
+
+def test_harness_error_is_reported_as_an_error_never_a_verdict(pgrace, tmp_path):
+    """Schema setup stuck behind the DDL lock of someone else: the cell has no verdict."""
+    holder = Holder(pgrace.dsn, pgrace.env())
+    try:
+        holder.say("BEGIN; SELECT pg_advisory_xact_lock(hashtext('pgrace-ddl'));", "held")
+        out = tmp_path / "out"
+        p = pgrace.run("run", "invite_claim/recommended", "--no-faults", "--budget", 2, "--step-timeout", 1,
+                       "--out", out, "-q", timeout=120)
+    finally:
+        holder.close()
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "verdict:" not in p.stdout and "MISMATCH" not in p.stdout, p.stdout
+    assert "  error: setting up schema" in p.stdout
+    row = [l for l in p.stdout.split("TARGET")[1].splitlines() if l.startswith("invite_claim/recommended ")][0]
+    assert "  error: setting up schema" in row and " safe" not in row, row
+    r = reports(out)
+    assert "MISMATCH" not in r["summary.md"] and "0 not matching expectation, 1 harness error" in r["summary.md"]
+    assert "| error: setting up schema" in r["summary.md"] and "**ERROR**" in r["summary.md"]
+    assert "<failure" not in r["junit.xml"] and '<error message="harness error: setting up schema' in r["junit.xml"]
+    assert 'errors="1"' in r["junit.xml"]
+    assert "<td class=error title='harness error: setting up schema" in r["index.html"]
+    assert "<b id=mismatches>0</b>" in r["index.html"] and "<b id=errors>1</b>" in r["index.html"]
+    res = json.loads(r["results.json"])["results"][0]
+    assert res["verdict"] == "error" and not res["matched"] and res["error"].startswith("setting up schema")
+
+
+def test_interrupted_cell_is_an_error_not_a_mismatch(pgrace, tmp_path):
+    out = tmp_path / "out"
+    proc = start_running([BIN, "run", "invite_claim/recommended", "--no-faults", "--budget", 60, "-P", 0.2,
+                          "--out", out, "--dsn", pgrace.dsn], pgrace.env())
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "MISMATCH" not in stdout and re.search(r"  error: .*interrupted", stdout), stdout
+    r = reports(out)
+    assert "MISMATCH" not in r["summary.md"], r["summary.md"]
+    assert re.search(r"\| error: [^|]*interrupted[^|]* \| safe \| \*\*ERROR\*\* \|", r["summary.md"]), r["summary.md"]
+    assert "<failure" not in r["junit.xml"] and re.search('<error message="harness error: [^"]*interrupted', r["junit.xml"])
+    assert json.loads(r["results.json"])["results"][-1]["verdict"] == "error"
