@@ -155,6 +155,8 @@ int pgr_cmd_run(char **pos, int npos)
     pgr_cell *cells;
     int n, nstress;
     if (pgr_matrix_cells(pos, npos, !pgr_cfg.no_faults, &cells, &n, &nstress) != 0) return 2;
+    char dsn[PATH_MAX + 128];          /* the server first: a run that cannot connect leaves no --out behind */
+    if (pgr_obtain_server(dsn, sizeof dsn) != 0) { free(cells); return 2; }
     if (mkdir(pgr_cfg.out_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "pgrace: cannot create %s: %s\n", pgr_cfg.out_dir, strerror(errno));
         free(cells);

@@ -14,6 +14,7 @@
 #include "app.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <glob.h>
 #include <jansson.h>
@@ -349,6 +350,65 @@ static int cmd_ci(char **pos, int npos)
     return pgr_cmd_ci(pos, npos);
 }
 
+/* ---- output paths, checked before anything runs ---- */
+
+/* Can a file be written at path? Tried for real: opened for appending when it exists (a
+ * directory is not a file), created and removed at once when it does not. 0, or the errno
+ * that says why not. */
+static int writable_file(const char *path)
+{
+    struct stat st;
+    int fd = -1;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return EISDIR;
+        fd = open(path, O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC);
+    } else if (errno == ENOENT) {
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOCTTY | O_CLOEXEC, 0644);
+        if (fd >= 0) unlink(path);
+    }
+    if (fd < 0) return errno;
+    close(fd);
+    return 0;
+}
+
+/* Can run's reports go to dir? A directory whose report files can be written, or one that
+ * does not exist yet where it can be created (it is, once the server has answered). 0, or
+ * the errno that says why not. */
+static int writable_out_dir(const char *dir, bool own_json)
+{
+    struct stat st;
+    char path[PATH_MAX];
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT) return errno;
+        snprintf(path, sizeof path, "%s.pgrace-check", dir);      /* beside it: can it be made? */
+        return writable_file(path);
+    }
+    if (!S_ISDIR(st.st_mode)) return ENOTDIR;
+    static const char *const files[] = { "index.html", "junit.xml", "summary.md", "results.json" };
+    for (int i = 0, e; i < 4 - own_json; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if ((e = writable_file(path))) return e;
+    }
+    return 0;
+}
+
+/* The command's output paths (--json, run's and ci's --out), checked before anything runs
+ * or any server starts. 0, or -1 with err naming the option, the path and why. */
+static int check_outputs(char *err, size_t errlen)
+{
+    int e;
+    if (pgr_cfg.json_path && (e = writable_file(pgr_cfg.json_path))) {
+        snprintf(err, errlen, "--json %s: cannot write there: %s", pgr_cfg.json_path, strerror(e));
+        return -1;
+    }
+    if ((pgr_cfg.cmd == PGR_CMD_RUN || pgr_cfg.cmd == PGR_CMD_CI) &&
+        (e = writable_out_dir(pgr_cfg.out_dir, pgr_cfg.json_path != NULL))) {
+        snprintf(err, errlen, "--out %s: cannot write the reports there: %s", pgr_cfg.out_dir, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
 /* The command table: pgr_commands[] (cli.c) names them and counts their arguments. */
 static int (*const commands[PGR_NCMDS])(char **pos, int npos) = {
     [PGR_CMD_LIST] = cmd_list, [PGR_CMD_STRESS] = cmd_stress, [PGR_CMD_RUN] = pgr_cmd_run,
@@ -366,6 +426,7 @@ int pgr_main(int argc, char **argv)
     if (prc == 1) { fputs(pgr_usage_text, stdout); return 0; }
     if (prc != 0) { fprintf(stderr, "pgrace: %s\n", err); return 2; }
 
+    if (check_outputs(err, sizeof err) != 0) { fprintf(stderr, "pgrace: %s\n", err); return 2; }
     install_signals();
     pgr_watchdog_configure(&pgr_interrupted, pgr_cfg.step_timeout);
     atexit(pgr_server_cleanup_registered);

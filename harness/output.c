@@ -5,6 +5,7 @@
  */
 #include "runner.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -263,10 +264,12 @@ int pgr_write_json_document(const char *path, const char *server, const char *ke
     json_t *top = json_pack("{s:s, s:s, s:o}", "pgrace_version", PGR_VERSION, "server", server ? server : "",
                             key, items);
     json_object_set_new(top, "error", error && *error ? json_string(error) : json_null());
+    errno = 0;
     int rc = json_dump_file(top, path, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+    int e = errno;
     json_decref(top);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot write %s", path);
+        snprintf(err, errlen, "cannot write %s: %s", path, e ? strerror(e) : "write failed");
         return -1;
     }
     return 0;

@@ -9,6 +9,7 @@
  */
 #include "report.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -627,6 +628,7 @@ int pgr_write_reports(const char *dir, const char *server, pgr_result *rs, int n
                       char *err, size_t errlen)
 {
     char path[4096];
+    errno = 0;
     snprintf(path, sizeof path, "%s/index.html", dir);
     if (write_html(path, server, rs, n, error) != 0) goto fail;
     snprintf(path, sizeof path, "%s/junit.xml", dir);
@@ -635,6 +637,6 @@ int pgr_write_reports(const char *dir, const char *server, pgr_result *rs, int n
     if (write_summary(path, server, rs, n, error) != 0) goto fail;
     return 0;
 fail:
-    snprintf(err, errlen, "cannot write %s", path);
+    snprintf(err, errlen, "cannot write %s: %s", path, errno ? strerror(errno) : "write failed");
     return -1;
 }

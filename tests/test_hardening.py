@@ -3,6 +3,7 @@ hung-up run leaves in TMPDIR, and TMPDIRs the server cannot use. The security te
 written as the attack: what another user can plant, and what root's pgrace then does."""
 import json
 import os
+import pathlib
 import pwd
 import re
 import signal
@@ -583,3 +584,64 @@ def test_interrupted_cell_is_an_error_not_a_mismatch(pgrace, tmp_path):
     assert re.search(r"\| error: [^|]*interrupted[^|]* \| safe \| \*\*ERROR\*\* \|", r["summary.md"]), r["summary.md"]
     assert "<failure" not in r["junit.xml"] and re.search('<error message="harness error: [^"]*interrupted', r["junit.xml"])
     assert json.loads(r["results.json"])["results"][-1]["verdict"] == "error"
+
+
+# ---- 7. output paths are checked first (issue #15 item 8) ------------------------------------
+
+def cannot_create(path):
+    """The errno text creating path gets (what pgrace must say), or None when it can."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError as e:
+        return e.strerror
+    os.unlink(path)
+    return None
+
+
+def unwritable_place(tmp_path):
+    if UID != 0:
+        d = tmp_path / "ro"
+        d.mkdir(mode=0o555)
+        return d / "r.json"
+    return pathlib.Path("/sys/pgrace-test-r.json")      # root may write anywhere a file can be
+
+
+@pytest.mark.parametrize("case", ["directory", "no-such-dir", "unwritable"])
+@pytest.mark.parametrize("command", [["stress", "invite_claim", "-t", "5"], ["explore", "invite_claim"],
+                                     ["run", "invite_claim/recommended", "--budget", "1"], ["payloads"]],
+                         ids=["stress", "explore", "run", "payloads"])
+def test_bad_json_path_is_refused_before_anything_runs(private_tmp, tmp_path, command, case):
+    json_path = {"directory": tmp_path, "no-such-dir": tmp_path / "nope" / "r.json",
+                 "unwritable": unwritable_place(tmp_path)}[case]
+    why = "Is a directory" if case == "directory" else cannot_create(str(json_path))
+    if why is None:
+        pytest.skip(f"{json_path} is writable here")
+    t0 = time.time()
+    p = run_pgrace(*command, "--json", json_path, "--out", tmp_path / "out", env=_clean_env(private_tmp))
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert one_error_line(p) == f"pgrace: --json {json_path}: cannot write there: {why}"
+    assert time.time() - t0 < 5 and p.stdout == ""
+    assert list(private_tmp.iterdir()) == [], "a server was started"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["dev-null", "under-a-file", "unwritable"])
+def test_bad_out_dir_is_refused_before_anything_runs(private_tmp, tmp_path, case):
+    (tmp_path / "file").write_text("x")
+    out = {"dev-null": pathlib.Path("/dev/null"), "under-a-file": tmp_path / "file" / "out",
+           "unwritable": unwritable_place(tmp_path).with_suffix("")}[case]
+    why = "Not a directory" if case != "unwritable" else cannot_create(str(out) + ".x")
+    if why is None:
+        pytest.skip(f"{out} is writable here")
+    p = run_pgrace("run", "invite_claim/recommended", "--budget", "1", "--out", out, env=_clean_env(private_tmp))
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert one_error_line(p) == f"pgrace: --out {out}: cannot write the reports there: {why}"
+    assert list(private_tmp.iterdir()) == [], "a server was started"
+
+
+def test_run_that_cannot_connect_leaves_no_out_dir(private_tmp, tmp_path):
+    out = tmp_path / "out"
+    p = run_pgrace("run", "invite_claim/recommended", "--budget", "1", "--out", out,
+                   "--dsn", f"host={tmp_path}/nowhere port=1", env=_clean_env(private_tmp))
+    assert p.returncode == 2 and "cannot connect to the server" in one_error_line(p)
+    assert not out.exists()
