@@ -56,10 +56,12 @@ int pgr_cmd_ci(char **targets, int ntargets)
     snprintf(pattern, sizeof pattern, "%s/*.schedule", dir);
     int replay_rc = 0;
     if (glob(pattern, 0, NULL, &g) == 0) {
+        pgr_replay_set *set = pgr_replay_load(g.gl_pathv, (int)g.gl_pathc, true);   /* before any server */
         char dsn[PATH_MAX + 128];
-        if (pgr_obtain_server(dsn, sizeof dsn) != 0) { globfree(&g); return 2; }
+        if (!set || pgr_obtain_server(dsn, sizeof dsn) != 0) { pgr_replay_free(set); globfree(&g); return 2; }
         printf("replaying %zu regression schedule(s) from %s\n", g.gl_pathc, dir);
-        replay_rc = pgr_replay(dsn, g.gl_pathv, (int)g.gl_pathc, 1, true, &pgr_interrupted);
+        replay_rc = pgr_replay(dsn, set, 1, true, &pgr_interrupted);
+        pgr_replay_free(set);
         globfree(&g);
         if (replay_rc == 2) return 2;
     } else if (pgr_cfg.regressions) {

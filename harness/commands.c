@@ -281,9 +281,13 @@ static int cmd_replay(char **files, int n)
             fprintf(stderr, "pgrace: cannot read schedule %s: %s\n", files[i], strerror(errno));
             return 2;
         }
+    pgr_replay_set *set = pgr_replay_load(files, n, pgr_cfg.quiet);     /* parsed before any server starts */
+    if (!set) return 2;
     char dsn[PATH_MAX + 128];
-    if (pgr_obtain_server(dsn, sizeof dsn) != 0) return 2;
-    return pgr_replay(dsn, files, n, pgr_cfg.repeat, pgr_cfg.quiet, &pgr_interrupted);
+    int rc = pgr_obtain_server(dsn, sizeof dsn) != 0 ? 2
+           : pgr_replay(dsn, set, pgr_cfg.repeat, pgr_cfg.quiet, &pgr_interrupted);
+    pgr_replay_free(set);
+    return rc;
 }
 
 /* pgrace payloads [TARGET...]: every payload of every field of every chosen variant. */

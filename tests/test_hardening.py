@@ -645,3 +645,45 @@ def test_run_that_cannot_connect_leaves_no_out_dir(private_tmp, tmp_path):
                    "--dsn", f"host={tmp_path}/nowhere port=1", env=_clean_env(private_tmp))
     assert p.returncode == 2 and "cannot connect to the server" in one_error_line(p)
     assert not out.exists()
+
+
+# ---- 8. schedule files: text only, parsed before any server (issue #15 item 9) ----------------
+
+GOOD_SCHEDULE = (b"scenario invite_claim\nvariant proposed\nisolation read-committed\nsessions 2\n"
+                 b"case double_submit\ngrants 1 2 2 2 1\nviolation none\nexplanation fine\n")
+
+BAD_SCHEDULES = {
+    "binary": (BIN.read_bytes()[:4096], r":1: control character \x7f at column 1: not a text file"),
+    "escape-sequence": (GOOD_SCHEDULE.replace(b"variant proposed", b"variant \x1b[2J\x1b[31mproposed"),
+                        r":2: control character \x1b at column 9: not a text file"),
+    "nul-in-a-line": (GOOD_SCHEDULE.replace(b"violation none", b"violation none\0and more"),
+                      ":7: a NUL byte at column 15: not a text file"),
+    "long-line": (GOOD_SCHEDULE.replace(b"explanation fine", b"explanation " + b"x" * 3000),
+                  ":8: line longer than 2047 bytes (3012): not a pgrace schedule"),
+    "not-utf8": (GOOD_SCHEDULE.replace(b"case double_submit", b"case double\xff\xfe"),
+                 r":5: byte \xff at column 12 is not UTF-8: not a text file"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SCHEDULES))
+def test_bad_schedule_is_refused_in_one_escaped_line_before_any_server(private_tmp, tmp_path, name):
+    content, message = BAD_SCHEDULES[name]
+    f = tmp_path / "bad.schedule"
+    f.write_bytes(content)
+    t0 = time.time()
+    p = subprocess.run([str(BIN), "replay", str(f)], capture_output=True, env=_clean_env(private_tmp), timeout=60)
+    assert p.returncode == 2, p.stderr
+    err = p.stderr.decode()                       # UTF-8, or this raises
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert all(0x20 <= ord(c) != 0x7f for c in err[:-1]), repr(err)
+    assert err == f"pgrace: {f}{message}\n", err
+    assert p.stdout == b"" and time.time() - t0 < 5
+    assert list(private_tmp.iterdir()) == [], "a server was started before the file was parsed"
+
+
+def test_good_schedule_still_replays(pgrace, tmp_path):
+    f = tmp_path / "good.schedule"
+    f.write_bytes(GOOD_SCHEDULE.replace(b"\n", b"\r\n"))     # CRLF too
+    p = pgrace.run("replay", f, "-q")
+    assert p.returncode in (0, 1), p.stderr                    # replayed: reproduced or not, never refused
+    assert "good.schedule" in p.stdout
