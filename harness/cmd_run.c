@@ -167,8 +167,8 @@ int pgr_cmd_run(char **pos, int npos)
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/results.json", pgr_cfg.out_dir);
     const char *json = pgr_cfg.json_path ? pgr_cfg.json_path : path;
-    /* exploration of 2-session spaces takes a fraction of a second a cell; stress gets the budget */
-    int rc = pgr_run_cells(cells, n, pgr_cfg.budget / nstress, 0, json, pgr_cfg.out_dir, true, NULL, NULL);
+    (void)nstress;
+    int rc = pgr_run_cells(cells, n, pgr_cfg.budget, 0, PGR_MIN_STRESS_TRIALS, json, pgr_cfg.out_dir, true, NULL, NULL);
     if (rc != 2 && !pgr_cfg.quiet)
         fprintf(stderr, "pgrace: results in %s; reports in %s/index.html, junit.xml, summary.md\n", json, pgr_cfg.out_dir);
     free(cells);

@@ -218,7 +218,7 @@ static int cmd_stress(char **pos, int npos)
             cells[n++] = (pgr_cell){ sc, &sc->variants[j], pgr_cfg.iso, pgr_cfg.sessions, false, pgr_cfg.fault, kase, 0 };
     long long trials = pgr_cfg.trials;
     if (!trials && pgr_cfg.seconds <= 0) trials = 2000;
-    return pgr_run_cells(cells, n, pgr_cfg.seconds, trials, pgr_cfg.json_path, NULL, false, NULL, NULL);
+    return pgr_run_cells(cells, n, 0, pgr_cfg.seconds, trials, pgr_cfg.json_path, NULL, false, NULL, NULL);
 }
 
 static int cmd_explore(char **pos, int npos)

@@ -33,6 +33,7 @@ typedef struct pgr_explore_opts {
     int max_saves;
     bool quiet;
     double progress_s;
+    int64_t deadline_ns;            /* > 0: stop exploring there (res->budget_short if not complete) */
     volatile int *interrupted;
 } pgr_explore_opts;
 

@@ -107,6 +107,7 @@ static void print_explore(FILE *f, pgr_result *r)
     else
         fprintf(f, "  verdict: safe, 0 of %lld schedules violated an invariant (expected %s)%s\n", e->schedules,
                 pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+    if (r->budget_short) fprintf(f, "  short: the run's budget ran out before the whole space was explored\n");
     print_invariants_statuses(f, r);
     fprintf(f, "\n");
     if (e->minimal[0])
@@ -134,6 +135,9 @@ void pgr_print_result(FILE *f, pgr_result *r)
     else
         fprintf(f, "  verdict: safe, 0 of %lld trials violated an invariant (expected %s)%s\n", r->trials,
                 pgr_verdict_name(r->expected), match ? "" : "  <-- MISMATCH");
+    if (r->budget_short)
+        fprintf(f, "  short: the run's budget ran out after %lld of its %lld trials; the verdict rests on fewer\n",
+                r->trials, r->min_trials);
     print_faults(f, r);
     print_invariants_statuses(f, r);
     fprintf(f, "  (%lld answers)\n  sqlstates:", status_total(&r->tally));
@@ -245,6 +249,8 @@ static json_t *result_json(pgr_result *r)
                       "preemptions", e->minimal_switches));
         json_object_set_new(o, "schedules", json_integer(e->schedules));
     }
+    json_object_set_new(o, "budget_short", json_boolean(r->budget_short));
+    json_object_set_new(o, "min_trials", json_integer(r->min_trials));
     json_object_set_new(o, "seed_sql_error", r->seed_sql_error[0] ? json_string(r->seed_sql_error) : json_null());
     json_object_set_new(o, "error", r->error[0] ? json_string(r->error) : json_null());
     return o;

@@ -333,6 +333,7 @@ static void fault_matrix(FILE *f, pgr_result *rs, int n)
                 fprintf(f, "'>%s<small>%lld/%lld", r->verdict == PGR_RACE ? "broken" : "survives",
                         r->tally.violated_trials, r->trials);
                 if (r->tally.faults_indeterminate) fprintf(f, " &middot; %lld indeterminate", r->tally.faults_indeterminate);
+                if (r->budget_short) fputs(" &middot; <b class=short>short</b>", f);
                 fputs("</small></td>", f);
             }
             fputs("</tr>\n", f);
@@ -356,6 +357,34 @@ static void fault_matrix(FILE *f, pgr_result *rs, int n)
     fputs("</details>\n", f);
 }
 
+/* "120 of its 300 trials" or "not the whole space": how short a cell fell. */
+static void short_of(char *out, size_t len, const pgr_result *r)
+{
+    if (r->min_trials) snprintf(out, len, "%lld of its %lld trials", r->trials, r->min_trials);
+    else snprintf(out, len, "%lld schedules, not the whole space", r->trials);
+}
+
+/* The cells the run's budget cut short of their minimum, listed under the header. */
+static void short_cells_html(FILE *f, const pgr_result *rs, int n)
+{
+    int nshort = 0;
+    for (int i = 0; i < n; i++) nshort += rs[i].budget_short;
+    if (!nshort) return;
+    fprintf(f, "<details id=short><summary><b id=nshort>%d</b> cell%s got fewer trials than %s minimum: the budget (--budget) "
+               "ran out; %s verdict rests on fewer</summary><ul>\n", nshort, nshort == 1 ? "" : "s",
+            nshort == 1 ? "its" : "their", nshort == 1 ? "its" : "their");
+    for (int i = 0; i < n; i++) {
+        if (!rs[i].budget_short) continue;
+        char name[160], how[96];
+        cell_name(name, sizeof name, &rs[i]);
+        short_of(how, sizeof how, &rs[i]);
+        fputs("<li>", f);
+        esc(f, name);
+        fprintf(f, " %s %s c=%d: %s</li>\n", pgr_mode_name(rs[i].mode), pgr_isolation_name(rs[i].iso), rs[i].sessions, how);
+    }
+    fputs("</ul></details>\n", f);
+}
+
 static int write_html(const char *path, const char *server, pgr_result *rs, int n, const char *error)
 {
     FILE *f = fopen(path, "w");
@@ -371,7 +400,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
           ".meta{color:#666}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 8px;"
           "text-align:center}th{background:#f5f5f5}td.name{text-align:left;white-space:nowrap}\n"
           "td.race{background:#ffebee;color:#b71c1c;font-weight:600}td.safe{background:#e8f5e9;color:#1b5e20}\n"
-          "td.error{background:#eceff1;color:#37474f;font-style:italic}"
+          "td.error{background:#eceff1;color:#37474f;font-style:italic}.short{color:#6d4c41}"
           "td.mismatch{outline:3px solid #000;outline-offset:-3px}td small{font-weight:400;color:#555;display:block}\n"
           ".held{color:#1b5e20}.broken{color:#b71c1c}.claims li{margin:6px 0}.k{color:#666;font-size:12px}\n"
           "svg{max-width:100%;height:auto}svg text{font:12px system-ui,sans-serif}.cap{fill:#444}.bl{fill:#222;font-weight:600}.bt{fill:#fff}\n"
@@ -385,6 +414,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
                "<b id=errors>%d</b> harness error%s &middot; %s</p>\n", n, mism, mism == 1 ? "" : "s", errs,
             errs == 1 ? "" : "s", when);
     if (error && *error) { fprintf(f, "<p class=err>Run stopped by a harness error: "); esc(f, error); fprintf(f, "</p>\n"); }
+    short_cells_html(f, rs, n);
     if (errs) {
         fputs("<p>Cells a harness error stopped (no verdict):</p><ul id=errorcells>\n", f);
         for (int i = 0; i < n; i++) {
@@ -437,9 +467,11 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
                         if (rs[i].v == v && (int)rs[i].iso == iso && in_col(&rs[i], &cols[col])) r = &rs[i];
                     if (!r) { fputs("<td>&ndash;</td>", f); continue; }
                     if (errored(r)) { error_cell(f, r); continue; }
-                    fprintf(f, "<td class='%s%s' title='expected %s'>%s<small>%lld/%lld</small></td>",
+                    fprintf(f, "<td class='%s%s' title='expected %s%s'>%s<small>%lld/%lld%s</small></td>",
                             pgr_verdict_name(r->verdict), matched(r) ? "" : " mismatch", pgr_verdict_name(r->expected),
-                            pgr_verdict_name(r->verdict), r->tally.violated_trials, r->trials);
+                            r->budget_short ? "; short: the budget ran out before its minimum" : "",
+                            pgr_verdict_name(r->verdict), r->tally.violated_trials, r->trials,
+                            r->budget_short ? " &middot; <b class=short>short</b>" : "");
                 }
             fputs("</tr>\n", f);
         }
@@ -591,6 +623,11 @@ static int write_summary(const char *path, const char *server, pgr_result *rs, i
     fprintf(f, "## pgrace: %d cells, %d not matching expectation, %d harness error%s\n\n%s\n\n", n, mism, errs,
             errs == 1 ? "" : "s", server);
     if (error && *error) fprintf(f, "**Harness error:** %s\n\n", error);
+    int nshort = 0;
+    for (int i = 0; i < n; i++) nshort += rs[i].budget_short;
+    if (nshort)
+        fprintf(f, "**%d cell%s got fewer trials than %s minimum** (the budget ran out): marked short below.\n\n", nshort,
+                nshort == 1 ? "" : "s", nshort == 1 ? "its" : "their");
     fputs("| target | mode | isolation | sessions | verdict | expected | |\n|---|---|---|---|---|---|---|\n", f);
     for (int i = 0; i < n; i++) {
         pgr_result *r = &rs[i];
@@ -598,6 +635,11 @@ static int write_summary(const char *path, const char *server, pgr_result *rs, i
         if (errored(r)) snprintf(v, sizeof v, "error: %s", r->error);
         else if (r->verdict == PGR_RACE) snprintf(v, sizeof v, "race in %lld of %lld", r->tally.violated_trials, r->trials);
         else snprintf(v, sizeof v, "safe (%lld)", r->trials);
+        if (!errored(r) && r->budget_short) {
+            char how[96];
+            short_of(how, sizeof how, r);
+            snprintf(v + strlen(v), sizeof v - strlen(v), ", short: %s", how);
+        }
         for (char *p = v; *p; p++) if (*p == '|') *p = '/';          /* a table cell */
         char name[160];
         cell_name(name, sizeof name, r);
