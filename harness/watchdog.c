@@ -278,8 +278,8 @@ int pgr_call_end(PGconn *c, char *why, size_t len)
         snprintf(why, len, "no answer for %.1f s, nor to the watchdog's cancel a second later: the server is "
                  "not responding (stopped or overloaded?); connection closed (--step-timeout)", t);
     else if (cause == CUT_SILENT)
-        snprintf(why, len, "no answer for %.1f s from a server that already left a cancel unanswered; "
-                 "connection closed", t);
+        snprintf(why, len, "no answer for %.1f s: the server is not responding (it left an earlier cancel "
+                 "unanswered); connection closed", t);
     else
         snprintf(why, len, "interrupted; connection closed");
     return -1;
