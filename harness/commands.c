@@ -105,6 +105,12 @@ int pgr_obtain_server(char *dsn, size_t len)
             fprintf(stderr, "pgrace: %s\n", err);
             return -1;
         }
+        /* the schemas of runs that are gone (killed, or that lost the server) go now */
+        int dropped = pgr_schema_reclaim(c, err, sizeof err);
+        if (dropped > 0 && !pgr_cfg.quiet)
+            fprintf(stderr, "pgrace: dropped %d schema%s left by pgrace runs that are gone\n", dropped, dropped == 1 ? "" : "s");
+        else if (dropped < 0 && !pgr_cfg.quiet)
+            fprintf(stderr, "pgrace: note: could not look for schemas of runs that are gone: %s\n", err);
         pgr_disconnect(c);
         snprintf(dsn, len, "%s", pgr_cfg.dsn);
         return 0;

@@ -37,20 +37,25 @@ PGresult *pgr_query(PGconn *c, const char *sql, int nparams, const char *const *
 /* Server version string ("PostgreSQL 15.18"). */
 void pgr_server_version(PGconn *c, char *out, size_t len);
 
-/* A variant's own schema, "pgrace_<scenario>_<variant>", created idempotently (under an
- * advisory lock) with the scenario's and the variant's DDL. Holds a shared advisory lock
- * for the run so that a concurrent pgrace never drops it underneath another. */
+/* A pool's own schema, "pgrace_<scenario>_<variant>_<admin backend pid>" (concurrent runs
+ * never share one), created with the scenario's and the variant's DDL under a session-level
+ * advisory lock on its name that the admin connection holds for the run; its comment starts
+ * "created by pgrace" and names the run. */
 typedef struct pgr_schema {
     char name[64];
-    bool created;              /* this process created it, so may drop it */
-    long long run_id;          /* from the schema's run sequence: keys never collide */
+    bool locked;               /* this connection holds the schema's lock */
+    bool created;              /* this connection created it, so drops it */
+    long long run_id;          /* from the schema's run sequence */
     char seed_sql_error[256];  /* the variant's ddl_as_written failed: "SQLSTATE message" */
 } pgr_schema;
 
 int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v,
                      pgr_schema *out, char *err, size_t errlen);
-/* Drop the schema if this process created it and no other pgrace holds it. */
+/* Drop the schema and free its lock (a connection lost meanwhile: pgr_schema_reclaim's job). */
 void pgr_schema_release(PGconn *admin, const pgr_schema *schema);
+/* Drop every schema pgrace created whose run is gone (marked, its advisory lock free: the
+ * run was killed or lost its connection). Never one without the mark. How many, or -1 + err. */
+int pgr_schema_reclaim(PGconn *c, char *err, size_t errlen);
 /* A digest of every table of the connection's schema (row counts and an order-free hash of
  * the rows): equal digests, nothing written. malloc'd; NULL + err on error. */
 char *pgr_schema_digest(PGconn *c, char *err, size_t errlen);

@@ -1,6 +1,8 @@
 """Issue #15, hardening: the kept server's state file, passwords in DSNs, what a killed or
-hung-up run leaves in TMPDIR, and TMPDIRs the server cannot use. The security tests are
-written as the attack: what another user can plant, and what root's pgrace then does."""
+hung-up run leaves in TMPDIR, TMPDIRs the server cannot use, a frozen server, harness errors
+reported as errors, output paths checked first, schedule files that are not text, --budget
+as a cap, and the schemas runs leave on an external server. The security tests are written
+as the attack: what another user can plant, and what root's pgrace then does."""
 import json
 import os
 import pathlib
@@ -726,3 +728,43 @@ def test_budget_zero_gives_every_cell_its_minimum(pgrace, tmp_path):
     assert sorted(r["trials"] for r in results if r["mode"] == "stress") == [300] * 6
     assert all(r["explore"]["complete"] for r in results if r["mode"] == "explore")
 
+
+# ---- 10. schemas on an external server (issue #15 item 4) -------------------------------------
+
+def psql(dsn, env, sql):
+    p = subprocess.run(["psql", dsn, "-qAt", "-c", sql], capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()
+
+
+def pgrace_schemas(dsn, env):
+    return psql(dsn, env, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgrace%' ORDER BY 1")
+
+
+def test_concurrent_runs_leave_no_schema(kept_server):
+    dsn, env, _ = kept_server
+    argv = [str(BIN), "stress", "invite_claim/recommended", "-t", "600", "-q", "--dsn", dsn]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(0.3)
+    second = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for proc in (first, second):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err          # neither dropped the other's schema under it
+    assert pgrace_schemas(dsn, env) == []
+
+
+def test_killed_runs_schemas_are_reclaimed_by_the_next_run(kept_server):
+    dsn, env, _ = kept_server
+    foreign = "pgrace_invite_claim_original_4242"     # pgrace's pattern, but not made by pgrace
+    psql(dsn, env, f"CREATE SCHEMA {foreign}")
+    proc = running([BIN, "stress", "invite_claim/original", "-T", 60, "-P", 0.1, "--dsn", dsn], env, "trials,")
+    (own,) = set(pgrace_schemas(dsn, env)) - {foreign}
+    proc.kill()
+    proc.wait()
+    # the killed run's backends end when they see their client gone, and free its lock
+    assert wait_until(lambda: psql(dsn, env, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == ["0"], 20)
+    assert set(pgrace_schemas(dsn, env)) == {foreign, own}
+    p = run_pgrace("stress", "invite_claim/recommended", "-t", "5", "--dsn", dsn, env=env)   # another target
+    assert p.returncode == 0, p.stderr
+    assert "pgrace: dropped 1 schema left by pgrace runs that are gone" in p.stderr.splitlines()
+    assert pgrace_schemas(dsn, env) == [foreign]
