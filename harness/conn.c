@@ -349,7 +349,6 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
              "Dropped when that run ends, or by the next pgrace once the lock is free'",
              out->name, out->name, SCHEMA_MARK, (int)getpid(), host, when, PQbackendPID(admin), out->name);
     if (admin_exec(admin, sql, 0, NULL, e, sizeof e)) goto fail;
-    out->created = true;
     snprintf(sql, sizeof sql, "SET LOCAL search_path = %s; CREATE SEQUENCE IF NOT EXISTS pgrace_run", out->name);
     if (admin_exec(admin, sql, 0, NULL, e, sizeof e)) goto fail;
     /* error-at faults: a real server error, raised by the server in the session's transaction */
@@ -373,6 +372,7 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
     }
     if (v->ddl && admin_exec(admin, v->ddl, 0, NULL, e, sizeof e)) goto fail;
     if (admin_exec(admin, "COMMIT", 0, NULL, e, sizeof e)) goto fail;
+    out->created = true;                /* from here on, release drops it */
 
     snprintf(sql, sizeof sql, "SELECT nextval('%s.pgrace_run')", out->name);
     if (!(r = pgr_query(admin, sql, 0, NULL, e, sizeof e))) goto fail;
@@ -382,8 +382,7 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
     if (admin_exec(admin, sql, 0, NULL, e, sizeof e)) goto fail;
     return 0;
 fail:
-    PQclear(pgr_query(admin, "ROLLBACK", 0, NULL, sql, sizeof sql));
-    out->created = false;          /* the rollback took it back */
+    if (!out->created) PQclear(pgr_query(admin, "ROLLBACK", 0, NULL, sql, sizeof sql));
     snprintf(err, errlen, "setting up schema %s: %s", out->name, e);
     return -1;
 }
