@@ -521,6 +521,28 @@ def test_interrupt_ends_a_run_on_a_frozen_server(kept_server, tmp_path, mode, si
     assert json.loads(out.read_text())["error"]
 
 
+@pytest.mark.parametrize("sig", [None, "SIGINT"], ids=["step-timeout", "SIGINT"])
+def test_frozen_throwaway_server_is_stopped_and_removed(private_tmp, sig):
+    """pgrace's own server, its backends stopped: the run still ends in time, and stopping
+    the server (which waits for its backends) does not hang on them."""
+    env = _clean_env(private_tmp)
+    proc = running([BIN, "stress", "invite_claim/recommended", "-T", 120, "-P", 0.1, "--step-timeout", STEP], env,
+                   "trials,")
+    (d,) = private_tmp.glob("pgrace.*")
+    postmaster = int((d / "data" / "postmaster.pid").read_text().split()[0])
+    with Frozen(postmaster) as frozen:
+        if sig:
+            time.sleep(0.5)
+            frozen.at = time.time()
+            proc.send_signal(getattr(signal, sig))
+        _, err = finish_within(proc, STEP + 30)
+        took = time.time() - frozen.at
+    assert proc.returncode == (130 if sig else 2), err
+    assert took < (2.5 if sig else STEP + 4), took
+    assert list(private_tmp.glob("pgrace.*")) == []
+    assert wait_until(lambda: postgres_processes_under(private_tmp) == [], 10)
+
+
 # ---- 6. a harness error is an error, never a verdict (issue #15 item 10) ---------------------
 
 class Holder:
