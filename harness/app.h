@@ -48,7 +48,7 @@ int pgr_run_cells(const pgr_cell *cells, int n, double budget_s, double seconds_
                   const char *json_path, const char *report_dir, bool table, pgr_result **keep, int *keep_n);
 /* The run's matrix for the targets (every variant x level x stress 2/8 and explore 2, then
  * with faults the fault matrix). 0, or -1 after printing why. */
-int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *ncells, int *nstress);
+int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *ncells);
 
 /* The whole command line: parse argv, run the command, stop the throwaway server. Returns
  * the exit status. Scenarios must be registered before (pgr_register). */
