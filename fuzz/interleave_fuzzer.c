@@ -129,7 +129,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "pgrace fuzz: %s\n", err);
         exit(2);
     }
-    PQfinish(c);
+    pgr_disconnect(c);
     fuzzer = pgr_fuzzer_new(dsn);
     char fname[80] = "no";
     if (fault.kind != PGR_FAULT_NONE) pgr_fault_format(&fault, fname, sizeof fname);

@@ -1,6 +1,6 @@
 /*
  * parsers_fuzzer.c — everything pgrace parses from outside, with no server: schedule files
- * (pgrace replay), DSNs (--dsn / PGRACE_DSN), isolation levels and scenario names, and whole
+ * (pgrace replay: an accepted one is text, a refused one gets one printable line), DSNs (--dsn / PGRACE_DSN), isolation levels and scenario names, and whole
  * command lines (NUL-separated arguments), and request payloads (one raw field of a
  * scenario's request, through pgr_request_validate). The first byte picks the parser; the
  * rest is its input. Bad input must be an error, never a crash, a leak or undefined
@@ -32,6 +32,34 @@ static bool utf8_strict(const unsigned char *s, size_t n)
         i += len;
     }
     return true;
+}
+
+/* A message pgrace prints about a schedule file: one line, UTF-8, no control characters
+ * (C0, DEL, C1), whatever bytes the file held. */
+static void assert_printable_line(const char *err)
+{
+    const unsigned char *u = (const unsigned char *)err;
+    size_t n = strlen(err);
+    bool ok = n > 0 && utf8_strict(u, n);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = u[i] >= 0x20 && u[i] != 0x7f && !(u[i] == 0xc2 && i + 1 < n && u[i + 1] >= 0x80 && u[i + 1] < 0xa0);
+    if (!ok) { fprintf(stderr, "schedule error is not one printable line: '%s'\n", err); abort(); }
+}
+
+/* An accepted schedule file is text: strict UTF-8, no NUL or control bytes but tab and a
+ * CR ending a line, lines of at most 2047 bytes. */
+static void assert_schedule_text(const unsigned char *s, size_t n)
+{
+    size_t line = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool cr_eol = s[i] == '\r' && (i + 1 == n || s[i + 1] == '\n');
+        if (s[i] == '\n') { line = 0; continue; }
+        if ((s[i] < 0x20 && s[i] != '\t' && !cr_eol) || s[i] == 0x7f || (++line > 2047 && !cr_eol)) {
+            fprintf(stderr, "schedule accepted with byte 0x%02x at offset %zu (line length %zu)\n", s[i], i, line);
+            abort();
+        }
+    }
+    if (!utf8_strict(s, n)) { fprintf(stderr, "schedule accepted that is not UTF-8\n"); abort(); }
 }
 
 /* The property of an accepted request field, checked independently of the validator. */
@@ -102,7 +130,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     z[n] = '\0';
     switch (data[0] % 5) {
     case 0:
-        if (n > 0) pgr_schedule_check(text, n, err, sizeof err);
+        if (pgr_schedule_check(text, n, err, sizeof err) != 0) assert_printable_line(err);
+        else assert_schedule_text((const unsigned char *)text, n);
         break;
     case 1:
         pgr_dsn_check(z, err, sizeof err);

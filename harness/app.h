@@ -34,14 +34,21 @@ typedef struct pgr_cell {
     long long trials;        /* 0: the run's budget */
 } pgr_cell;
 
-/* Run the cells in order, print each (or the table), write the JSON and the reports.
+#define PGR_MIN_STRESS_TRIALS 300  /* a budgeted stress cell with fewer is marked short */
+
+/* Run the cells, print each (or the table), write the JSON and the reports. budget_s > 0:
+ * the whole run's seconds, shared out (cells that end by themselves first, each capped at an
+ * equal share of what is left; then the stress cells, sharing what is left), and a cell
+ * below its minimum (PGR_MIN_STRESS_TRIALS, a fault cell's trials, an exploration's whole
+ * space) is marked budget_short; else every stress cell runs seconds_each or trials_each.
  * Returns the exit status: 0 all matched, 1 a mismatch, 2 a harness error. With keep, the
- * results (as many as ran, *keep_n) are handed to the caller (pgr_result_free each, free). */
-int pgr_run_cells(const pgr_cell *cells, int n, double seconds_each, long long trials_each,
+ * results (as many as ran, in the cells' order, *keep_n) are handed to the caller
+ * (pgr_result_free each, free). */
+int pgr_run_cells(const pgr_cell *cells, int n, double budget_s, double seconds_each, long long trials_each,
                   const char *json_path, const char *report_dir, bool table, pgr_result **keep, int *keep_n);
 /* The run's matrix for the targets (every variant x level x stress 2/8 and explore 2, then
  * with faults the fault matrix). 0, or -1 after printing why. */
-int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *ncells, int *nstress);
+int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *ncells);
 
 /* The whole command line: parse argv, run the command, stop the throwaway server. Returns
  * the exit status. Scenarios must be registered before (pgr_register). */

@@ -7,13 +7,7 @@
 
 PGresult *pgr_admin(pgr_batch *b, const char *sql, int nparams, const char *const *params)
 {
-    PGresult *r = PQexecParams(b->admin, sql, nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
-    snprintf(b->err, sizeof b->err, "%s", PQresultErrorMessage(r));
-    b->err[strcspn(b->err, "\n")] = '\0';
-    PQclear(r);
-    return NULL;
+    return pgr_query(b->admin, sql, nparams, params, b->err, sizeof b->err);
 }
 
 int pgr_prepare_by_case(pgr_batch *b, const char *sql, const char *code, int nparams)

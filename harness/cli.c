@@ -94,7 +94,10 @@ const char pgr_usage_text[] =
     "                                SQLSTATE, rows, time\n"
     "  --fault KIND[@RATE]           each eligible statement gets the fault with probability RATE\n"
     "run options:\n"
-    "  --budget S                    total seconds for the matrix (default 60)\n"
+    "  --budget S                    seconds for the whole matrix, setup aside (default 150); a\n"
+    "                                cell it cuts below its minimum is marked short. 0: no limit,\n"
+    "                                every cell its minimum (300 trials, a fault cell's 100,\n"
+    "                                an exploration's whole space)\n"
     "  --out DIR                     where results.json, index.html, junit.xml and summary.md go\n"
     "                                (default out/)\n"
     "  --no-faults                   skip the fault matrix (proposed and recommended variants\n"
@@ -151,7 +154,7 @@ static int parse_seconds(const char *opt, const char *s, double lo, double hi, d
 
 void pgr_config_defaults(pgr_config *c)
 {
-    *c = (pgr_config){ .sessions = 2, .progress = 2.0, .budget = 60, .out_dir = "out", .depth = 2, .repeat = 1 };
+    *c = (pgr_config){ .sessions = 2, .progress = 2.0, .budget = 150, .out_dir = "out", .depth = 2, .repeat = 1 };
     const char *env_dsn = getenv("PGRACE_DSN");
     if (env_dsn && *env_dsn) c->dsn = env_dsn;
 }
@@ -210,7 +213,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         case OPT_JSON: c->json_path = optarg; break;
         case OPT_DSN: c->dsn = optarg; break;
         case OPT_BUDGET:
-            if (parse_seconds("--budget", optarg, 1, 86400, &c->budget, err, errlen)) return -1;
+            if (parse_seconds("--budget", optarg, 0, 86400, &c->budget, err, errlen)) return -1;
             break;
         case OPT_OUT: c->out_dir = optarg; break;
         case OPT_STRATEGY:

@@ -93,11 +93,11 @@ int pgr_cmd_accept(char **pos, int npos)
         }
     }
     pgr_cell *cells;
-    int n, nstress;
-    if (pgr_matrix_cells(pos, npos, !pgr_cfg.no_faults, &cells, &n, &nstress) != 0) return 2;
+    int n;
+    if (pgr_matrix_cells(pos, npos, !pgr_cfg.no_faults, &cells, &n) != 0) return 2;
     pgr_result *rs;
     int nrs;
-    int rc = pgr_run_cells(cells, n, pgr_cfg.budget / nstress, 0, pgr_cfg.json_path, NULL, true, &rs, &nrs);
+    int rc = pgr_run_cells(cells, n, pgr_cfg.budget, 0, PGR_MIN_STRESS_TRIALS, pgr_cfg.json_path, NULL, true, &rs, &nrs);
     free(cells);
     if (rc == 2) {
         for (int i = 0; i < nrs; i++) pgr_result_free(&rs[i]);

@@ -56,10 +56,12 @@ int pgr_cmd_ci(char **targets, int ntargets)
     snprintf(pattern, sizeof pattern, "%s/*.schedule", dir);
     int replay_rc = 0;
     if (glob(pattern, 0, NULL, &g) == 0) {
+        pgr_replay_set *set = pgr_replay_load(g.gl_pathv, (int)g.gl_pathc, true);   /* before any server */
         char dsn[PATH_MAX + 128];
-        if (pgr_obtain_server(dsn, sizeof dsn) != 0) { globfree(&g); return 2; }
+        if (!set || pgr_obtain_server(dsn, sizeof dsn) != 0) { pgr_replay_free(set); globfree(&g); return 2; }
         printf("replaying %zu regression schedule(s) from %s\n", g.gl_pathc, dir);
-        replay_rc = pgr_replay(dsn, g.gl_pathv, (int)g.gl_pathc, 1, true, &pgr_interrupted);
+        replay_rc = pgr_replay(dsn, set, 1, true, &pgr_interrupted);
+        pgr_replay_free(set);
         globfree(&g);
         if (replay_rc == 2) return 2;
     } else if (pgr_cfg.regressions) {
@@ -103,7 +105,7 @@ static bool wanted(const pgr_scenario *sc, int j, const pgr_scenario *const *onl
     return w;
 }
 
-int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *ncells, int *nstress)
+int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *ncells)
 {
     static const int sessions[] = { 2, 8 };
     const pgr_scenario *only[64];
@@ -123,12 +125,11 @@ int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *nce
     pgr_cell *cells = calloc((size_t)total, sizeof *cells);
     if (!cells) return -1;
     int n = 0;
-    *nstress = 0;
     for (int i = 0; i < pgr_scenario_count(); i++)
         for (int j = 0; j < pgr_scenario_at(i)->nvariants; j++) {
             if (!wanted(pgr_scenario_at(i), j, only, only_v, ntargets)) continue;
             for (int iso = 0; iso < PGR_NISO; iso++) {
-                for (int c = 0; c < 2; c++, (*nstress)++)
+                for (int c = 0; c < 2; c++)
                     cells[n++] = (pgr_cell){ pgr_scenario_at(i), &pgr_scenario_at(i)->variants[j], (pgr_isolation)iso,
                                          sessions[c], false, { 0 }, -1, 0 };
                 cells[n++] = (pgr_cell){ pgr_scenario_at(i), &pgr_scenario_at(i)->variants[j], (pgr_isolation)iso, 2, true,
@@ -153,8 +154,10 @@ int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *nce
 int pgr_cmd_run(char **pos, int npos)
 {
     pgr_cell *cells;
-    int n, nstress;
-    if (pgr_matrix_cells(pos, npos, !pgr_cfg.no_faults, &cells, &n, &nstress) != 0) return 2;
+    int n;
+    if (pgr_matrix_cells(pos, npos, !pgr_cfg.no_faults, &cells, &n) != 0) return 2;
+    char dsn[PATH_MAX + 128];          /* the server first: a run that cannot connect leaves no --out behind */
+    if (pgr_obtain_server(dsn, sizeof dsn) != 0) { free(cells); return 2; }
     if (mkdir(pgr_cfg.out_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "pgrace: cannot create %s: %s\n", pgr_cfg.out_dir, strerror(errno));
         free(cells);
@@ -163,8 +166,7 @@ int pgr_cmd_run(char **pos, int npos)
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/results.json", pgr_cfg.out_dir);
     const char *json = pgr_cfg.json_path ? pgr_cfg.json_path : path;
-    /* exploration of 2-session spaces takes a fraction of a second a cell; stress gets the budget */
-    int rc = pgr_run_cells(cells, n, pgr_cfg.budget / nstress, 0, json, pgr_cfg.out_dir, true, NULL, NULL);
+    int rc = pgr_run_cells(cells, n, pgr_cfg.budget, 0, PGR_MIN_STRESS_TRIALS, json, pgr_cfg.out_dir, true, NULL, NULL);
     if (rc != 2 && !pgr_cfg.quiet)
         fprintf(stderr, "pgrace: results in %s; reports in %s/index.html, junit.xml, summary.md\n", json, pgr_cfg.out_dir);
     free(cells);

@@ -14,6 +14,7 @@
 #include "app.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <glob.h>
 #include <jansson.h>
@@ -32,7 +33,9 @@ static pgr_server throwaway;
 
 static void on_signal(int sig)
 {
-    pgr_interrupted = sig;
+    int saved = errno;
+    __atomic_store_n(&pgr_interrupted, sig, __ATOMIC_RELAXED);   /* read by other threads too */
+    errno = saved;
 }
 
 static void install_signals(void)
@@ -102,7 +105,13 @@ int pgr_obtain_server(char *dsn, size_t len)
             fprintf(stderr, "pgrace: %s\n", err);
             return -1;
         }
-        PQfinish(c);
+        /* the schemas of runs that are gone (killed, or that lost the server) go now */
+        int dropped = pgr_schema_reclaim(c, err, sizeof err);
+        if (dropped > 0 && !pgr_cfg.quiet)
+            fprintf(stderr, "pgrace: dropped %d schema%s left by pgrace runs that are gone\n", dropped, dropped == 1 ? "" : "s");
+        else if (dropped < 0 && !pgr_cfg.quiet)
+            fprintf(stderr, "pgrace: note: could not look for schemas of runs that are gone: %s\n", err);
+        pgr_disconnect(c);
         snprintf(dsn, len, "%s", pgr_cfg.dsn);
         return 0;
     }
@@ -122,7 +131,7 @@ void pgr_server_version_of(const char *dsn, char *out, size_t len)
     char err[PGR_ERRLEN];
     PGconn *c = pgr_connect(dsn, err, sizeof err);
     out[0] = '\0';
-    if (c) { pgr_server_version(c, out, len); PQfinish(c); }
+    if (c) { pgr_server_version(c, out, len); pgr_disconnect(c); }
 }
 
 char **pgr_expand_targets(char **pos, int npos, int *nout)
@@ -217,7 +226,7 @@ static int cmd_stress(char **pos, int npos)
             cells[n++] = (pgr_cell){ sc, &sc->variants[j], pgr_cfg.iso, pgr_cfg.sessions, false, pgr_cfg.fault, kase, 0 };
     long long trials = pgr_cfg.trials;
     if (!trials && pgr_cfg.seconds <= 0) trials = 2000;
-    return pgr_run_cells(cells, n, pgr_cfg.seconds, trials, pgr_cfg.json_path, NULL, false, NULL, NULL);
+    return pgr_run_cells(cells, n, 0, pgr_cfg.seconds, trials, pgr_cfg.json_path, NULL, false, NULL, NULL);
 }
 
 static int cmd_explore(char **pos, int npos)
@@ -280,9 +289,13 @@ static int cmd_replay(char **files, int n)
             fprintf(stderr, "pgrace: cannot read schedule %s: %s\n", files[i], strerror(errno));
             return 2;
         }
+    pgr_replay_set *set = pgr_replay_load(files, n, pgr_cfg.quiet);     /* parsed before any server starts */
+    if (!set) return 2;
     char dsn[PATH_MAX + 128];
-    if (pgr_obtain_server(dsn, sizeof dsn) != 0) return 2;
-    return pgr_replay(dsn, files, n, pgr_cfg.repeat, pgr_cfg.quiet, &pgr_interrupted);
+    int rc = pgr_obtain_server(dsn, sizeof dsn) != 0 ? 2
+           : pgr_replay(dsn, set, pgr_cfg.repeat, pgr_cfg.quiet, &pgr_interrupted);
+    pgr_replay_free(set);
+    return rc;
 }
 
 /* pgrace payloads [TARGET...]: every payload of every field of every chosen variant. */
@@ -349,6 +362,65 @@ static int cmd_ci(char **pos, int npos)
     return pgr_cmd_ci(pos, npos);
 }
 
+/* ---- output paths, checked before anything runs ---- */
+
+/* Can a file be written at path? Tried for real: opened for appending when it exists (a
+ * directory is not a file), created and removed at once when it does not. 0, or the errno
+ * that says why not. */
+static int writable_file(const char *path)
+{
+    struct stat st;
+    int fd = -1;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return EISDIR;
+        fd = open(path, O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC);
+    } else if (errno == ENOENT) {
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOCTTY | O_CLOEXEC, 0644);
+        if (fd >= 0) unlink(path);
+    }
+    if (fd < 0) return errno;
+    close(fd);
+    return 0;
+}
+
+/* Can run's reports go to dir? A directory whose report files can be written, or one that
+ * does not exist yet where it can be created (it is, once the server has answered). 0, or
+ * the errno that says why not. */
+static int writable_out_dir(const char *dir, bool own_json)
+{
+    struct stat st;
+    char path[PATH_MAX];
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT) return errno;
+        snprintf(path, sizeof path, "%s.pgrace-check", dir);      /* beside it: can it be made? */
+        return writable_file(path);
+    }
+    if (!S_ISDIR(st.st_mode)) return ENOTDIR;
+    static const char *const files[] = { "index.html", "junit.xml", "summary.md", "results.json" };
+    for (int i = 0, e; i < 4 - own_json; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if ((e = writable_file(path))) return e;
+    }
+    return 0;
+}
+
+/* The command's output paths (--json, run's and ci's --out), checked before anything runs
+ * or any server starts. 0, or -1 with err naming the option, the path and why. */
+static int check_outputs(char *err, size_t errlen)
+{
+    int e;
+    if (pgr_cfg.json_path && (e = writable_file(pgr_cfg.json_path))) {
+        snprintf(err, errlen, "--json %s: cannot write there: %s", pgr_cfg.json_path, strerror(e));
+        return -1;
+    }
+    if ((pgr_cfg.cmd == PGR_CMD_RUN || pgr_cfg.cmd == PGR_CMD_CI) &&
+        (e = writable_out_dir(pgr_cfg.out_dir, pgr_cfg.json_path != NULL))) {
+        snprintf(err, errlen, "--out %s: cannot write the reports there: %s", pgr_cfg.out_dir, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
 /* The command table: pgr_commands[] (cli.c) names them and counts their arguments. */
 static int (*const commands[PGR_NCMDS])(char **pos, int npos) = {
     [PGR_CMD_LIST] = cmd_list, [PGR_CMD_STRESS] = cmd_stress, [PGR_CMD_RUN] = pgr_cmd_run,
@@ -367,7 +439,9 @@ int pgr_main(int argc, char **argv)
     if (prc == 1) { fputs(pgr_usage_text, stdout); return 0; }
     if (prc != 0) { fprintf(stderr, "pgrace: %s\n", err); return 2; }
 
+    if (check_outputs(err, sizeof err) != 0) { fprintf(stderr, "pgrace: %s\n", err); return 2; }
     install_signals();
+    pgr_watchdog_configure(&pgr_interrupted, pgr_cfg.step_timeout);
     atexit(pgr_server_cleanup_registered);
     int rc = commands[pgr_cfg.cmd](pos, npos);
     pgr_server_stop(&throwaway);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static void first_line(char *dst, size_t cap, const char *msg)
 {
@@ -253,50 +255,28 @@ int pgr_dsn_check(const char *dsn, char *err, size_t errlen)
     return 0;
 }
 
-static void ignore_notice(void *arg, const char *msg)
-{
-    (void)arg; (void)msg;
-}
-
-PGconn *pgr_connect(const char *dsn, char *err, size_t errlen)
-{
-    /* Earlier keywords are defaults; the DSN (expanded from dbname) overrides them. */
-    const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
-    const char *vals[] = { "10", "pgrace", dsn, NULL };
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (!c || PQstatus(c) != CONNECTION_OK) {
-        char m[300], shown[400];
-        first_line(m, sizeof m, c ? PQerrorMessage(c) : "out of memory");
-        pgr_dsn_redact(dsn, m, shown, sizeof shown);     /* libpq may quote a value of the DSN */
-        snprintf(err, errlen, "cannot connect to the server: %s", shown);
-        if (c) PQfinish(c);
-        return NULL;
-    }
-    PQsetNoticeProcessor(c, ignore_notice, NULL);   /* NOTICEs are not results */
-    return c;
-}
-
 void pgr_server_version(PGconn *c, char *out, size_t len)
 {
     int v = PQserverVersion(c);
     snprintf(out, len, "PostgreSQL %d.%d", v / 10000, v % 10000);
 }
 
-/* Run an admin command; -1 + err on failure. */
+/* Run an admin command under the watchdog; -1 + err on failure. */
 static int admin_exec(PGconn *c, const char *sql, int n, const char *const *p, char *err, size_t errlen)
 {
-    PGresult *r = n ? PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0) : PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        char m[300];
-        first_line(m, sizeof m, PQresultErrorMessage(r));
-        snprintf(err, errlen, "%s", m);
-        PQclear(r);
-        return -1;
-    }
+    PGresult *r = pgr_query(c, sql, n, p, err, errlen);
     PQclear(r);
-    return 0;
+    return r ? 0 : -1;
 }
+
+/* ---- the schemas pgrace works in ----
+ * Each pool has its own schema, "pgrace_<scenario>_<variant>_<backend pid of its admin
+ * connection>": concurrent runs never share one. The admin connection takes a session-level
+ * advisory lock on the schema's name before creating it and holds it for the run, and the
+ * schema's comment starts with SCHEMA_MARK and names the run. A run drops its schemas at its
+ * end; a schema whose lock is free has lost its run (killed, or its connection lost) and is
+ * dropped by the next run on that server (pgr_schema_reclaim). A schema without the mark is
+ * never touched. */
 
 static const char SCHEMA_MARK[] = "created by pgrace";
 
@@ -311,7 +291,9 @@ static int seed_sql_try(PGconn *admin, pgr_schema *out, const char *which, const
     q->sql = sql;
     q->error[0] = '\0';
     if (admin_exec(admin, "SAVEPOINT seed_sql", 0, NULL, err, errlen)) return -1;
+    pgr_call_begin(admin, 0);
     PGresult *r = PQexec(admin, sql);
+    if (pgr_call_end(admin, err, errlen) != 0) { PQclear(r); return -1; }
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
         const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
@@ -321,38 +303,75 @@ static int seed_sql_try(PGconn *admin, pgr_schema *out, const char *which, const
     return admin_exec(admin, "ROLLBACK TO SAVEPOINT seed_sql", 0, NULL, err, errlen);
 }
 
+/* Does a schema comment carry pgrace's mark? */
+static bool marked(const char *comment)
+{
+    size_t n = strlen(SCHEMA_MARK);
+    return comment && strncmp(comment, SCHEMA_MARK, n) == 0 && (comment[n] == '\0' || comment[n] == ':');
+}
+
+/* The lock a schema's run holds: on hashtext(name), as every pgrace since shared schemas. */
+static const char LOCK_TRY[] = "SELECT pg_try_advisory_lock(hashtext($1))";
+static const char LOCK_FREE[] = "SELECT pg_advisory_unlock(hashtext($1))";
+
+/* $1 true when it got the lock (via a one-row boolean query); -1 + err on failure. */
+static int query_bool(PGconn *c, const char *sql, const char *arg, char *err, size_t errlen)
+{
+    PGresult *r = pgr_query(c, sql, 1, (const char *[]){ arg }, err, errlen);
+    if (!r) return -1;
+    int v = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return v;
+}
+
 int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v,
                      pgr_schema *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    snprintf(out->name, sizeof out->name, "pgrace_%s_%s", sc->name, v->name);
+    char base[64], suffix[16];
+    snprintf(base, sizeof base, "pgrace_%s_%s", sc->name, v->name);
+    snprintf(suffix, sizeof suffix, "_%d", PQbackendPID(admin));
+    if (strlen(base) + strlen(suffix) > 63) base[63 - strlen(suffix)] = '\0';    /* NAMEDATALEN */
+    snprintf(out->name, sizeof out->name, "%s%s", base, suffix);
     const char *p[1] = { out->name };
-    char e[400];
+    char e[400], sql[1024];
 
+    /* the run's lock first: from now on no other pgrace takes this schema for a dead run's */
+    int got = query_bool(admin, LOCK_TRY, out->name, e, sizeof e);
+    if (got < 0) goto fail;
+    if (!got) {
+        snprintf(e, sizeof e, "its advisory lock is held by another session; refusing to touch it");
+        goto fail;
+    }
+    out->locked = true;
     if (admin_exec(admin, "BEGIN", 0, NULL, e, sizeof e) ||
         admin_exec(admin, "SELECT pg_advisory_xact_lock(hashtext('pgrace-ddl'))", 0, NULL, e, sizeof e))
         goto fail;
-    PGresult *r = PQexecParams(admin,
-        "SELECT obj_description(n.oid, 'pg_namespace') FROM pg_namespace n WHERE nspname = $1",
-        1, NULL, p, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        first_line(e, sizeof e, PQresultErrorMessage(r));
-        PQclear(r);
-        goto fail;
-    }
+    PGresult *r = pgr_query(admin, "SELECT obj_description(n.oid, 'pg_namespace') FROM pg_namespace n WHERE nspname = $1",
+                            1, p, e, sizeof e);
+    if (!r) goto fail;
     bool exists = PQntuples(r) == 1;
-    bool ours = exists && !PQgetisnull(r, 0, 0) && strcmp(PQgetvalue(r, 0, 0), SCHEMA_MARK) == 0;
+    bool ours = exists && !PQgetisnull(r, 0, 0) && marked(PQgetvalue(r, 0, 0));
     PQclear(r);
     if (exists && !ours) {
         snprintf(e, sizeof e, "schema %s exists and was not created by pgrace; refusing to touch it", out->name);
         goto fail;
     }
-    char sql[512];
-    if (!exists) {
-        snprintf(sql, sizeof sql, "CREATE SCHEMA %s; COMMENT ON SCHEMA %s IS '%s'", out->name, out->name, SCHEMA_MARK);
+    if (exists) {               /* a gone run's, whose backend had the same pid: its lock was free */
+        snprintf(sql, sizeof sql, "DROP SCHEMA %s CASCADE", out->name);
         if (admin_exec(admin, sql, 0, NULL, e, sizeof e)) goto fail;
-        out->created = true;
     }
+    char host[64] = "?", when[32] = "?";
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    for (char *h = host; *h; h++) if (*h == '\'' || (unsigned char)*h < 0x20) *h = '?';
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&now));
+    snprintf(sql, sizeof sql, "CREATE SCHEMA %s; COMMENT ON SCHEMA %s IS '%s: the run of pgrace pid %d on %s, "
+             "started %s; its admin session (backend %d) holds the advisory lock on hashtext(''%s'') while it runs. "
+             "Dropped when that run ends, or by the next pgrace once the lock is free'",
+             out->name, out->name, SCHEMA_MARK, (int)getpid(), host, when, PQbackendPID(admin), out->name);
+    if (admin_exec(admin, sql, 0, NULL, e, sizeof e)) goto fail;
     snprintf(sql, sizeof sql, "SET LOCAL search_path = %s; CREATE SEQUENCE IF NOT EXISTS pgrace_run", out->name);
     if (admin_exec(admin, sql, 0, NULL, e, sizeof e)) goto fail;
     /* error-at faults: a real server error, raised by the server in the session's transaction */
@@ -367,42 +386,57 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
     if (v->ddl && (out->created || !sc->ddl_once) && admin_exec(admin, v->ddl, 0, NULL, e, sizeof e)) goto fail;
     if (v->rollback_as_written && seed_sql_try(admin, out, "rollback", v->rollback_as_written, e, sizeof e)) goto fail;
     if (admin_exec(admin, "COMMIT", 0, NULL, e, sizeof e)) goto fail;
+    out->created = true;                /* from here on, release drops it */
 
-    snprintf(sql, sizeof sql, "SELECT pg_advisory_lock_shared(hashtext('%s')), nextval('%s.pgrace_run')",
-             out->name, out->name);
-    r = PQexec(admin, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        first_line(e, sizeof e, PQresultErrorMessage(r));
-        PQclear(r);
-        goto fail;
-    }
-    out->run_id = atoll(PQgetvalue(r, 0, 1));
+    snprintf(sql, sizeof sql, "SELECT nextval('%s.pgrace_run')", out->name);
+    if (!(r = pgr_query(admin, sql, 0, NULL, e, sizeof e))) goto fail;
+    out->run_id = atoll(PQgetvalue(r, 0, 0));
     PQclear(r);
     snprintf(sql, sizeof sql, "SET search_path = %s", out->name);
     if (admin_exec(admin, sql, 0, NULL, e, sizeof e)) goto fail;
     return 0;
 fail:
-    PQclear(PQexec(admin, "ROLLBACK"));
+    if (!out->created) PQclear(pgr_query(admin, "ROLLBACK", 0, NULL, sql, sizeof sql));
     snprintf(err, errlen, "setting up schema %s: %s", out->name, e);
     return -1;
 }
 
 void pgr_schema_release(PGconn *admin, const pgr_schema *schema)
 {
-    if (!admin || PQstatus(admin) != CONNECTION_OK || !schema->name[0]) return;
-    char sql[256];
-    snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock_shared(hashtext('%s'))", schema->name);
-    PQclear(PQexec(admin, sql));
-    if (!schema->created) return;
-    snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(hashtext('%s'))", schema->name);
-    PGresult *r = PQexec(admin, sql);
-    bool got = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    if (!admin || PQstatus(admin) != CONNECTION_OK || !schema->locked) return;
+    char sql[256], e[PGR_ERRLEN];
+    if (schema->created) {
+        snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema->name);
+        PQclear(pgr_query(admin, sql, 0, NULL, e, sizeof e));      /* failing: the next run reclaims it */
+    }
+    PQclear(pgr_query(admin, LOCK_FREE, 1, (const char *[]){ schema->name }, e, sizeof e));
+}
+
+int pgr_schema_reclaim(PGconn *c, char *err, size_t errlen)
+{
+    PGresult *r = pgr_query(c, "SELECT nspname, obj_description(oid, 'pg_namespace') FROM pg_namespace "
+                               "WHERE starts_with(nspname, 'pgrace_') ORDER BY nspname", 0, NULL, err, errlen);
+    if (!r) return -1;
+    int dropped = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *name = PQgetvalue(r, i, 0);
+        if (PQgetisnull(r, i, 1) || !marked(PQgetvalue(r, i, 1))) continue;     /* not ours: never */
+        char e[PGR_ERRLEN], sql[256];
+        int got = query_bool(c, LOCK_TRY, name, e, sizeof e);
+        if (got <= 0) continue;                                              /* its run is alive */
+        PGresult *q = pgr_query(c, "SELECT quote_ident($1)", 1, (const char *[]){ name }, e, sizeof e);
+        if (q && admin_exec(c, "BEGIN; SET LOCAL lock_timeout = '1s'", 0, NULL, e, sizeof e) == 0) {
+            /* someone's lock on one of its tables: not worth waiting for, the next run tries again */
+            snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", PQgetvalue(q, 0, 0));
+            bool ok = admin_exec(c, sql, 0, NULL, e, sizeof e) == 0;
+            ok = admin_exec(c, ok ? "COMMIT" : "ROLLBACK", 0, NULL, e, sizeof e) == 0 && ok;
+            dropped += ok;
+        }
+        PQclear(q);
+        PQclear(pgr_query(c, LOCK_FREE, 1, (const char *[]){ name }, e, sizeof e));
+    }
     PQclear(r);
-    if (!got) return;                   /* another pgrace is using it: leave it */
-    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema->name);
-    PQclear(PQexec(admin, sql));
-    snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(hashtext('%s'))", schema->name);
-    PQclear(PQexec(admin, sql));
+    return dropped;
 }
 
 int pgr_session_setup(PGconn *c, const pgr_schema *schema, pgr_isolation iso, int *backend_pid,
@@ -432,9 +466,10 @@ static const char SCHEMA_DIGEST[] =
 
 char *pgr_schema_digest(PGconn *c, char *err, size_t errlen)
 {
-    PGresult *r = PQexec(c, SCHEMA_DIGEST);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        first_line(err, errlen, PQresultErrorMessage(r));
+    PGresult *r = pgr_query(c, SCHEMA_DIGEST, 0, NULL, err, errlen);
+    if (!r) return NULL;
+    if (PQntuples(r) != 1) {
+        snprintf(err, errlen, "schema digest: %d rows", PQntuples(r));
         PQclear(r);
         return NULL;
     }

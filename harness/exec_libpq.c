@@ -4,10 +4,11 @@
  * pgr_exec is begin (seam.c), then what begin decided, then end. A statement is prepared
  * once per connection, keyed by its text (a C constant, a spec's step, anything), and sent
  * with PQsendQueryPrepared; past PGR_MAX_PREPARED distinct texts on one connection the
- * rest go unprepared. The wait is a poll() with the step timeout and the interrupt flag,
- * so a statement waiting on a lock never stalls anything but its own session, and a stuck
- * one becomes a harness error instead of a hang.
+ * rest go unprepared. The wait is a poll() under the interrupt flag and the watchdog's
+ * deadline (the step timeout, watchdog.c), so a statement waiting on a lock never stalls
+ * anything but its own session, and a stuck one becomes a harness error instead of a hang.
  */
+#include "conn.h"
 #include "intern.h"
 #include "seam.h"
 
@@ -76,46 +77,44 @@ void pgr_stmt_cache_free(pgr_session *s)
     s->stmts = NULL;
 }
 
-/* Wait for the result of the statement in flight; poll() so that timeouts and Ctrl-C
- * are honoured. Returns the last PGresult (others drained), or NULL on a harness fault. */
-static PGresult *await_result(pgr_session *s, int64_t deadline, const char *label)
+/* Wait for the result of the statement in flight (begun with pgr_call_begin); poll() so
+ * that Ctrl-C is honoured, the watchdog (watchdog.c) for the step timeout. Returns the last
+ * PGresult (others drained), or NULL on a harness fault. */
+static PGresult *await_result(pgr_session *s, const char *label)
 {
     PGconn *c = s->conn;
     int fd = PQsocket(c);
-    while (PQisBusy(c)) {
-        int64_t now = pgr_now_ns();
-        if (s->interrupted && *s->interrupted) {
-            PGcancel *cn = PQgetCancel(c);
-            char eb[64];
-            if (cn) { PQcancel(cn, eb, sizeof eb); PQfreeCancel(cn); }
+    bool lost = false;
+    while (!lost && PQisBusy(c)) {
+        if (s->interrupted && __atomic_load_n(s->interrupted, __ATOMIC_RELAXED)) {   /* the handler's thread is not this one */
+            pgr_cancel(c);
+            pgr_call_end(c, NULL, 0);
             pgr_seam_infra(s, "interrupted", "run interrupted by signal");
-            return NULL;
-        }
-        if (s->step_timeout_ns > 0 && now > deadline) {
-            PGcancel *cn = PQgetCancel(c);
-            char eb[64];
-            if (cn) { PQcancel(cn, eb, sizeof eb); PQfreeCancel(cn); }
-            char why[160];
-            snprintf(why, sizeof why, "stuck for %.1f s, cancelled by the watchdog (--step-timeout)",
-                     (double)(now - deadline + s->step_timeout_ns) / 1e9);
-            pgr_seam_infra(s, label, why);
             return NULL;
         }
         struct pollfd p = { .fd = fd, .events = POLLIN };
         int r = poll(&p, 1, 100);
         if (r < 0 && errno != EINTR) {
+            pgr_call_end(c, NULL, 0);
             pgr_seam_infra(s, "poll failed", strerror(errno));
             return NULL;
         }
-        if (r > 0 && !PQconsumeInput(c)) {
-            pgr_seam_infra(s, "connection lost", PQerrorMessage(c));
-            return NULL;
-        }
+        if (r > 0 && !PQconsumeInput(c)) lost = true;
     }
     PGresult *last = NULL, *r;
-    while ((r = PQgetResult(c)) != NULL) {
+    while (!lost && (r = PQgetResult(c)) != NULL) {
         if (last) PQclear(last);
         last = r;
+    }
+    char why[PGR_ERRLEN];
+    if (pgr_call_end(c, why, sizeof why) != 0) {     /* stuck: the watchdog's doing */
+        PQclear(last);
+        pgr_seam_infra(s, label, why);
+        return NULL;
+    }
+    if (lost) {
+        pgr_seam_infra(s, "connection lost", PQerrorMessage(c));
+        return NULL;
     }
     return last;
 }
@@ -129,11 +128,13 @@ static int ensure_prepared(pgr_session *s, stmt_entry *e, int nparams, PGresult 
     if (s->stmts->nprepared == PGR_MAX_PREPARED) return -3;
     char name[16];
     snprintf(name, sizeof name, "p%d", s->stmts->nprepared);
+    pgr_call_begin(s->conn, (double)s->step_timeout_ns / 1e9);
     if (!PQsendPrepare(s->conn, name, e->text, nparams, NULL)) {
+        pgr_call_end(s->conn, NULL, 0);
         pgr_seam_infra(s, "send failed", PQerrorMessage(s->conn));
         return -2;
     }
-    PGresult *r = await_result(s, pgr_now_ns() + (s->step_timeout_ns > 0 ? s->step_timeout_ns : 0), label);
+    PGresult *r = await_result(s, label);
     if (!r) return -2;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         *fail = r;
@@ -198,13 +199,13 @@ static PGresult *send_and_wait(pgr_session *s, pgr_seam_call *call)
     stmt_entry *e = stmt_lookup(s, call->sql);
     int idx = e ? ensure_prepared(s, e, call->nparams, &prep_fail, call->st->label) : -2;
     pgr_seam_sent(s, call);
-    int64_t t0 = call->st->t_send_ns;
     if (idx == -1) return prep_fail;     /* the SQL itself is rejected by the server */
     if (idx == -2) {
         if (!s->infra_error) pgr_seam_infra(s, "statement cache", "out of memory");
         return NULL;
     }
     int sent;
+    pgr_call_begin(s->conn, (double)s->step_timeout_ns / 1e9);
     if (idx >= 0) {
         char name[16];
         snprintf(name, sizeof name, "p%d", idx);
@@ -213,16 +214,17 @@ static PGresult *send_and_wait(pgr_session *s, pgr_seam_call *call)
         sent = PQsendQueryParams(s->conn, e->text, call->nparams, NULL, call->params, NULL, NULL, 0);
     }
     if (!sent) {
+        pgr_call_end(s->conn, NULL, 0);
         pgr_seam_infra(s, "send failed", PQerrorMessage(s->conn));
         return NULL;
     }
-    return await_result(s, t0 + s->step_timeout_ns, call->st->label);
+    return await_result(s, call->st->label);
 }
 
 /* The fault took the connection: close it (the server rolls back an open transaction). */
 static void drop_connection(pgr_session *s)
 {
-    PQfinish(s->conn);
+    pgr_disconnect(s->conn);
     s->conn = NULL;
 }
 
@@ -240,7 +242,10 @@ pgr_res *pgr_exec(pgr_session *s, const char *label, const char *sql,
         fill_res(s, NULL, call.st);
         return &s->res;
     case PGR_SEAM_KILL:              /* a real pg_terminate_backend: the server ends this backend */
-        PQclear(PQexec(s->conn, SQL_TERMINATE_SELF));
+        {
+            char err[PGR_ERRLEN];       /* it fails: the server ends the backend */
+            PQclear(pgr_query(s->conn, SQL_TERMINATE_SELF, 0, NULL, err, sizeof err));
+        }
         /* fall through */
     case PGR_SEAM_FAIL:
         drop_connection(s);

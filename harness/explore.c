@@ -113,6 +113,15 @@ static int run_batch(explorer *x, const pgr_explore_opts *o, int kase, int nb, l
         res->ex.schedules++;
         res->trials++;
         if (o->interrupted && *o->interrupted) { ran++; break; }
+        if (o->deadline_ns > 0 && pgr_now_ns() >= o->deadline_ns) {      /* the run's budget */
+            ran++;
+            *finished = true;
+            if (o->strategy == PGR_EXHAUSTIVE && !dfs_next(x, sp)) res->ex.complete = true;   /* was it the last? */
+            x->forced = NULL;
+            x->nforced = 0;
+            res->budget_short = !res->ex.complete;
+            break;
+        }
     }
     if (pgr_pool_check(x->pool, &b, ran, res) != 0) return -1;
     for (int i = 0; i < ran; i++) {

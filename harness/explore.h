@@ -33,6 +33,7 @@ typedef struct pgr_explore_opts {
     int max_saves;
     bool quiet;
     double progress_s;
+    int64_t deadline_ns;            /* > 0: stop exploring there (res->budget_short if not complete) */
     volatile int *interrupted;
 } pgr_explore_opts;
 
@@ -41,9 +42,15 @@ typedef struct pgr_explore_opts {
 int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                 const pgr_explore_opts *o, pgr_result *res);
 
-/* Replay schedule files; prints "reproduced" or where it diverged for each.
- * Returns 0 all reproduced, 1 one diverged, 2 a file unreadable/unparsable or a harness error. */
-int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet, volatile int *interrupted);
+/* Schedule files read, parsed and their scenarios found: no server is needed for that, so
+ * it is done first. */
+typedef struct pgr_replay_set pgr_replay_set;
+/* NULL after printing one line naming the file and what is wrong (exit 2). */
+pgr_replay_set *pgr_replay_load(char **files, int nfiles, bool quiet);
+void pgr_replay_free(pgr_replay_set *set);
+/* Replay them; prints "reproduced" or where it diverged for each.
+ * Returns 0 all reproduced, 1 one diverged, 2 a harness error. */
+int pgr_replay(const char *dsn, const pgr_replay_set *set, int repeat, bool quiet, volatile int *interrupted);
 
 /* Parse a schedule file's text (the parsers fuzzer). 0, or -1 with err. */
 int pgr_schedule_check(const char *data, size_t n, char *err, size_t errlen);

@@ -5,6 +5,7 @@
  */
 #include "runner.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -91,6 +92,13 @@ static void print_seed_sql(FILE *f, const pgr_result *r)
     }
 }
 
+/* A harness error stopped the cell: it has no verdict, only what finished before. */
+static void print_error(FILE *f, const pgr_result *r, const char *unit)
+{
+    fprintf(f, "  error: %s\n  (so no verdict; %lld %s finished, %lld of them violating an invariant)\n", r->error,
+            r->trials, unit, r->tally.violated_trials);
+}
+
 static void print_explore(FILE *f, pgr_result *r)
 {
     bool match = pgr_result_matched(r);
@@ -104,15 +112,17 @@ static void print_explore(FILE *f, pgr_result *r)
     if (strcmp(e->strategy, "pct") == 0)
         fprintf(f, "  pct depth %d, k = %d steps: a depth-%d bug is found with probability >= 1/(n*k^(d-1)) = %.3g per schedule\n",
                 e->depth, e->max_steps, e->depth, e->pct_bound);
-    if (r->error[0]) fprintf(f, "  ERROR: %s\n", r->error);
     print_seed_sql(f, r);
     print_faults(f, r);
-    if (r->verdict == PGR_RACE)
+    if (r->error[0])
+        print_error(f, r, "schedules");
+    else if (r->verdict == PGR_RACE)
         fprintf(f, "  verdict: RACE in %lld of %lld schedules, first at schedule %lld (expected %s)%s\n",
                 r->tally.violated_trials, e->schedules, e->first_violation, expected_text(r), match ? "" : "  <-- MISMATCH");
     else
         fprintf(f, "  verdict: safe, 0 of %lld schedules violated an invariant (expected %s)%s\n", e->schedules,
                 expected_text(r), match ? "" : "  <-- MISMATCH");
+    if (r->budget_short) fprintf(f, "  short: the run's budget ran out before the whole space was explored\n");
     print_invariants_statuses(f, r);
     fprintf(f, "\n");
     if (e->minimal[0])
@@ -129,14 +139,18 @@ void pgr_print_result(FILE *f, pgr_result *r)
             r->sc->name, r->v->name, pgr_kind_name(r->v->kind), pgr_isolation_name(r->iso), r->sessions,
             r->trials, r->seconds, r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
             r->seconds > 0 ? (double)r->statements / r->seconds : 0.0);
-    if (r->error[0]) fprintf(f, "  ERROR: %s\n", r->error);
     print_seed_sql(f, r);
-    if (r->verdict == PGR_RACE)
+    if (r->error[0])
+        print_error(f, r, "trials");
+    else if (r->verdict == PGR_RACE)
         fprintf(f, "  verdict: RACE in %lld of %lld trials (expected %s)%s\n", r->tally.violated_trials, r->trials,
                 expected_text(r), match ? "" : "  <-- MISMATCH");
     else
         fprintf(f, "  verdict: safe, 0 of %lld trials violated an invariant (expected %s)%s\n", r->trials,
                 expected_text(r), match ? "" : "  <-- MISMATCH");
+    if (r->budget_short)
+        fprintf(f, "  short: the run's budget ran out after %lld of its %lld trials; the verdict rests on fewer\n",
+                r->trials, r->min_trials);
     print_faults(f, r);
     print_invariants_statuses(f, r);
     fprintf(f, "  (%lld answers)\n  sqlstates:", status_total(&r->tally));
@@ -211,7 +225,7 @@ static json_t *result_json(pgr_result *r)
         "seconds", r->seconds, "statements", (json_int_t)r->statements,
         "trials_per_s", r->seconds > 0 ? (double)r->trials / r->seconds : 0.0,
         "statements_per_s", r->seconds > 0 ? (double)r->statements / r->seconds : 0.0,
-        "verdict", pgr_verdict_name(r->verdict), "expected", pgr_verdict_name(r->expected),
+        "verdict", r->error[0] ? "error" : pgr_verdict_name(r->verdict), "expected", pgr_verdict_name(r->expected),
         "matched", pgr_result_matched(r));
     if (r->fault.kind != PGR_FAULT_NONE) json_object_set_new(inv, PGR_INV_RETRY_NAME, json_integer(r->tally.retry_failed));
     if (r->fault.kind != PGR_FAULT_NONE && r->sessions == 1)
@@ -259,6 +273,8 @@ static json_t *result_json(pgr_result *r)
     }
     json_object_set_new(o, "seed_sql", seed_sql);
     json_object_set_new(o, "seed_sql_error", first_error ? json_string(first_error) : json_null());
+    json_object_set_new(o, "budget_short", json_boolean(r->budget_short));
+    json_object_set_new(o, "min_trials", json_integer(r->min_trials));
     json_object_set_new(o, "error", r->error[0] ? json_string(r->error) : json_null());
     return o;
 }
@@ -277,10 +293,12 @@ int pgr_write_json_document(const char *path, const char *server, const char *ke
     json_t *top = json_pack("{s:s, s:s, s:o}", "pgrace_version", PGR_VERSION, "server", server ? server : "",
                             key, items);
     json_object_set_new(top, "error", error && *error ? json_string(error) : json_null());
+    errno = 0;
     int rc = json_dump_file(top, path, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+    int e = errno;
     json_decref(top);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot write %s", path);
+        snprintf(err, errlen, "cannot write %s: %s", path, e ? strerror(e) : "write failed");
         return -1;
     }
     return 0;

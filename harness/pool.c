@@ -59,7 +59,7 @@ struct pgr_pool {
 static void reconnect(pgr_pool *pool, pgr_session *s)
 {
     char err[PGR_ERRLEN];
-    if (s->conn) PQfinish(s->conn);
+    pgr_disconnect(s->conn);
     pgr_stmt_cache_free(s);
     s->conn_lost = false;
     s->conn = pgr_connect(pool->dsn, err, sizeof err);
@@ -179,14 +179,15 @@ static void *session_once(void *p)
     return NULL;
 }
 
-/* Start one thread per session running fn; sessions must not take SIGINT/SIGTERM (the
- * coordinator handles them). 0, or -1 when not all could start. */
+/* Start one thread per session running fn; sessions must not take SIGINT/SIGTERM/SIGHUP
+ * (the coordinator handles them). 0, or -1 when not all could start. */
 static int start_threads(pgr_pool *pool, void *(*fn)(void *))
 {
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     for (pool->started = 0; pool->started < pool->nsessions; pool->started++)
         if (pthread_create(&pool->th[pool->started], NULL, fn, &pool->args[pool->started]) != 0) break;
@@ -214,15 +215,6 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
 
     pool->admin = pgr_connect(dsn, res->error, sizeof res->error);
     if (!pool->admin) goto fail;
-    {   /* the admin connection's watchdog (unless the DSN sets one): no DDL, prepare or check
-         * waits forever on a lock someone else holds */
-        char ms[24];
-        double step = o->step_timeout_s > 0 ? o->step_timeout_s : 30;
-        snprintf(ms, sizeof ms, "%.0f", (step > 5 ? step : 5) * 2000);
-        PQclear(PQexecParams(pool->admin, "SELECT set_config('statement_timeout', $1, false) "
-                             "WHERE current_setting('statement_timeout') = '0'", 1, NULL, (const char *[]){ ms },
-                             NULL, NULL, 0));
-    }
     if (pgr_schema_setup(pool->admin, sc, v, &pool->schema, res->error, sizeof res->error) != 0) goto fail;
     memcpy(res->seed_sql, pool->schema.seed_sql, sizeof res->seed_sql);
     res->nseed_sql = pool->schema.nseed_sql;
@@ -267,12 +259,12 @@ void pgr_pool_close(pgr_pool *pool, pgr_result *res)
         pgr_session *s = &pool->sess[i];
         res->statements += s->statements;
         if (s->res.pg) PQclear(s->res.pg);
-        if (s->conn) PQfinish(s->conn);
+        pgr_disconnect(s->conn);
         pgr_stmt_cache_free(s);
     }
     res->release = pool->realtime && !pool->realtime_failed ? "realtime" : "normal";
     pgr_schema_release(pool->admin, &pool->schema);
-    if (pool->admin) PQfinish(pool->admin);
+    pgr_disconnect(pool->admin);
     free(pool->traces);
     free(pool);
 }

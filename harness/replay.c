@@ -1,6 +1,6 @@
 /*
- * replay.c — pgr_replay: re-run schedule files on fresh trials and say whether each
- * reproduced, or where it diverged.
+ * replay.c — pgr_replay_load: schedule files read and checked, before any server; pgr_replay:
+ * re-run them on fresh trials and say whether each reproduced, or where it diverged.
  */
 #include "scheduler.h"
 #include "spec_scenario.h"
@@ -9,22 +9,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet, volatile int *interrupted)
+struct pgr_replay_set {
+    char **files;
+    int n;
+    sched_file *sfs;
+};
+
+pgr_replay_set *pgr_replay_load(char **files, int nfiles, bool quiet)
 {
+    pgr_replay_set *set = calloc(1, sizeof *set);
     sched_file *sfs = calloc((size_t)nfiles, sizeof *sfs);
-    if (!sfs) return 2;
+    if (!set || !sfs) { free(set); free(sfs); fprintf(stderr, "pgrace: out of memory\n"); return NULL; }
+    *set = (pgr_replay_set){ files, nfiles, sfs };
     for (int i = 0; i < nfiles; i++) {
         char err[PGR_ERRLEN];
         if (pgr_schedule_read(files[i], &sfs[i], err, sizeof err) != 0) {
             fprintf(stderr, "pgrace: %s\n", err);
-            free(sfs);
-            return 2;
+            goto fail;
         }
         const pgr_scenario *sc = pgr_find_scenario(sfs[i].scenario);
         if (!sc && sfs[i].spec[0] && pgr_spec_target(sfs[i].spec, &sc, err, sizeof err) != 0) {
             fprintf(stderr, "pgrace: %s: %s\n", files[i], err);
-            free(sfs);
-            return 2;
+            goto fail;
         }
         if (sc && sfs[i].spec[0] && pgr_spec_of(sc) && pgr_spec_of(sc)->hash != sfs[i].spec_hash && !quiet)
             fprintf(stderr, "pgrace: %s: the spec %s changed since this schedule was saved; replaying it against the "
@@ -32,10 +38,34 @@ int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet
         if (sc && strcmp(sc->name, sfs[i].scenario) != 0) sc = NULL;
         if (!sc) {
             fprintf(stderr, "pgrace: %s: unknown scenario '%s'\n", files[i], sfs[i].scenario);
-            free(sfs);
-            return 2;
+            goto fail;
+        }
+        bool v = false, kase = false;
+        for (int j = 0; j < sc->nvariants; j++) v |= strcmp(sc->variants[j].name, sfs[i].variant) == 0;
+        for (int j = 0; j < sc->ncases; j++) kase |= strcmp(sc->cases[j].name, sfs[i].kase) == 0;
+        if (!v || !kase) {
+            fprintf(stderr, "pgrace: %s: unknown %s '%s'\n", files[i], !v ? "variant" : "case", !v ? sfs[i].variant : sfs[i].kase);
+            goto fail;
         }
     }
+    return set;
+fail:
+    pgr_replay_free(set);
+    return NULL;
+}
+
+void pgr_replay_free(pgr_replay_set *set)
+{
+    if (!set) return;
+    free(set->sfs);
+    free(set);
+}
+
+int pgr_replay(const char *dsn, const pgr_replay_set *set, int repeat, bool quiet, volatile int *interrupted)
+{
+    char **files = set->files;
+    int nfiles = set->n;
+    sched_file *sfs = set->sfs;
     int status = 0;
     for (int i = 0; i < nfiles && status != 2; i++) {
         sched_file *sf = &sfs[i];
@@ -44,11 +74,6 @@ int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet
         int kase = -1;
         for (int j = 0; j < sc->nvariants; j++) if (strcmp(sc->variants[j].name, sf->variant) == 0) v = &sc->variants[j];
         for (int j = 0; j < sc->ncases; j++) if (strcmp(sc->cases[j].name, sf->kase) == 0) kase = j;
-        if (!v || kase < 0) {
-            fprintf(stderr, "pgrace: %s: unknown %s '%s'\n", files[i], !v ? "variant" : "case", !v ? sf->variant : sf->kase);
-            status = 2;
-            break;
-        }
         pgr_result res;
         pgr_result_init(&res, sc, v, sf->iso, sf->sessions, PGR_MODE_REPLAY);
         explorer *x = pgr_explorer_new(interrupted);
@@ -107,6 +132,5 @@ int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet
         pgr_explorer_free(x);
         pgr_result_free(&res);
     }
-    free(sfs);
     return status;
 }

@@ -98,6 +98,8 @@ typedef struct pgr_result {
     int nseed_sql;
     pgr_explore_stats ex;
     pgr_fault fault;                 /* the injected fault; kind NONE = none */
+    long long min_trials;            /* run's minimum for the cell (0: explore's whole space) */
+    bool budget_short;               /* the run's budget ran out before that minimum */
 } pgr_result;
 
 void pgr_result_free(pgr_result *r);

@@ -19,7 +19,7 @@
 void pgr_retry_pause(const pgr_session *s)
 {
     if (s->gate || s->attempt < 1) return;      /* a scheduler runs one statement at a time */
-    if (s->interrupted && *s->interrupted) return;
+    if (s->interrupted && __atomic_load_n(s->interrupted, __ATOMIC_RELAXED)) return;
     int shift = s->attempt - 1 < 6 ? s->attempt - 1 : 6;
     int64_t step = (int64_t)1000000 << shift;   /* ns: 1 ms .. 64 ms */
     uint64_t x = (uint64_t)pgr_now_ns() ^ ((uint64_t)(s->index + 1) << 40) ^ (uint64_t)s->attempt;
@@ -29,7 +29,7 @@ void pgr_retry_pause(const pgr_session *s)
     x ^= x >> 31;
     int64_t ns = step / 2 + (int64_t)(x % (uint64_t)(step / 2 + 1));
     struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !(s->interrupted && *s->interrupted)) {}
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !(s->interrupted && __atomic_load_n(s->interrupted, __ATOMIC_RELAXED))) {}
 }
 
 int pgr_retry(pgr_session *s, int attempts, int (*once)(pgr_session *, const pgr_request *, pgr_response *),

@@ -83,8 +83,8 @@ static int pid_of(explorer *x, int i)
 }
 
 /* Ask the monitor which of the in-flight sessions wait on a lock held by another session.
- * Called without the mutex. -1 on a monitor failure. */
-static int query_blocked(explorer *x, const int *which, int n, bool *blocked)
+ * Called without the mutex. -1 with err on a monitor failure. */
+static int query_blocked(explorer *x, const int *which, int n, bool *blocked, char *err, size_t errlen)
 {
     char a[PGR_MAX_SESSIONS * 12 + 4], all[PGR_MAX_SESSIONS * 12 + 4];
     size_t off = 0, offa = 0;
@@ -95,8 +95,15 @@ static int query_blocked(explorer *x, const int *which, int n, bool *blocked)
     snprintf(a + off, sizeof a - off, "}");
     snprintf(all + offa, sizeof all - offa, "}");
     const char *p[2] = { a, all };
+    pgr_call_begin(x->monitor, 0);
     PGresult *r = PQexecPrepared(x->monitor, "blocked", 2, p, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != n) { PQclear(r); return -1; }
+    if (pgr_call_end(x->monitor, err, errlen) != 0) { PQclear(r); return -1; }
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != n) {
+        snprintf(err, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(x->monitor));
+        err[strcspn(err, "\n")] = '\0';
+        PQclear(r);
+        return -1;
+    }
     for (int i = 0; i < n; i++) blocked[i] = PQgetvalue(r, i, 0)[0] == 't';
     PQclear(r);
     return 0;
@@ -133,9 +140,9 @@ static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
             return -1;
         }
         bool blocked[PGR_MAX_SESSIONS];
-        if (query_blocked(x, inflight, nin, blocked) != 0) {
-            snprintf(err, errlen, "monitor connection: %s", PQerrorMessage(x->monitor));
-            err[strcspn(err, "\n")] = '\0';
+        char why[PGR_ERRLEN];
+        if (query_blocked(x, inflight, nin, blocked, why, sizeof why) != 0) {
+            snprintf(err, errlen, "monitor connection: %s", why);
             return -1;
         }
         bool all_blocked = true;
@@ -172,11 +179,7 @@ static void abort_trial(explorer *x)
     x->abort = true;
     for (int i = 0; i < x->n; i++) pthread_cond_signal(&x->cv_s[i]);
     pthread_mutex_unlock(&x->mu);
-    for (int i = 0; i < x->n; i++) {
-        PGcancel *c = PQgetCancel(pgr_pool_session(x->pool, i)->conn);
-        char eb[64];
-        if (c) { PQcancel(c, eb, sizeof eb); PQfreeCancel(c); }
-    }
+    for (int i = 0; i < x->n; i++) pgr_cancel(pgr_pool_session(x->pool, i)->conn);
 }
 
 /* ---- choosing the next session ---- */
@@ -342,7 +345,7 @@ explorer *pgr_explorer_new(volatile int *interrupted)
 void pgr_explorer_free(explorer *x)
 {
     if (!x) return;
-    if (x->monitor) PQfinish(x->monitor);
+    pgr_disconnect(x->monitor);
     free(x->stack);
     free(x);
 }
@@ -360,11 +363,13 @@ int pgr_explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *sc,
     if (!x->pool) return -1;
     x->monitor = pgr_connect(dsn, res->error, sizeof res->error);
     if (!x->monitor) return -1;
+    pgr_call_begin(x->monitor, 0);
     PGresult *r = PQprepare(x->monitor, "blocked",
         "SELECT pg_isolation_test_session_is_blocked(p, $2::int[]) "
         "FROM unnest($1::int[]) WITH ORDINALITY AS u(p, o) ORDER BY o", 2, NULL);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok) snprintf(res->error, sizeof res->error, "monitor: %s", PQresultErrorMessage(r));
+    char why[PGR_ERRLEN] = "";
+    bool ok = pgr_call_end(x->monitor, why, sizeof why) == 0 && PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) snprintf(res->error, sizeof res->error, "monitor: %s", why[0] ? why : PQresultErrorMessage(r));
     PQclear(r);
     return ok ? 0 : -1;
 }
@@ -377,7 +382,8 @@ int pgr_explorer_open(explorer *x, const char *dsn, const pgr_scenario *sc, cons
 
 void pgr_explorer_close(explorer *x, pgr_result *res)
 {
-    if (x->monitor) { PQfinish(x->monitor); x->monitor = NULL; }
+    pgr_disconnect(x->monitor);
+    x->monitor = NULL;
     if (x->pool) { pgr_pool_close(x->pool, res); x->pool = NULL; }
 }
 

@@ -597,6 +597,31 @@ fail:
     return -1;
 }
 
+/* SIGCONT to every child of pid (a postmaster's backends: each is a process group of its own,
+ * so the postmaster's group does not reach them). Someone may have stopped them: a frozen
+ * server must still shut down when we stop it. */
+static void continue_children(pid_t pid)
+{
+    DIR *d = opendir("/proc");
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[64], buf[512];
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = '\0';
+        const char *rp = strrchr(buf, ')');          /* the name may hold anything; the rest not */
+        int ppid;
+        if (rp && sscanf(rp + 1, " %*c %d", &ppid) == 1 && ppid == pid) kill((pid_t)atoi(e->d_name), SIGCONT);
+    }
+    closedir(d);
+}
+
 /* Wait up to ms for our child pid to exit, reaping it. 1 when gone. */
 static int wait_child(pid_t pid, int ms)
 {
@@ -614,6 +639,7 @@ void pgr_server_stop(pgr_server *srv)
     if (srv->pid > 0) {
         /* this process started it, so it is our child: unreaped, its pid cannot be reused */
         kill(srv->pid, SIGINT);                       /* fast shutdown */
+        continue_children(srv->pid);                  /* a stopped backend shuts down too */
         if (!wait_child(srv->pid, 15000)) {
             kill(srv->pid, SIGQUIT);                  /* immediate shutdown */
             if (!wait_child(srv->pid, 5000)) {

@@ -15,6 +15,7 @@
  * in one round trip per batch. The keys come from the schema's run sequence, so trials of
  * one run and of every run on the same schema never share a row.
  */
+#include "conn.h"
 #include "spec_scenario.h"
 #include "results.h"
 
@@ -467,13 +468,12 @@ static int spec_prepare(pgr_batch *b)
         if (bad) { free(all.p); snprintf(b->err, sizeof b->err, "out of memory"); return -1; }
     }
     if (!all.p) return 0;
-    PGresult *r = PQexec(b->admin, all.p);
+    char err[PGR_ERRLEN];
+    PGresult *r = pgr_query(b->admin, all.p, 0, NULL, err, sizeof err);   /* under the watchdog */
     free(all.p);
-    ExecStatusType st = PQresultStatus(r);
     int rc = 0;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
-        snprintf(b->err, sizeof b->err, "trial: %s", PQresultErrorMessage(r));
-        b->err[strcspn(b->err, "\n")] = '\0';
+    if (!r) {
+        snprintf(b->err, sizeof b->err, "trial: %s", err);
         rc = -1;
     }
     PQclear(r);
@@ -562,15 +562,24 @@ static int invariant_pipeline(pgr_batch *b, int k)
 {
     const spec_scenario *x = b->ctx;
     const pgr_spec_invariant *inv = &x->spec.invariants[k];
-    char name[32];
+    char name[32], why[PGR_ERRLEN];
     snprintf(name, sizeof name, "pgrace_inv_%d", k);
+    pgr_call_begin(b->admin, 0);                      /* the watchdog: no wait on a frozen server */
     PGresult *r = PQprepare(b->admin, name, x->inv_sql[k], x->inv_nparams[k], NULL);
     const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || (st && strcmp(st, "42P05") == 0);   /* prepared already */
     if (!ok) snprintf(b->err, sizeof b->err, "%s", PQresultErrorMessage(r));
     PQclear(r);
-    if (!ok) { b->err[strcspn(b->err, "\n")] = '\0'; return -1; }
-    if (!PQenterPipelineMode(b->admin)) { snprintf(b->err, sizeof b->err, "cannot enter pipeline mode"); return -1; }
+    if (!ok) {
+        if (pgr_call_end(b->admin, why, sizeof why) != 0) snprintf(b->err, sizeof b->err, "%s", why);
+        b->err[strcspn(b->err, "\n")] = '\0';
+        return -1;
+    }
+    if (!PQenterPipelineMode(b->admin)) {
+        pgr_call_end(b->admin, why, sizeof why);
+        snprintf(b->err, sizeof b->err, "cannot enter pipeline mode");
+        return -1;
+    }
     int rc = 0, sent = 0;
     for (int i = 0; i < b->ntrials; i++) {
         char key[24];
@@ -600,6 +609,10 @@ static int invariant_pipeline(pgr_batch *b, int k)
         if (sync) break;
     }
     PQexitPipelineMode(b->admin);
+    if (pgr_call_end(b->admin, why, sizeof why) != 0) {
+        snprintf(b->err, sizeof b->err, "%s", why);
+        rc = -1;
+    }
     b->err[strcspn(b->err, "\n")] = '\0';
     return rc;
 }

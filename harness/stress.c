@@ -39,6 +39,8 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
     int64_t t_start = pgr_now_ns();
     int64_t next_progress = t_start + (int64_t)(o->progress_s * 1e9);
     int64_t t_end = o->trials ? INT64_MAX : t_start + (int64_t)(o->seconds * 1e9);
+    if (o->deadline_ns > 0 && o->deadline_ns < t_end) t_end = o->deadline_ns;
+    res->min_trials = o->min_trials;
     bool stopping = false;
     while (!stopping) {
         long long left = o->trials ? o->trials - res->trials : batch;
@@ -55,7 +57,7 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
             ran++;
             res->trials++;
             int64_t now = pgr_now_ns();
-            if ((now >= t_end && res->trials >= o->min_trials) || (o->interrupted && *o->interrupted)) {
+            if (now >= t_end || (o->interrupted && *o->interrupted)) {
                 stopping = true;
                 break;
             }
@@ -71,6 +73,7 @@ int pgr_stress(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
         }
     }
     rc = 0;
+    res->budget_short = o->deadline_ns > 0 && res->trials < o->min_trials;
 out:
     res->seconds = (double)(pgr_now_ns() - t_start) / 1e9;
     if (o->progress_s > 0 && !o->quiet) progress(res, res->seconds, true);

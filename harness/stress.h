@@ -8,7 +8,8 @@ typedef struct pgr_stress_opts {
     int sessions;
     long long trials;                /* 0: use seconds */
     double seconds;
-    long long min_trials;            /* with seconds: run at least this many trials */
+    int64_t deadline_ns;             /* > 0: stop there whatever trials or seconds say */
+    long long min_trials;            /* stopped by the deadline below this: budget_short */
     pgr_isolation iso;
     double progress_s;               /* 0: none */
     bool quiet;

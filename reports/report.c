@@ -9,6 +9,7 @@
  */
 #include "report.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,9 @@ static void esc(FILE *f, const char *s)
 }
 
 static bool matched(const pgr_result *r) { return pgr_result_matched(r); }
+/* A harness error stopped the cell: it has no verdict, and is reported as the error. */
+static bool errored(const pgr_result *r) { return r->error[0] != '\0'; }
+static bool mismatched(const pgr_result *r) { return !errored(r) && !pgr_result_matched(r); }
 static bool faulted(const pgr_result *r) { return r->fault.kind != PGR_FAULT_NONE; }
 /* A stress cell of the concurrency matrix (the fault matrix has its own section). */
 static bool is_stress(const pgr_result *r) { return r->mode == PGR_MODE_STRESS && !faulted(r); }
@@ -317,6 +321,14 @@ static void latency_histogram(FILE *f, const pgr_scenario *sc, pgr_result *rs, i
     fprintf(f, "</svg>\n");
 }
 
+/* A matrix cell that a harness error stopped: "error", the message on hover. */
+static void error_cell(FILE *f, const pgr_result *r)
+{
+    fputs("<td class=error title='harness error: ", f);
+    esc(f, r->error);
+    fprintf(f, "'>error<small>%lld finished</small></td>", r->trials);
+}
+
 /* The second matrix: which variants survive which fault (one client, the race case, a
  * retry after a lost answer or a 5xx), then a diagram of each breakage. */
 static void fault_matrix(FILE *f, pgr_result *rs, int n)
@@ -347,13 +359,15 @@ static void fault_matrix(FILE *f, pgr_result *rs, int n)
             for (int k = 1; k < PGR_NFAULTS; k++) {
                 pgr_result *r = row[k];
                 if (!r) { fputs("<td>&ndash;</td>", f); continue; }
+                if (errored(r)) { error_cell(f, r); continue; }
                 const char *first = r->tally.ncex ? pgr_invariant_name(r->sc, r->tally.cex[0].invariant) : "";
                 fprintf(f, "<td class='%s%s' title='expected %s%s", pgr_verdict_name(r->verdict), matched(r) ? "" : " mismatch",
                         r->expected == PGR_RACE ? "broken" : "survives", first[0] ? "; " : "");
                 esc(f, first);
-                fprintf(f, "'>%s<small>%lld/%lld", r->error[0] ? "error" : r->verdict == PGR_RACE ? "broken" : "survives",
+                fprintf(f, "'>%s<small>%lld/%lld", r->verdict == PGR_RACE ? "broken" : "survives",
                         r->tally.violated_trials, r->trials);
                 if (r->tally.faults_indeterminate) fprintf(f, " &middot; %lld indeterminate", r->tally.faults_indeterminate);
+                if (r->budget_short) fputs(" &middot; <b class=short>short</b>", f);
                 fputs("</small></td>", f);
             }
             fputs("</tr>\n", f);
@@ -377,12 +391,40 @@ static void fault_matrix(FILE *f, pgr_result *rs, int n)
     fputs("</details>\n", f);
 }
 
+/* "120 of its 300 trials" or "not the whole space": how short a cell fell. */
+static void short_of(char *out, size_t len, const pgr_result *r)
+{
+    if (r->min_trials) snprintf(out, len, "%lld of its %lld trials", r->trials, r->min_trials);
+    else snprintf(out, len, "%lld schedules, not the whole space", r->trials);
+}
+
+/* The cells the run's budget cut short of their minimum, listed under the header. */
+static void short_cells_html(FILE *f, const pgr_result *rs, int n)
+{
+    int nshort = 0;
+    for (int i = 0; i < n; i++) nshort += rs[i].budget_short;
+    if (!nshort) return;
+    fprintf(f, "<details id=short><summary><b id=nshort>%d</b> cell%s got fewer trials than %s minimum: the budget (--budget) "
+               "ran out; %s verdict rests on fewer</summary><ul>\n", nshort, nshort == 1 ? "" : "s",
+            nshort == 1 ? "its" : "their", nshort == 1 ? "its" : "their");
+    for (int i = 0; i < n; i++) {
+        if (!rs[i].budget_short) continue;
+        char name[160], how[96];
+        cell_name(name, sizeof name, &rs[i]);
+        short_of(how, sizeof how, &rs[i]);
+        fputs("<li>", f);
+        esc(f, name);
+        fprintf(f, " %s %s c=%d: %s</li>\n", pgr_mode_name(rs[i].mode), pgr_isolation_name(rs[i].iso), rs[i].sessions, how);
+    }
+    fputs("</ul></details>\n", f);
+}
+
 static int write_html(const char *path, const char *server, pgr_result *rs, int n, const char *error)
 {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
-    int mism = 0;
-    for (int i = 0; i < n; i++) mism += !matched(&rs[i]);
+    int mism = 0, errs = 0;
+    for (int i = 0; i < n; i++) { mism += mismatched(&rs[i]); errs += errored(&rs[i]); }
     time_t now = time(NULL);
     char when[64];
     strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&now));
@@ -392,6 +434,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
           ".meta{color:#666}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 8px;"
           "text-align:center}th{background:#f5f5f5}td.name{text-align:left;white-space:nowrap}\n"
           "td.race{background:#ffebee;color:#b71c1c;font-weight:600}td.safe{background:#e8f5e9;color:#1b5e20}\n"
+          "td.error{background:#eceff1;color:#37474f;font-style:italic}.short{color:#6d4c41}"
           "td.mismatch{outline:3px solid #000;outline-offset:-3px}td small{font-weight:400;color:#555;display:block}\n"
           ".held{color:#1b5e20}.broken{color:#b71c1c}.claims li{margin:6px 0}.k{color:#666;font-size:12px}\n"
           "svg{max-width:100%;height:auto}svg text{font:12px system-ui,sans-serif}.cap{fill:#444}.bl{fill:#222;font-weight:600}.bt{fill:#fff}\n"
@@ -402,9 +445,25 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
           "</style></head><body>\n", f);
     fprintf(f, "<h1>pgrace report</h1><p class=meta>");
     esc(f, server);
-    fprintf(f, " &middot; %d cells &middot; <b id=mismatches>%d</b> verdict%s not matching expectation &middot; %s</p>\n",
-            n, mism, mism == 1 ? "" : "s", when);
+    fprintf(f, " &middot; %d cells &middot; <b id=mismatches>%d</b> verdict%s not matching expectation &middot; "
+               "<b id=errors>%d</b> harness error%s &middot; %s</p>\n", n, mism, mism == 1 ? "" : "s", errs,
+            errs == 1 ? "" : "s", when);
     if (error && *error) { fprintf(f, "<p class=err>Run stopped by a harness error: "); esc(f, error); fprintf(f, "</p>\n"); }
+    short_cells_html(f, rs, n);
+    if (errs) {
+        fputs("<p>Cells a harness error stopped (no verdict):</p><ul id=errorcells>\n", f);
+        for (int i = 0; i < n; i++) {
+            if (!errored(&rs[i])) continue;
+            char name[160];
+            cell_name(name, sizeof name, &rs[i]);
+            fputs("<li class=err>", f);
+            esc(f, name);
+            fprintf(f, " %s %s c=%d: error: ", pgr_mode_name(rs[i].mode), pgr_isolation_name(rs[i].iso), rs[i].sessions);
+            esc(f, rs[i].error);
+            fputs("</li>\n", f);
+        }
+        fputs("</ul>\n", f);
+    }
 
     /* verdict matrix: rows scenario/variant, columns isolation x (each stress session count,
      * each explore session count), as the results have them */
@@ -442,9 +501,12 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
                     for (int i = 0; i < n && !r; i++)
                         if (rs[i].v == v && (int)rs[i].iso == iso && in_col(&rs[i], &cols[col])) r = &rs[i];
                     if (!r) { fputs("<td>&ndash;</td>", f); continue; }
-                    fprintf(f, "<td class='%s%s' title='expected %s'>%s<small>%lld/%lld</small></td>",
+                    if (errored(r)) { error_cell(f, r); continue; }
+                    fprintf(f, "<td class='%s%s' title='expected %s%s'>%s<small>%lld/%lld%s</small></td>",
                             pgr_verdict_name(r->verdict), matched(r) ? "" : " mismatch", pgr_verdict_name(r->expected),
-                            r->error[0] ? "error" : pgr_verdict_name(r->verdict), r->tally.violated_trials, r->trials);
+                            r->budget_short ? "; short: the budget ran out before its minimum" : "",
+                            pgr_verdict_name(r->verdict), r->tally.violated_trials, r->trials,
+                            r->budget_short ? " &middot; <b class=short>short</b>" : "");
                 }
             fputs("</tr>\n", f);
         }
@@ -536,19 +598,20 @@ static int write_junit(const char *path, pgr_result *rs, int n, const char *erro
 {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
-    int fails = 0;
+    int fails = 0, errs = 0;
     double secs = 0;
-    for (int i = 0; i < n; i++) { fails += !matched(&rs[i]); secs += rs[i].seconds; }
+    for (int i = 0; i < n; i++) { fails += mismatched(&rs[i]); errs += errored(&rs[i]); secs += rs[i].seconds; }
+    if (!errs && error && *error) errs = 1;              /* stopped before any cell had it */
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pgrace\" tests=\"%d\" failures=\"%d\" "
-               "errors=\"%d\" time=\"%.3f\">\n", n, fails, error && *error ? 1 : 0, secs);
+               "errors=\"%d\" time=\"%.3f\">\n", n, fails, errs, secs);
     const pgr_scenario *scs[n > 0 ? n : 1];
     int nsc = scenarios_of(rs, n, scs);
     for (int si = 0; si < nsc; si++) {
         const pgr_scenario *sc = scs[si];
-        int cnt = 0, sf = 0;
-        for (int i = 0; i < n; i++) if (rs[i].sc == sc) { cnt++; sf += !matched(&rs[i]); }
+        int cnt = 0, sf = 0, se = 0;
+        for (int i = 0; i < n; i++) if (rs[i].sc == sc) { cnt++; sf += mismatched(&rs[i]); se += errored(&rs[i]); }
         if (!cnt) continue;
-        fprintf(f, "  <testsuite name=\"%s\" tests=\"%d\" failures=\"%d\">\n", sc->name, cnt, sf);
+        fprintf(f, "  <testsuite name=\"%s\" tests=\"%d\" failures=\"%d\" errors=\"%d\">\n", sc->name, cnt, sf, se);
         for (int i = 0; i < n; i++) {
             pgr_result *r = &rs[i];
             if (r->sc != sc) continue;
@@ -556,12 +619,13 @@ static int write_junit(const char *path, pgr_result *rs, int n, const char *erro
             cell_name(name, sizeof name, r);
             fprintf(f, "    <testcase classname=\"pgrace.%s\" name=\"%s %s %s c=%d\" time=\"%.3f\">", sc->name, name,
                     pgr_mode_name(r->mode), pgr_isolation_name(r->iso), r->sessions, r->seconds);
-            if (!matched(r)) {
-                fprintf(f, "\n      <failure message=\"");
-                if (r->error[0]) { fputs("harness error: ", f); xml_esc(f, r->error); }
-                else fprintf(f, "expected %s, measured %s in %lld of %lld", pgr_verdict_name(r->expected),
-                             pgr_verdict_name(r->verdict), r->tally.violated_trials, r->trials);
-                fputs("\">", f);
+            if (errored(r)) {                   /* an error, not a failed expectation */
+                fputs("\n      <error message=\"harness error: ", f);
+                xml_esc(f, r->error);
+                fprintf(f, "\">no verdict: %lld trials finished</error>\n    ", r->trials);
+            } else if (!matched(r)) {
+                fprintf(f, "\n      <failure message=\"expected %s, measured %s in %lld of %lld\">",
+                        pgr_verdict_name(r->expected), pgr_verdict_name(r->verdict), r->tally.violated_trials, r->trials);
                 for (int k = 0; k < sc->ninvariants; k++)
                     if (r->tally.inv[k]) { fprintf(f, "%lld violations of ", r->tally.inv[k]); xml_esc(f, sc->invariants[k]); fputc('\n', f); }
                 if (r->tally.retry_failed) { fprintf(f, "%lld violations of ", r->tally.retry_failed); xml_esc(f, PGR_INV_RETRY_NAME); fputc('\n', f); }
@@ -590,20 +654,34 @@ static int write_summary(const char *path, const char *server, pgr_result *rs, i
 {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
-    int mism = 0;
-    for (int i = 0; i < n; i++) mism += !matched(&rs[i]);
-    fprintf(f, "## pgrace: %d cells, %d not matching expectation\n\n%s\n\n", n, mism, server);
+    int mism = 0, errs = 0;
+    for (int i = 0; i < n; i++) { mism += mismatched(&rs[i]); errs += errored(&rs[i]); }
+    fprintf(f, "## pgrace: %d cells, %d not matching expectation, %d harness error%s\n\n%s\n\n", n, mism, errs,
+            errs == 1 ? "" : "s", server);
     if (error && *error) fprintf(f, "**Harness error:** %s\n\n", error);
+    int nshort = 0;
+    for (int i = 0; i < n; i++) nshort += rs[i].budget_short;
+    if (nshort)
+        fprintf(f, "**%d cell%s got fewer trials than %s minimum** (the budget ran out): marked short below.\n\n", nshort,
+                nshort == 1 ? "" : "s", nshort == 1 ? "its" : "their");
     fputs("| target | mode | isolation | sessions | verdict | expected | |\n|---|---|---|---|---|---|---|\n", f);
     for (int i = 0; i < n; i++) {
         pgr_result *r = &rs[i];
-        char v[64];
-        if (r->verdict == PGR_RACE) snprintf(v, sizeof v, "race in %lld of %lld", r->tally.violated_trials, r->trials);
+        char v[PGR_ERRLEN + 16];
+        if (errored(r)) snprintf(v, sizeof v, "error: %s", r->error);
+        else if (r->verdict == PGR_RACE) snprintf(v, sizeof v, "race in %lld of %lld", r->tally.violated_trials, r->trials);
         else snprintf(v, sizeof v, "safe (%lld)", r->trials);
+        if (!errored(r) && r->budget_short) {
+            char how[96];
+            short_of(how, sizeof how, r);
+            snprintf(v + strlen(v), sizeof v - strlen(v), ", short: %s", how);
+        }
+        for (char *p = v; *p; p++) if (*p == '|') *p = '/';          /* a table cell */
         char name[160];
         cell_name(name, sizeof name, r);
         fprintf(f, "| %s | %s | %s | %d | %s | %s | %s |\n", name, pgr_mode_name(r->mode),
-                pgr_isolation_name(r->iso), r->sessions, v, pgr_verdict_name(r->expected), matched(r) ? "ok" : "**MISMATCH**");
+                pgr_isolation_name(r->iso), r->sessions, v, pgr_verdict_name(r->expected),
+                errored(r) ? "**ERROR**" : matched(r) ? "ok" : "**MISMATCH**");
     }
     const pgr_scenario *scs[n > 0 ? n : 1];
     int nsc = scenarios_of(rs, n, scs), nclaims = 0;
@@ -642,6 +720,7 @@ int pgr_write_reports(const char *dir, const char *server, pgr_result *rs, int n
                       char *err, size_t errlen)
 {
     char path[4096];
+    errno = 0;
     snprintf(path, sizeof path, "%s/index.html", dir);
     if (write_html(path, server, rs, n, error) != 0) goto fail;
     snprintf(path, sizeof path, "%s/junit.xml", dir);
@@ -650,6 +729,6 @@ int pgr_write_reports(const char *dir, const char *server, pgr_result *rs, int n
     if (write_summary(path, server, rs, n, error) != 0) goto fail;
     return 0;
 fail:
-    snprintf(err, errlen, "cannot write %s", path);
+    snprintf(err, errlen, "cannot write %s: %s", path, errno ? strerror(errno) : "write failed");
     return -1;
 }

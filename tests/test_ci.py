@@ -7,7 +7,7 @@ def test_ci_replays_regressions_and_tells_new_from_known(pgrace, tmp_path):
     p = pgrace.run("explore", "invite_claim/proposed", "-c", "2", "--save", regs, "-q")
     assert p.returncode == 0 and list(regs.glob("*.schedule"))
     out = tmp_path / "out"
-    p = pgrace.run("ci", "invite_claim", "--regressions", regs, "--budget", "4", "--out", out, "-q")
+    p = pgrace.run("ci", "invite_claim", "--regressions", regs, "--budget", "0", "--out", out, "-q")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "regressions all reproduced" in p.stdout and "0 new failure(s)" in p.stdout
     for name in ("results.json", "index.html", "junit.xml", "summary.md"):
@@ -20,7 +20,7 @@ def test_ci_replays_regressions_and_tells_new_from_known(pgrace, tmp_path):
         r["matched"] = not (r["variant"] == "recommended" and r["mode"] == "explore")
     baseline = tmp_path / "baseline.json"
     baseline.write_text(json.dumps(doc))
-    p = pgrace.run("ci", "invite_claim", "--regressions", regs, "--budget", "4", "--out", out,
+    p = pgrace.run("ci", "invite_claim", "--regressions", regs, "--budget", "0", "--out", out,
                    "--baseline", baseline, "-q")
     assert p.returncode == 0
     assert p.stdout.count("fixed since the baseline: invite_claim/recommended explore") == 3
@@ -31,7 +31,7 @@ def test_ci_fails_when_a_regression_no_longer_reproduces(pgrace, tmp_path):
     pgrace.run("explore", "invite_claim/proposed", "-c", "2", "--save", regs, "-q")
     f = sorted(regs.glob("*.schedule"))[0]
     f.write_text(f.read_text().replace("variant proposed", "variant recommended"))
-    p = pgrace.run("ci", "invite_claim/recommended", "--regressions", regs, "--budget", "2",
+    p = pgrace.run("ci", "invite_claim/recommended", "--regressions", regs, "--budget", "0",
                    "--out", tmp_path / "o", "-q")
     assert p.returncode == 1
     assert "NOT reproduced" in p.stdout and "regressions NOT all reproduced" in p.stdout

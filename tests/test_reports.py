@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="module")
 def report(pgrace, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    p = pgrace.run("run", "invite_claim", "--budget", "6", "--out", out, "-q")
+    p = pgrace.run("run", "invite_claim", "--budget", "0", "--out", out, "-q")   # every cell its minimum
     assert p.returncode == 0, p.stdout + p.stderr
     return out, p
 
@@ -25,6 +25,8 @@ def test_run_writes_all_reports(report):
     faults = {(r["variant"], r["fault"]["kind"]) for r in doc["results"] if r["fault"]}
     assert len(faults) == 3 * 4             # the fault matrix: 3 variants x 4 faults, one client
     assert all(r["sessions"] == 1 and r["trials"] == 100 for r in doc["results"] if r["fault"])
+    assert all(r["trials"] == 300 for r in doc["results"] if not r["fault"] and r["mode"] == "stress")
+    assert not any(r["budget_short"] for r in doc["results"])
     assert "MODE" in p.stdout and "explore" in p.stdout
 
 
