@@ -56,6 +56,10 @@ bin/interleave_replay: $(LIB_OBJ) fuzz/interleave_fuzzer.c fuzz/replay_main.c $(
 	@mkdir -p bin
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(LIB_OBJ) fuzz/interleave_fuzzer.c fuzz/replay_main.c $(LDLIBS)
 fuzzers: bin/interleave_fuzzer bin/interleave_replay bin/parsers_fuzzer
+# A spec file's parse tree as JSON (tests/test_spec_parse.py).
+bin/spec_dump: $(LIB_OBJ) tests/spec_dump.c $(HDR)
+	@mkdir -p bin
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(LIB_OBJ) tests/spec_dump.c $(LDLIBS)
 
 # Time-boxed fuzzing of every recommended variant (a crash there is a real finding).
 fuzz: fuzzers
@@ -77,7 +81,7 @@ sanitizers: asan tsan
 run: bin/pgrace
 	bin/pgrace run --out out
 
-test: bin/pgrace sanitizers fuzzers
+test: bin/pgrace sanitizers fuzzers bin/spec_dump
 	$(PYTHON) -m pytest -q tests
 
 bench: bin/pgrace
