@@ -21,7 +21,7 @@ LIB_SRC  := $(filter-out harness/main.c,$(SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=build/gcc/%.o)
 FUZZ_SECS ?= 60
 
-.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore clean
+.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-isolation clean
 all: bin/pgrace
 
 deps:
@@ -89,6 +89,11 @@ bench: bin/pgrace
 
 bench-explore: bin/pgrace
 	$(PYTHON) bench/explore_bench.py
+
+# PostgreSQL's isolation suite through pgrace isolation and through isolationtester itself
+# (installed by tools/deps.sh, at the server's version, when it is missing).
+bench-isolation: bin/pgrace
+	$(PYTHON) bench/isolation_bench.py
 
 clean:
 	rm -rf build bin out
