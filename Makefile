@@ -21,7 +21,7 @@ LIB_SRC  := $(filter-out harness/main.c,$(SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=build/gcc/%.o)
 FUZZ_SECS ?= 60
 
-.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-spec bench-proxy clean
+.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-spec bench-proxy bench-isolation clean
 all: bin/pgrace
 
 deps:
@@ -65,6 +65,10 @@ FIXTURE_SRC := $(wildcard tests/fixtures/*.c)
 bin/pgrace-fixtures: $(LIB_OBJ) $(FIXTURE_SRC) $(HDR)
 	@mkdir -p bin
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(LIB_OBJ) $(FIXTURE_SRC) $(LDLIBS)
+# A spec file's parse tree as JSON (tests/test_spec_parse.py).
+bin/spec_dump: $(LIB_OBJ) tests/spec_dump.c $(HDR)
+	@mkdir -p bin
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(LIB_OBJ) tests/spec_dump.c $(LDLIBS)
 
 # Time-boxed fuzzing of every recommended variant (a crash there is a real finding).
 fuzz: fuzzers
@@ -94,7 +98,7 @@ NODE_DEPS := tests/node/node_modules/.package-lock.json
 $(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 
-test: bin/pgrace bin/pgrace-fixtures sanitizers fuzzers $(NODE_DEPS)
+test: bin/pgrace bin/pgrace-fixtures bin/spec_dump sanitizers fuzzers $(NODE_DEPS)
 	$(PYTHON) -m pytest -q tests
 
 bench: bin/pgrace
@@ -110,6 +114,11 @@ bench-spec: bin/pgrace
 # pgbench through pgrace proxy (pass-through) against pgbench straight to the server
 bench-proxy: bin/pgrace
 	$(PYTHON) bench/proxy_bench.py
+
+# PostgreSQL's isolation suite through pgrace isolation and through isolationtester itself
+# (installed by tools/deps.sh, at the server's version, when it is missing).
+bench-isolation: bin/pgrace
+	$(PYTHON) bench/isolation_bench.py
 
 clean:
 	rm -rf build bin out

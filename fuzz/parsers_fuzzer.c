@@ -1,12 +1,15 @@
 /*
  * parsers_fuzzer.c — everything pgrace parses from outside, with no server: schedule files
  * (pgrace replay: an accepted one is text, a refused one gets one printable line), DSNs (--dsn / PGRACE_DSN), isolation levels and scenario names, and whole
- * command lines (NUL-separated arguments), and request payloads (one raw field of a
- * scenario's request, through pgr_request_validate). The first byte picks the parser; the
- * rest is its input. Bad input must be an error, never a crash, a leak or undefined
- * behaviour (ASan+UBSan); an accepted payload must hold what the handlers rely on.
+ * command lines (NUL-separated arguments), request payloads (one raw field of a scenario's
+ * request, through pgr_request_validate), and spec files (pgr_spec_parse). The first byte
+ * picks the parser; the rest is its input. Bad input must be an error, never a crash, a leak
+ * or undefined behaviour (ASan+UBSan); an accepted payload must hold what the handlers rely
+ * on; an accepted spec must be a tree whose every link resolves, and a refused one gets one
+ * printable line.
  */
 #include "cli.h"
+#include "spec.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -110,9 +113,125 @@ static void fuzz_request(const uint8_t *data, size_t size)
     else if (status != 400 && status != 413) { fprintf(stderr, "status %d\n", status); abort(); }
 }
 
+#define SPEC_CHECK(cond, what) \
+    do { if (!(cond)) { fprintf(stderr, "spec: %s\n", what); abort(); } } while (0)
+
+/* A name the parser accepted: not empty, no newline, no control byte but the tab and CR a
+ * quoted name may hold (isolationtester's grammar: only a newline ends one badly). */
+static void check_name(const char *n)
+{
+    SPEC_CHECK(n && n[0], "an empty name");
+    for (const char *c = n; *c; c++)
+        SPEC_CHECK(((unsigned char)*c >= 0x20 && *c != 0x7f) || *c == '\t' || *c == '\r', "a control byte in a name");
+}
+
+/* SQL as isolationtester keeps it: no '}', no blank at either end but newlines. */
+static void check_sql(const char *q)
+{
+    SPEC_CHECK(q && !strchr(q, '}'), "an SQL block with a '}'");
+    size_t n = strlen(q);
+    if (n == 0) return;
+    SPEC_CHECK(!strchr(" \t\r", q[0]) && !strchr(" \t\r", q[n - 1]), "an SQL block not trimmed");
+}
+
+/* Parse a spec; an accepted tree must hold together, a refusal be one printable line. */
+static void fuzz_spec(const uint8_t *data, size_t size)
+{
+    pgr_spec s;
+    char err[PGR_ERRLEN];
+    if (pgr_spec_parse("fuzz.spec", (const char *)data, size, &s, err, sizeof err) != 0) {
+        SPEC_CHECK(strncmp(err, "fuzz.spec:", 10) == 0, "an error without its file");
+        for (const char *c = err; *c; c++) SPEC_CHECK((unsigned char)*c >= 0x20 && *c != 0x7f, "a control byte in an error");
+        SPEC_CHECK(s.nsessions == 0 && !s.sessions && !s.name, "a refused spec left allocated");
+        return;
+    }
+    SPEC_CHECK(strcmp(s.name, "fuzz") == 0 && strcmp(s.path, "fuzz.spec") == 0, "the name");
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < size; i++) { h ^= data[i]; h *= 1099511628211ULL; }
+    SPEC_CHECK(s.hash == h, "the hash");
+    for (int i = 0; i < s.nsetups; i++) check_sql(s.setups[i]);
+    if (s.teardown) check_sql(s.teardown);
+    for (int i = 0; i < s.nsessions; i++) {
+        check_name(s.sessions[i].name);
+        SPEC_CHECK(s.sessions[i].nsteps > 0, "a session without steps");
+        for (int j = 0; j < s.sessions[i].nsteps; j++) {
+            const pgr_spec_step *st = &s.sessions[i].steps[j];
+            check_name(st->name);
+            check_sql(st->sql);
+            SPEC_CHECK(st->session == i, "a step's session");
+            bool used = false;
+            for (int p = 0; p < s.nperms; p++)
+                for (int k = 0; k < s.perms[p].nsteps; k++)
+                    used |= s.perms[p].steps[k].session == i && s.perms[p].steps[k].step == j;
+            SPEC_CHECK(used == st->used, "a step's used mark");
+            for (int k = 0; k < s.nsessions; k++)
+                for (int l = 0; l < s.sessions[k].nsteps; l++)
+                    SPEC_CHECK((k == i && l == j) || strcmp(st->name, s.sessions[k].steps[l].name) != 0, "a duplicate step");
+        }
+    }
+    for (int p = 0; p < s.nperms; p++) {
+        SPEC_CHECK(s.perms[p].nsteps > 0, "an empty permutation");
+        for (int k = 0; k < s.perms[p].nsteps; k++) {
+            const pgr_spec_pstep *ps = &s.perms[p].steps[k];
+            SPEC_CHECK(ps->session >= 0 && ps->session < s.nsessions, "a permutation step's session");
+            SPEC_CHECK(ps->step >= 0 && ps->step < s.sessions[ps->session].nsteps, "a permutation step's step");
+            SPEC_CHECK(strcmp(ps->name, s.sessions[ps->session].steps[ps->step].name) == 0, "a permutation step's name");
+            for (int b = 0; b < ps->nblockers; b++) {
+                const pgr_spec_blocker *bl = &ps->blockers[b];
+                if (!bl->step) { SPEC_CHECK(bl->session == -1 && !bl->by_notices, "a '*' blocker"); continue; }
+                SPEC_CHECK(bl->session >= 0 && bl->session < s.nsessions && bl->session != ps->session, "a blocker's session");
+                SPEC_CHECK(bl->index >= 0 && bl->index < s.sessions[bl->session].nsteps, "a blocker's step");
+                SPEC_CHECK(strcmp(bl->step, s.sessions[bl->session].steps[bl->index].name) == 0, "a blocker's name");
+                SPEC_CHECK(bl->notices >= 0 && (bl->by_notices || bl->notices == 0), "a blocker's notices");
+            }
+        }
+    }
+    for (int v = 0; v < s.nvariants; v++) {
+        SPEC_CHECK(s.variants[v].nsteps > 0, "a variant without steps");
+        for (int j = 0; j < s.variants[v].nsteps; j++) {
+            const pgr_spec_hstep *hs = &s.variants[v].steps[j];
+            check_name(hs->name);
+            check_sql(hs->sql);
+            for (int r = 0; r < hs->nrules; r++) {
+                const pgr_spec_rule *ru = &hs->rules[r];
+                if (ru->outcome == PGR_OUT_STATUS) SPEC_CHECK(ru->status >= 100 && ru->status <= 599, "a status");
+                if (ru->outcome == PGR_OUT_GOTO)
+                    SPEC_CHECK(ru->target_step >= 0 && ru->target_step < s.variants[v].nsteps &&
+                               strcmp(ru->target, s.variants[v].steps[ru->target_step].name) == 0, "a goto");
+                if (ru->outcome == PGR_OUT_RETRY) SPEC_CHECK(ru->attempts >= 1, "retry attempts");
+                if (ru->cond == PGR_COND_ERROR && ru->value) SPEC_CHECK(strlen(ru->value) == 5, "an SQLSTATE");
+                if (ru->cond == PGR_COND_TRUE || ru->cond == PGR_COND_FALSE || ru->cond == PGR_COND_COMPARE)
+                    check_name(ru->column);
+            }
+        }
+    }
+    for (int c = 0; c < s.ncases; c++) SPEC_CHECK(s.cases[c].weight >= 1 && s.cases[c].sends >= 1, "a case");
+    for (int i = 0; i < s.ninvariants; i++) {
+        const pgr_spec_invariant *inv = &s.invariants[i];
+        SPEC_CHECK(inv->kind == PGR_INV_SQL ? inv->sql != NULL : true, "an SQL invariant");
+        SPEC_CHECK(inv->kind == PGR_INV_EXACTLY_ONE ? inv->nstatuses == 1 : true, "exactly one status");
+        SPEC_CHECK(inv->kind == PGR_INV_STATUSES ? inv->nstatuses >= 1 : true, "statuses");
+    }
+    for (int x = 0; x < s.nexpects; x++) {
+        bool found = false;
+        for (int v = 0; v < s.nvariants; v++) found |= strcmp(s.variants[v].name, s.expects[x].variant) == 0;
+        SPEC_CHECK(found, "an expect's variant");
+    }
+    pgr_spec_free(&s);
+}
+
+/* PGRACE_FUZZ_PARSER=NAME sends every input to one parser (its first byte still read, so a
+ * corpus means the same); unset: the first byte picks. */
+static const char *const PARSERS[] = { "schedule", "dsn", "names", "cli", "request", "spec" };
+static int forced = -1;
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc; (void)argv;
+    const char *only = getenv("PGRACE_FUZZ_PARSER");
+    for (int i = 0; only && i < PGR_LEN(PARSERS); i++)
+        if (strcmp(only, PARSERS[i]) == 0) forced = i;
+    if (only && forced < 0) { fprintf(stderr, "parsers_fuzzer: PGRACE_FUZZ_PARSER names no parser: %s\n", only); abort(); }
     char err[PGR_ERRLEN];
     if (pgr_register_builtins(err, sizeof err) != 0) { fprintf(stderr, "parsers_fuzzer: %s\n", err); abort(); }
     return 0;
@@ -128,7 +247,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!z) return 0;
     memcpy(z, text, n);
     z[n] = '\0';
-    switch (data[0] % 5) {
+    switch (forced >= 0 ? forced : data[0] % PGR_LEN(PARSERS)) {
     case 0:
         if (pgr_schedule_check(text, n, err, sizeof err) != 0) assert_printable_line(err);
         else assert_schedule_text((const unsigned char *)text, n);
@@ -160,6 +279,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     case 4:                                 /* a request payload */
         fuzz_request((const uint8_t *)text, n);
+        break;
+    case 5:                                 /* a spec file */
+        fuzz_spec((const uint8_t *)text, n);
         break;
     }
     free(z);

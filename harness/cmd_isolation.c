@@ -231,7 +231,7 @@ int pgr_cmd_isolation(char **files, int n)
         }
         if (j->expected) {
             bool same = out.len == j->expected_len && memcmp(out.buf ? out.buf : "", j->expected, out.len) == 0;
-            printf("%-4s %-36s %7.2f s\n", same ? "ok" : "FAIL", j->file, secs);
+            printf("%-4s %6.2f s  %s\n", same ? "ok" : "FAIL", secs, j->file);
             if (same) identical++;
             else { show_diff(j, &out); exit_status = 1; }
             fflush(stdout);

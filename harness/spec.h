@@ -11,14 +11,19 @@
  *   item        := 'setup' SQL | 'teardown' SQL | session | permutation
  *                | trial | variant | case | invariant | statuses | expect     (pgrace)
  *   session     := 'session' NAME '{'? ('setup' SQL)? step+ ('teardown' SQL)? '}'?
- *                  (isolationtester 15 takes both `session s1 setup {..} step ..` and the
- *                  braced form used by newer specs)
+ *                  (isolationtester 15 takes `session s1 setup {..} step ..`; the braced
+ *                  form, both braces or none, is pgrace's)
  *   step        := 'step' NAME SQL
  *   permutation := 'permutation' pstep+
  *   pstep       := NAME | NAME '(' blocker (',' blocker)* ')'
  *   blocker     := '*' | NAME | NAME 'notices' INT
- *   SQL         := '{' text up to the first '}' '}'     (no nesting, as isolationtester)
+ *   SQL         := '{' text up to the first '}' '}'     (no nesting, as isolationtester;
+ *                  spaces, tabs and CRs right after '{' and right before '}' are dropped,
+ *                  newlines kept)
  *   NAME        := identifier [A-Za-z_][A-Za-z0-9_]* | "quoted string"
+ *                  (as isolationtester: bytes 0x80-0xff also, '$' after the first; "" is a
+ *                  quote inside a quoted name; notices, permutation, session, setup, step
+ *                  and teardown are reserved; pgrace's words are not: spec_parse.c)
  *   comments    := '#' to end of line
  *
  * pgrace's extensions (a file that uses none of them is isolationtester's alone):

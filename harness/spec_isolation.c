@@ -16,10 +16,12 @@
  * The one difference is when we ask. isolationtester sleeps 10 ms in select() before it
  * asks pg_isolation_test_session_is_blocked() about a step that has not answered, and
  * again every 10 ms. Here a step that has not answered within 100 µs is asked about at
- * once, then after 200 µs, 400 µs, ... at most every 2 ms: a blocked step is seen about a
- * round trip after it blocked, not 10 ms later. What is printed does not change; a step
- * that takes longer than a look is what isolationtester sees on a slow machine, and the
- * specs are written for slow machines.
+ * once, then after 400 µs, 1.6 ms, and every 4 ms: a step that blocks at once (nearly
+ * every blocking step) is seen a round trip after it blocked, not 10 ms later, and a step
+ * that runs for milliseconds without blocking is asked about 3 or 4 times, not dozens
+ * (each question is a round trip the server pays for, next to the step). What is printed
+ * does not change; a step that takes longer than a look is what isolationtester sees on a
+ * slow machine, and the specs are written for slow machines.
  */
 #include "spec_isolation.h"
 
@@ -33,7 +35,8 @@
 
 #define PREP_WAITING "isolationtester_waiting"
 #define FIRST_LOOK_NS 100000LL        /* a step that has not answered: ask after 100 µs, */
-#define LAST_LOOK_NS 2000000LL        /* then twice as late each time, at most every 2 ms */
+#define LOOK_FACTOR 4                 /* then 4 times as late each time (400 µs, 1.6 ms), */
+#define LAST_LOOK_NS 4000000LL        /* at most every 4 ms */
 #define SLICE_NS 100000000LL          /* a blocking wait wakes every 100 ms (interrupt, timeout) */
 
 /* Flags of try_complete_step, as isolationtester's. */
@@ -366,7 +369,7 @@ static int finish_step(iso_run *r, rt_step *ps, int flags)
  * The caller sent the step's query. Wait for it to complete or to block. Returns 1 when
  * it did not complete (STEP_NONBLOCK and it waits for a lock, or an annotation holds it),
  * 0 when it completed (and was printed), -1 to stop. isolationtester's try_complete_step,
- * but the lock-wait question is asked after 100 µs and then ever sooner than 10 ms.
+ * but the lock-wait question is asked after 100 µs, 400 µs, 1.6 ms, then every 4 ms.
  */
 static int try_complete_step(iso_run *r, rt_step *ps, int flags)
 {
@@ -404,7 +407,7 @@ static int try_complete_step(iso_run *r, rt_step *ps, int flags)
                 if (!(flags & STEP_RETRY)) say(r, "step %s: %s <waiting ...>\n", ps->step->name, ps->step->sql);
                 return 1;
             }
-            look = look * 2 < LAST_LOOK_NS ? look * 2 : LAST_LOOK_NS;
+            look = look * LOOK_FACTOR < LAST_LOOK_NS ? look * LOOK_FACTOR : LAST_LOOK_NS;
         }
         int64_t td = now_ns() - start;
         if (td > max_wait && !canceled) {

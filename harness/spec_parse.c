@@ -98,14 +98,14 @@ static char *dup_bytes(const char *s, size_t n)
     return d;
 }
 
-/* Copy at most SHOW_MAX bytes of s into dst, printable: control bytes become \xNN, a cut
- * never splits a UTF-8 sequence, and a cut is marked "...". */
-static void show(char *dst, size_t cap, const char *s, size_t n)
+/* Copy at most max bytes of s into dst, printable: control bytes become \xNN, a cut never
+ * splits a UTF-8 sequence, and a cut is marked "...". */
+static void show_max(char *dst, size_t cap, const char *s, size_t n, size_t max)
 {
     size_t o = 0, lim = n;
     bool cut = false;
-    if (lim > SHOW_MAX) {
-        lim = SHOW_MAX;
+    if (lim > max) {
+        lim = max;
         while (lim > 0 && ((unsigned char)s[lim] & 0xc0) == 0x80) lim--;
         cut = true;
     }
@@ -118,15 +118,17 @@ static void show(char *dst, size_t cap, const char *s, size_t n)
     dst[o < cap ? o : cap - 1] = '\0';
 }
 
+/* A name or token as an error quotes it: at most SHOW_MAX bytes. */
+static void show(char *dst, size_t cap, const char *s, size_t n)
+{
+    show_max(dst, cap, s, n, SHOW_MAX);
+}
+
 static int fail(parser *p, pgr_spec_pos at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(parser *p, pgr_spec_pos at, const char *fmt, ...)
 {
-    char path[1024], what[PGR_ERRLEN];
-    size_t o = 0;                    /* the whole path (a user must find the file), escaped */
-    for (const char *c = p->path; *c && o + 5 < sizeof path; c++)
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) o += (size_t)snprintf(path + o, sizeof path - o, "\\x%02x", (unsigned char)*c);
-        else path[o++] = *c;
-    path[o] = '\0';
+    char path[PATH_MAX], what[PGR_ERRLEN];
+    show_max(path, sizeof path, p->path, strlen(p->path), PATH_MAX / 4 - 8);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
@@ -484,9 +486,9 @@ static int parse_session(parser *p)
         if (!(t = peek(p))) return -1;
     }
     if (!is_word(t, "step")) {
-        char b[SHOW_MAX * 4 + 16];
-        return fail(p, t->pos, "session %s needs at least one step, got %s", o->sessions[si].name,
-                    tok_desc(p, t, b, sizeof b));
+        char b[SHOW_MAX * 4 + 16], name[SHOW_MAX * 4 + 8];
+        show(name, sizeof name, o->sessions[si].name, strlen(o->sessions[si].name));
+        return fail(p, t->pos, "session %s needs at least one step, got %s", name, tok_desc(p, t, b, sizeof b));
     }
     while (is_word(t, "step")) {
         drop(p);
@@ -1127,8 +1129,8 @@ bad:
 int pgr_spec_load(const char *path, pgr_spec *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    char shown[SHOW_MAX * 4 + 8];
-    show(shown, sizeof shown, path, strlen(path));
+    char shown[PATH_MAX];
+    show_max(shown, sizeof shown, path, strlen(path), PATH_MAX / 4 - 8);
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot read: %s", shown, strerror(errno));
