@@ -378,12 +378,12 @@ int pgr_schema_setup(PGconn *admin, const pgr_scenario *sc, const pgr_variant *v
     if (admin_exec(admin, "CREATE OR REPLACE FUNCTION pgrace_raise(msg text) RETURNS void LANGUAGE plpgsql AS "
                           "$$BEGIN RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = msg; END$$", 0, NULL, e, sizeof e))
         goto fail;
-    if (sc->ddl && (out->created || !sc->ddl_once) && admin_exec(admin, sc->ddl, 0, NULL, e, sizeof e)) goto fail;
+    if (sc->ddl && admin_exec(admin, sc->ddl, 0, NULL, e, sizeof e)) goto fail;
     /* The seed's own DDL, when it does not run as written: its verdict kept, then the
      * faithful form (v->ddl). Then the seed's rollback plan, against the schema the
      * migration made. Each in a savepoint that is rolled back whatever happens. */
     if (v->ddl_as_written && seed_sql_try(admin, out, "ddl", v->ddl_as_written, e, sizeof e)) goto fail;
-    if (v->ddl && (out->created || !sc->ddl_once) && admin_exec(admin, v->ddl, 0, NULL, e, sizeof e)) goto fail;
+    if (v->ddl && admin_exec(admin, v->ddl, 0, NULL, e, sizeof e)) goto fail;
     if (v->rollback_as_written && seed_sql_try(admin, out, "rollback", v->rollback_as_written, e, sizeof e)) goto fail;
     if (admin_exec(admin, "COMMIT", 0, NULL, e, sizeof e)) goto fail;
     out->created = true;                /* from here on, release drops it */

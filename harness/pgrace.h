@@ -326,9 +326,8 @@ struct pgr_scenario {
     const char *name;
     const char *seed;            /* "001"; NULL for a pattern that is not from a seed (a team's own) */
     const char *title;
-    const char *ddl;             /* idempotent; tables of the pattern */
-    bool ddl_once;               /* ddl is not idempotent (a spec's setup); every pool's schema
-                                  * is created for it, so ddl always runs once, into it */
+    const char *ddl;             /* tables of the pattern; runs once, into the pool's own new
+                                  * schema (so a spec's plain CREATE TABLE works) */
     const pgr_variant *variants;
     int nvariants;
     const pgr_case *cases;

@@ -794,7 +794,7 @@ int pgr_spec_register(const char *path, const pgr_scenario **out, char *err, siz
         if (sp->invariants[k].kind != PGR_INV_SQL) answers |= 1u << k;
     }
     x->sc = (pgr_scenario){
-        .name = sp->name, .seed = NULL, .title = sp->path, .ddl = x->ddl, .ddl_once = true,
+        .name = sp->name, .seed = NULL, .title = sp->path, .ddl = x->ddl,
         .variants = x->variants, .nvariants = sp->nvariants,
         .cases = x->cases, .ncases = sp->ncases ? sp->ncases : 1,
         .invariants = x->invariant_names, .ninvariants = sp->ninvariants,
