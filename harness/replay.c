@@ -20,6 +20,17 @@ int pgr_replay(const char *dsn, char **files, int nfiles, int repeat, bool quiet
             free(sfs);
             return 2;
         }
+        if (sfs[i].client[0] && !pgr_find_scenario(sfs[i].scenario)) {
+            /* a program's schedule: the spec with that program as the variant the file names */
+            static char named[1100];
+            snprintf(named, sizeof named, "%s=%s", sfs[i].variant, sfs[i].client);
+            const char *one[1] = { named };
+            if (pgr_spec_set_clients(one, 1, err, sizeof err) != 0) {
+                fprintf(stderr, "pgrace: %s: %s\n", files[i], err);
+                free(sfs);
+                return 2;
+            }
+        }
         const pgr_scenario *sc = pgr_find_scenario(sfs[i].scenario);
         if (!sc && sfs[i].spec[0] && pgr_spec_target(sfs[i].spec, &sc, err, sizeof err) != 0) {
             fprintf(stderr, "pgrace: %s: %s\n", files[i], err);

@@ -18,6 +18,7 @@ int pgr_schedule_write(const char *path, const pgr_scenario *sc, const pgr_varia
     fprintf(f, "# pgrace schedule: replay with `pgrace replay %s`\n", path);
     const pgr_spec *spec = pgr_spec_of(sc);
     if (spec) fprintf(f, "spec %016llx %s\n", (unsigned long long)spec->hash, spec->path);
+    if (v->client) fprintf(f, "client %s\n", v->client);      /* the program that is the variant */
     fprintf(f, "scenario %s\nvariant %s\nisolation %s\nsessions %d\ncase %s\ngrants", sc->name, v->name,
             pgr_isolation_name(iso), t->nsessions, sc->cases[t->kase].name);
     for (int g = 0; g < sr->n; g++) fprintf(f, " %d", sr->grants[g] + 1);
@@ -72,6 +73,7 @@ static int parse_schedule(FILE *f, const char *path, sched_file *sf, char *err, 
         if (strcmp(line, "scenario") == 0) snprintf(sf->scenario, sizeof sf->scenario, "%s", val);
         else if (strcmp(line, "variant") == 0) snprintf(sf->variant, sizeof sf->variant, "%s", val);
         else if (strcmp(line, "case") == 0) snprintf(sf->kase, sizeof sf->kase, "%s", val);
+        else if (strcmp(line, "client") == 0) snprintf(sf->client, sizeof sf->client, "%s", val);
         else if (strcmp(line, "violation") == 0) snprintf(sf->violation, sizeof sf->violation, "%s", val);
         else if (strcmp(line, "explanation") == 0) snprintf(sf->explanation, sizeof sf->explanation, "%s", val);
         else if (strcmp(line, "spec") == 0) {          /* HASH PATH */
