@@ -37,7 +37,7 @@ int pgr_run_cells(const pgr_cell *cells, int n, double seconds_each, long long t
                                   .seconds = cells[i].trials ? 0 : seconds_each,
                                   .iso = cells[i].iso, .progress_s = pgr_cfg.progress, .quiet = pgr_cfg.quiet,
                                   .force_case = cells[i].force_case,
-                                  .min_trials = report_dir ? 300 : 0, .fault = cells[i].fault,
+                                  .min_trials = report_dir ? (cells[i].v->client ? 20 : 300) : 0, .fault = cells[i].fault,
                                   .seed = pgr_cfg.seed ? pgr_cfg.seed : 1, .step_timeout_s = pgr_cfg.step_timeout,
                                   .interrupted = &pgr_interrupted };
             rc = pgr_stress(dsn, cells[i].sc, cells[i].v, &o, &rs[i]);

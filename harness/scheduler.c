@@ -32,10 +32,17 @@ static void gate_before(void *ctx, pgr_session *s, const pgr_step *step)
 {
     explorer *x = ctx;
     pthread_mutex_lock(&x->mu);
+    if (x->wire && (x->st[s->index] == SS_DONE || x->abort)) {
+        /* a statement of a program whose request is over (killed at the step timeout, its
+         * connection not yet seen closed): not part of any schedule, never parked */
+        pthread_mutex_unlock(&x->mu);
+        return;
+    }
     x->pending_sql[s->index] = step->sql;
     x->st[s->index] = SS_READY;
     pthread_cond_signal(&x->cv);
-    while (!x->granted[s->index] && !x->abort) pthread_cond_wait(&x->cv_s[s->index], &x->mu);
+    while (!x->granted[s->index] && !x->abort && x->st[s->index] != SS_DONE)
+        pthread_cond_wait(&x->cv_s[s->index], &x->mu);
     x->granted[s->index] = false;
     pthread_mutex_unlock(&x->mu);
 }
@@ -57,6 +64,7 @@ static void gate_done(void *ctx, pgr_session *s)
     pthread_mutex_lock(&x->mu);
     x->st[s->index] = SS_DONE;
     pthread_cond_signal(&x->cv);
+    pthread_cond_signal(&x->cv_s[s->index]);   /* a program's statement parked after its end */
     pthread_mutex_unlock(&x->mu);
 }
 
@@ -433,6 +441,10 @@ int pgr_explorer_open(explorer *x, const char *dsn, const pgr_scenario *sc, cons
 
 void pgr_explorer_close(explorer *x, pgr_result *res)
 {
+    pthread_mutex_lock(&x->mu);          /* nothing stays parked: the proxy joins its threads */
+    x->abort = true;
+    for (int i = 0; i < PGR_MAX_SESSIONS; i++) pthread_cond_signal(&x->cv_s[i]);
+    pthread_mutex_unlock(&x->mu);
     if (x->monitor) { PQfinish(x->monitor); x->monitor = NULL; }
     if (x->pool) { pgr_pool_close(x->pool, res); x->pool = NULL; }
 }

@@ -296,6 +296,14 @@ static int serve_program(void *ctx, pgr_session *s, pgr_request *req, pgr_respon
         return 500;
     }
     int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 1;
+    /* the shell reports a command a signal killed as 128 + the signal: a crash all the same */
+    static const int crash_signals[] = { SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL, SIGKILL, SIGSYS, SIGTRAP };
+    for (int c = 0; c < PGR_LEN(crash_signals); c++)
+        if (code == 128 + crash_signals[c]) {
+            harness_error(s, p, "crashed: killed by signal %d (%s; the shell's exit %d)%s%s", crash_signals[c],
+                          strsignal(crash_signals[c]), code, errline[0] ? "; its stderr ended: " : "", errline);
+            return 500;
+        }
     int status;
     long long id;
     bool answered = answer_line(last_of(&lo), &status, &id);
