@@ -208,6 +208,7 @@ static int start_threads(pgr_pool *pool, void *(*fn)(void *))
 }
 
 static int port_of(void *ctx, int i) { return pgr_proxy_port(ctx, i); }
+static int sync_of(void *ctx, int i, double wait_s) { return pgr_proxy_sync(ctx, i, wait_s); }
 
 static void barrier_arrive(pgr_pool *pool, int i, bool wait)
 {
@@ -250,7 +251,7 @@ static int open_program(pgr_pool *pool, const char *dsn, const pgr_variant *v, c
     }
     pgr_program *p = &pool->program;
     *p = (pgr_program){ .name = v->name, .cmd = v->client, .host = pgr_proxy_socket_dir(pool->proxy),
-                        .port_of = port_of, .port_ctx = pool->proxy, .iso = o->iso, .timeout_s = step,
+                        .port_of = port_of, .sync = sync_of, .port_ctx = pool->proxy, .iso = o->iso, .timeout_s = step,
                         .interrupted = o->interrupted };
     snprintf(p->dbname, sizeof p->dbname, "%s", PQdb(pool->admin));
     snprintf(p->user, sizeof p->user, "%s", PQuser(pool->admin));

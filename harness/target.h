@@ -42,6 +42,7 @@ typedef struct pgr_program {
     const char *cmd;                 /* run by /bin/sh -c, KEY SESSION CASE appended */
     const char *host;                /* PGHOST: the proxy's socket directory */
     int (*port_of)(void *port_ctx, int session);
+    int (*sync)(void *port_ctx, int session, double wait_s);   /* pgr_proxy_sync; NULL none */
     void *port_ctx;
     char dbname[128], user[128];
     const char *password;            /* the DSN's, passed as PGPASSWORD (never printed); NULL none */

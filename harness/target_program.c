@@ -219,7 +219,8 @@ static int serve_program(void *ctx, pgr_session *s, pgr_request *req, pgr_respon
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
                                   POSIX_SPAWN_SETSCHEDULER);
     pid_t pid;
-    int n0 = __atomic_load_n(&s->nsteps, __ATOMIC_ACQUIRE);
+    int n0 = s->nsteps;
+    if (p->sync) p->sync(p->port_ctx, i, 0.2);     /* the session's trial state, before its steps */
     int rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, env);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
@@ -277,6 +278,7 @@ static int serve_program(void *ctx, pgr_session *s, pgr_request *req, pgr_respon
     if (!exited) {
         while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {}
     }
+    if (p->sync) p->sync(p->port_ctx, i, 0.2);     /* its steps, before its answer */
     char errline[160];
     printable(errline, sizeof errline, last_of(&le));
     if (why) {
@@ -311,7 +313,7 @@ static int serve_program(void *ctx, pgr_session *s, pgr_request *req, pgr_respon
         status = code == 0 ? 200 : 500;
         id = -1;
     }
-    int steps = __atomic_load_n(&s->nsteps, __ATOMIC_ACQUIRE) - n0;
+    int steps = s->nsteps - n0;
     if (steps <= 0 && !(status >= 400 && status < 500)) {
         if (code == 127)
             harness_error(s, p, "the command was not found (exit 127)%s%s", errline[0] ? ": " : "", errline);
