@@ -184,3 +184,18 @@ def test_scram_password_reaches_the_program_and_is_never_printed(pgrace, tmp_pat
 def _role_exists(cur, role):
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
     return cur.fetchone() is not None
+
+
+@pytest.mark.parametrize("build", ["pgrace-asan", "pgrace-tsan"])
+def test_sanitizer_builds_run_programs_clean(pgrace, build):
+    """The session thread, the proxy's threads and the scheduler around a program: no report
+    from ASan+UBSan or TSan, under stress and explore (the program's misbehaviour included)."""
+    binary = pathlib.Path(pgrace.binary).parent / build
+    for args, rc in [(["stress", SPEC, "-c", 2, "-t", 4, "--case", "all"], (0, 1)),
+                     (["explore", f"{SPEC}/recommended", "-c", 2], (0,)),
+                     (["explore", ANSWERS, "--client", f"{BAD} hang", "-c", 2, "--step-timeout", 2], (2,))]:
+        p = subprocess.run([str(binary), *map(str, args), "-q", "--dsn", pgrace.dsn], capture_output=True, text=True,
+                           timeout=300, env=pgrace.env(), cwd=ROOT)
+        assert p.returncode in rc, (args, p.returncode, p.stderr[-3000:])
+        for bad in ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "WARNING: ThreadSanitizer"):
+            assert bad not in p.stderr, (args, p.stderr[-3000:])
