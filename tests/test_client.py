@@ -199,3 +199,17 @@ def test_sanitizer_builds_run_programs_clean(pgrace, build):
         assert p.returncode in rc, (args, p.returncode, p.stderr[-3000:])
         for bad in ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "WARNING: ThreadSanitizer"):
             assert bad not in p.stderr, (args, p.stderr[-3000:])
+
+
+@pytest.mark.parametrize("fault", ["error-at@1", "kill-backend@1", "timeout-retry@1"])
+def test_faults_at_the_wire_reach_the_program_and_its_retry(pgrace, tmp_path, fault):
+    """The seam fires the fault on the program's statement; the program sees it as it would
+    see the server's (an error, a closed connection), answers 500 or nothing, and the client's
+    retry runs the program again. The recommended program survives every one."""
+    out = tmp_path / "r.json"
+    p = run(pgrace, "stress", f"{SPEC}/recommended", "-c", 2, "-t", 10, "-q", "--fault", fault, "--json", out)
+    assert p.returncode == 0, p.stdout + p.stderr
+    _, res = results(out)
+    r = res["recommended"]
+    assert r["fault"]["fired"] > 0 and r["fault"]["retried"] > 0, r["fault"]
+    assert r["verdict"] == "safe" and set(r["statuses"]) <= {"200", "201"}, (r["statuses"], r["invariants"])
