@@ -12,7 +12,7 @@
 
 enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
         OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS, OPT_STEP_TIMEOUT,
-        OPT_SPEC, OPT_EXPECTED, OPT_PORT, OPT_SOCKET_DIR, OPT_TRACE };
+        OPT_SPEC, OPT_EXPECTED, OPT_PORT, OPT_SOCKET_DIR, OPT_TRACE, OPT_CLIENT };
 
 const pgr_command_spec pgr_commands[PGR_NCMDS] = {
     [PGR_CMD_LIST] = { "list", 0, INT_MAX, "" },
@@ -104,6 +104,9 @@ const char pgr_usage_text[] =
     "                                under each fault kind)\n"
     "  --spec FILE|DIR               also these spec files (a directory: its *.spec); with no\n"
     "                                TARGET, only they run (run, ci, list)\n"
+    "  --client [NAME=]CMD           a spec's variants are these programs (stress, explore, run,\n"
+    "                                list; repeat for several, each NAME=CMD): each session runs CMD\n"
+    "                                once per trial through the proxy (README: Race your own program)\n"
     "common options:\n"
     "  --json FILE                   write the results as JSON (schema in README.md)\n"
     "  --dsn DSN                     use this server (or PGRACE_DSN); default: start a\n"
@@ -181,7 +184,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         { "spec", required_argument, NULL, OPT_SPEC },
         { "expected", required_argument, NULL, OPT_EXPECTED },
         { "port", required_argument, NULL, OPT_PORT }, { "socket-dir", required_argument, NULL, OPT_SOCKET_DIR },
-        { "trace", no_argument, NULL, OPT_TRACE },
+        { "trace", no_argument, NULL, OPT_TRACE }, { "client", required_argument, NULL, OPT_CLIENT },
         { NULL, 0, NULL, 0 } };
     opterr = 0;
     optind = 0;                  /* GNU: start afresh (the parser may run more than once) */
@@ -246,6 +249,11 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
             if (c->nspecs == (int)(sizeof c->specs / sizeof c->specs[0]))
                 return usage_error(err, errlen, "--spec given more than %s times%s", "16", "");
             c->specs[c->nspecs++] = optarg;
+            break;
+        case OPT_CLIENT:
+            if (c->nclients == (int)(sizeof c->clients / sizeof c->clients[0]))
+                return usage_error(err, errlen, "--client given more than %s times%s", "16", "");
+            c->clients[c->nclients++] = optarg;
             break;
         case OPT_EXPECTED: c->expected = optarg; break;
         case OPT_PORT:

@@ -51,6 +51,8 @@ typedef struct pgr_config {
     int port;                    /* proxy --port: 127.0.0.1's port (0: chosen) */
     const char *socket_dir;      /* proxy --socket-dir (NULL: a fresh one) */
     bool trace;                  /* proxy --trace: every step on stderr */
+    const char *clients[16];     /* --client [NAME=]CMD: programs as a spec's variants */
+    int nclients;
 } pgr_config;
 
 

@@ -438,6 +438,10 @@ int pgr_main(int argc, char **argv)
     int prc = pgr_cli_parse(argc, argv, &pgr_cfg, &npos, &pos, err, sizeof err);
     if (prc == 1) { fputs(pgr_usage_text, stdout); return 0; }
     if (prc != 0) { fprintf(stderr, "pgrace: %s\n", err); return 2; }
+    if (pgr_cfg.nclients > 0 && pgr_spec_set_clients(pgr_cfg.clients, pgr_cfg.nclients, err, sizeof err) != 0) {
+        fprintf(stderr, "pgrace: %s\n", err);
+        return 2;
+    }
 
     if (check_outputs(err, sizeof err) != 0) { fprintf(stderr, "pgrace: %s\n", err); return 2; }
     install_signals();

@@ -290,6 +290,9 @@ typedef struct pgr_variant {
     pgr_verdict fault_expect[PGR_NFAULTS];
     void *ctx;                   /* what the handler needs beyond C (a spec's steps); the
                                   * session carries it (pgr_session.ctx). NULL for C handlers */
+    const char *client;          /* a program serves the requests, not handler: the command
+                                  * (`client NAME { CMD }`, `--client NAME=CMD`); its sessions
+                                  * come through the proxy (target_program.c). NULL: handler */
 } pgr_variant;
 
 typedef struct pgr_case {

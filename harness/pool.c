@@ -9,6 +9,7 @@
  * (stress). Trials come in batches: one prepare() for the batch's rows, one check() for
  * its invariants, never a round trip per trial outside the sessions' own statements.
  */
+#include "proxy.h"
 #include "release.h"
 #include "runner.h"
 #include "seam.h"
@@ -21,6 +22,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct session_arg {
     struct pgr_pool *pool;
@@ -40,6 +42,17 @@ struct pgr_pool {
     const pgr_fault *fault;          /* the run's fault; NULL none */
     pgr_target target;               /* what serves the requests */
     pgr_inproc inproc;               /* the in-process target's context, when it is that */
+    pgr_proxy *proxy;                /* a program variant's (v->client): a listener per session */
+    pgr_session *bound[PGR_MAX_SESSIONS];
+    pgr_program program;             /* the program target's context */
+    /* stress with programs: the wire's release barrier. A program's first statement waits
+     * until every session's program has reached its first statement (or finished), so the
+     * programs race from there as C handlers do from the release, not from their start-up */
+    pgr_gate_ops barrier;
+    pthread_mutex_t b_mu;
+    pthread_cond_t b_cv;
+    int b_waiting;                   /* sessions at their first statement or finished, this trial */
+    bool b_arrived[PGR_MAX_SESSIONS];
     pgr_isolation iso;
     _Atomic int fault_sites;         /* most eligible fault sites seen in one request */
     char dsn[1024];                  /* to reconnect a session whose connection a fault took */
@@ -126,7 +139,7 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
             bool lost = pool->fault->kind == PGR_FAULT_TIMEOUT || pool->fault->kind == PGR_FAULT_LOST_COMMIT;
             t->fault_step[index] = (short)s->fault_fired_at;
             t->fault_status[index] = (short)(lost ? 0 : resp.status);
-            if (s->conn_lost) reconnect(pool, s);
+            if (s->conn_lost && !pool->proxy) reconnect(pool, s);   /* a program reconnects by itself */
             if (atomic && before && resp.status >= 500 && !s->infra_error) {
                 char *after = schema_digest(pool, s);
                 t->fault_dirty[index] = after && strcmp(before, after) != 0;
@@ -195,6 +208,65 @@ static int start_threads(pgr_pool *pool, void *(*fn)(void *))
     return pool->started == pool->nsessions ? 0 : -1;
 }
 
+static int port_of(void *ctx, int i) { return pgr_proxy_port(ctx, i); }
+static int sync_of(void *ctx, int i, double wait_s) { return pgr_proxy_sync(ctx, i, wait_s); }
+
+static void barrier_arrive(pgr_pool *pool, int i, bool wait)
+{
+    pthread_mutex_lock(&pool->b_mu);
+    if (!pool->b_arrived[i]) {
+        pool->b_arrived[i] = true;
+        pool->b_waiting++;
+        pthread_cond_broadcast(&pool->b_cv);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 2;               /* a program this late to its first statement: go anyway */
+        while (wait && pool->b_waiting < pool->nsessions && !pool->stop &&
+               pthread_cond_timedwait(&pool->b_cv, &pool->b_mu, &until) == 0) {}
+    }
+    pthread_mutex_unlock(&pool->b_mu);
+}
+
+static void barrier_before(void *ctx, pgr_session *s, const pgr_step *st)
+{
+    (void)st;
+    barrier_arrive(ctx, s->index, true);
+}
+
+static void barrier_after(void *ctx, pgr_session *s, const pgr_step *st) { (void)ctx; (void)s; (void)st; }
+static void barrier_done(void *ctx, pgr_session *s) { barrier_arrive(ctx, s->index, false); }
+
+/* A program variant: a proxy with a listener bound to each session, and the program target.
+ * The admin connection says where (database, user, password) the programs connect. */
+static int open_program(pgr_pool *pool, const char *dsn, const pgr_variant *v, const pgr_pool_opts *o, pgr_result *res)
+{
+    for (int i = 0; i < pool->nsessions; i++) pool->bound[i] = &pool->sess[i];
+    double step = o->step_timeout_s > 0 ? o->step_timeout_s : 30;
+    pgr_proxy_opts po = { .dsn = dsn, .nsessions = pool->nsessions, .sessions = pool->bound,
+                          .step_timeout_s = step, .interrupted = o->interrupted };
+    pool->proxy = pgr_proxy_open(&po, res->error, sizeof res->error);
+    if (!pool->proxy) return -1;
+    if (pgr_proxy_start(pool->proxy) != 0) {
+        snprintf(res->error, sizeof res->error, "cannot start the proxy");
+        return -1;
+    }
+    pgr_program *p = &pool->program;
+    *p = (pgr_program){ .name = v->name, .cmd = v->client, .host = pgr_proxy_socket_dir(pool->proxy),
+                        .port_of = port_of, .sync = sync_of, .port_ctx = pool->proxy, .iso = o->iso, .timeout_s = step,
+                        .interrupted = o->interrupted };
+    snprintf(p->dbname, sizeof p->dbname, "%s", PQdb(pool->admin));
+    snprintf(p->user, sizeof p->user, "%s", PQuser(pool->admin));
+    const char *pw = PQpass(pool->admin);
+    p->password = pw && pw[0] ? pw : NULL;
+    snprintf(p->schema, sizeof p->schema, "%s", pool->schema.name);
+    pool->target = pgr_target_program(p);
+    if (!o->gate && pool->nsessions > 1) {
+        pool->barrier = (pgr_gate_ops){ barrier_before, barrier_after, barrier_done, pool };
+        for (int i = 0; i < pool->nsessions; i++) pool->sess[i].gate = &pool->barrier;
+    }
+    return 0;
+}
+
 pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                         const pgr_pool_opts *o, pgr_result *res)
 {
@@ -203,13 +275,15 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
     pool->sc = sc;
     pool->v = v;
     pool->nsessions = o->sessions;
-    pool->realtime = o->realtime;
+    pool->realtime = o->realtime && !v->client;   /* a program's session thread only waits */
     pool->per_trial = o->thread_per_trial;
     pool->iso = o->iso;
     pool->fault = o->fault && o->fault->kind != PGR_FAULT_NONE ? o->fault : NULL;
     pool->target = o->target ? *o->target : pgr_target_inproc(&pool->inproc, sc, v);
     snprintf(pool->dsn, sizeof pool->dsn, "%s", dsn);
     pgr_release_init(&pool->gate);
+    pthread_mutex_init(&pool->b_mu, NULL);
+    pthread_cond_init(&pool->b_cv, NULL);
     pool->traces = calloc((size_t)PGR_MAX_BATCH * o->sessions * PGR_MAX_STEPS, sizeof *pool->traces);
     if (!pool->traces) { snprintf(res->error, sizeof res->error, "out of memory"); goto fail; }
 
@@ -229,11 +303,13 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
         s->ctx = v->ctx;
         s->fault = pool->fault;
         s->fault_site = -1;
+        if (v->client) continue;     /* the program's connections are the session's */
         s->conn = pgr_connect(dsn, res->error, sizeof res->error);
         if (!s->conn) goto fail;
         if (pgr_session_setup(s->conn, &pool->schema, o->iso, &s->backend_pid, res->error, sizeof res->error))
             goto fail;
     }
+    if (v->client && open_program(pool, dsn, v, o, res) != 0) goto fail;
 
     for (int i = 0; i < o->sessions; i++) pool->args[i] = (session_arg){ pool, i };
     if (pool->per_trial) return pool;
@@ -255,6 +331,7 @@ void pgr_pool_close(pgr_pool *pool, pgr_result *res)
         pgr_release_open(&pool->gate, 0);
         for (int i = 0; i < pool->started; i++) pthread_join(pool->th[i], NULL);
     }
+    if (pool->proxy) pgr_proxy_close(pool->proxy);   /* every program connection closed */
     for (int i = 0; i < pool->nsessions; i++) {
         pgr_session *s = &pool->sess[i];
         res->statements += s->statements;
@@ -266,6 +343,8 @@ void pgr_pool_close(pgr_pool *pool, pgr_result *res)
     pgr_schema_release(pool->admin, &pool->schema);
     pgr_disconnect(pool->admin);
     free(pool->traces);
+    pthread_mutex_destroy(&pool->b_mu);
+    pthread_cond_destroy(&pool->b_cv);
     free(pool);
 }
 
@@ -310,6 +389,10 @@ int pgr_pool_prepare(pgr_pool *pool, long long first, int n, int force_case, pgr
 int pgr_pool_start(pgr_pool *pool, pgr_trial *t, pgr_result *res)
 {
     pool->current = t;
+    pthread_mutex_lock(&pool->b_mu);
+    pool->b_waiting = 0;
+    memset(pool->b_arrived, 0, sizeof pool->b_arrived);
+    pthread_mutex_unlock(&pool->b_mu);
     if (pool->per_trial) {
         if (start_threads(pool, session_once) != 0) {
             for (int i = 0; i < pool->started; i++) pthread_join(pool->th[i], NULL);

@@ -314,6 +314,17 @@ int pgr_proxy_step_begin(pgr_proxy *px, pgr_wire_link *l)
     return 0;
 }
 
+int pgr_proxy_sync(pgr_proxy *px, int li, double wait_s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)(wait_s * 1e9);
+    while (until.tv_nsec >= 1000000000L) { until.tv_nsec -= 1000000000L; until.tv_sec++; }
+    if (pthread_mutex_timedlock(&px->lis[li].step_mu, &until) != 0) return -1;
+    pthread_mutex_unlock(&px->lis[li].step_mu);
+    return 0;
+}
+
 void pgr_proxy_step_end(pgr_proxy *px, pgr_wire_link *l, const pgr_step *st)
 {
     atomic_fetch_add(&px->n_steps, 1);

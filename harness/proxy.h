@@ -70,6 +70,13 @@ const char *pgr_proxy_error(pgr_proxy *px);
  * join every thread, remove the sockets (and the directory it made). */
 void pgr_proxy_close(pgr_proxy *px);
 
+/* Order memory with listener i's steps (take and drop its step lock, waiting at most wait_s):
+ * what this thread wrote before is seen by the listener's next step, and what its last step
+ * wrote is seen here. A program's steps follow its start and precede its exit through the
+ * kernel, which the thread sanitizer cannot see; this makes the order explicit. 0, or -1 when
+ * a step held the lock all that time. */
+int pgr_proxy_sync(pgr_proxy *px, int listener, double wait_s);
+
 /* Counters since open. */
 typedef struct pgr_proxy_stats {
     long long connections;       /* accepted (cancel requests included) */

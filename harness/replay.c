@@ -27,6 +27,16 @@ pgr_replay_set *pgr_replay_load(char **files, int nfiles, bool quiet)
             fprintf(stderr, "pgrace: %s\n", err);
             goto fail;
         }
+        if (sfs[i].client[0] && !pgr_find_scenario(sfs[i].scenario)) {
+            /* a program's schedule: the spec with that program as the variant the file names */
+            static char named[1100];
+            snprintf(named, sizeof named, "%s=%s", sfs[i].variant, sfs[i].client);
+            const char *one[1] = { named };
+            if (pgr_spec_set_clients(one, 1, err, sizeof err) != 0) {
+                fprintf(stderr, "pgrace: %s: %s\n", files[i], err);
+                goto fail;
+            }
+        }
         const pgr_scenario *sc = pgr_find_scenario(sfs[i].scenario);
         if (!sc && sfs[i].spec[0] && pgr_spec_target(sfs[i].spec, &sc, err, sizeof err) != 0) {
             fprintf(stderr, "pgrace: %s: %s\n", files[i], err);

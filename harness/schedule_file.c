@@ -23,6 +23,7 @@ int pgr_schedule_write(const char *path, const pgr_scenario *sc, const pgr_varia
     fprintf(f, "# pgrace schedule: replay with `pgrace replay %s`\n", path);
     const pgr_spec *spec = pgr_spec_of(sc);
     if (spec) fprintf(f, "spec %016llx %s\n", (unsigned long long)spec->hash, spec->path);
+    if (v->client) fprintf(f, "client %s\n", v->client);      /* the program that is the variant */
     fprintf(f, "scenario %s\nvariant %s\nisolation %s\nsessions %d\ncase %s\ngrants", sc->name, v->name,
             pgr_isolation_name(iso), t->nsessions, sc->cases[t->kase].name);
     for (int g = 0; g < sr->n; g++) fprintf(f, " %d", sr->grants[g] + 1);
@@ -137,6 +138,7 @@ static int parse_line(char *line, const char *path, int lineno, sched_file *sf, 
         { "scenario", offsetof(sched_file, scenario), sizeof sf->scenario },
         { "variant", offsetof(sched_file, variant), sizeof sf->variant },
         { "case", offsetof(sched_file, kase), sizeof sf->kase },
+        { "client", offsetof(sched_file, client), sizeof sf->client },
         { "violation", offsetof(sched_file, violation), sizeof sf->violation },
         { "explanation", offsetof(sched_file, explanation), sizeof sf->explanation },
     };

@@ -32,17 +32,30 @@ static void gate_before(void *ctx, pgr_session *s, const pgr_step *step)
 {
     explorer *x = ctx;
     pthread_mutex_lock(&x->mu);
+    if (x->wire && (x->st[s->index] == SS_DONE || x->abort)) {
+        /* a statement of a program whose request is over (killed at the step timeout, its
+         * connection not yet seen closed): not part of any schedule, never parked */
+        pthread_mutex_unlock(&x->mu);
+        return;
+    }
     x->pending_sql[s->index] = step->sql;
     x->st[s->index] = SS_READY;
     pthread_cond_signal(&x->cv);
-    while (!x->granted[s->index] && !x->abort) pthread_cond_wait(&x->cv_s[s->index], &x->mu);
+    while (!x->granted[s->index] && !x->abort && x->st[s->index] != SS_DONE)
+        pthread_cond_wait(&x->cv_s[s->index], &x->mu);
     x->granted[s->index] = false;
     pthread_mutex_unlock(&x->mu);
 }
 
 static void gate_after(void *ctx, pgr_session *s, const pgr_step *step)
 {
-    (void)ctx; (void)s; (void)step;
+    (void)step;
+    explorer *x = ctx;
+    if (!x->wire) return;
+    pthread_mutex_lock(&x->mu);
+    x->inflight[s->index] = false;       /* the program has its answer: busy until it parks */
+    pthread_cond_signal(&x->cv);
+    pthread_mutex_unlock(&x->mu);
 }
 
 static void gate_done(void *ctx, pgr_session *s)
@@ -51,6 +64,7 @@ static void gate_done(void *ctx, pgr_session *s)
     pthread_mutex_lock(&x->mu);
     x->st[s->index] = SS_DONE;
     pthread_cond_signal(&x->cv);
+    pthread_cond_signal(&x->cv_s[s->index]);   /* a program's statement parked after its end */
     pthread_mutex_unlock(&x->mu);
 }
 
@@ -111,16 +125,53 @@ static int query_blocked(explorer *x, const int *which, int n, bool *blocked, ch
 
 /* Wait until no session is RUNNING: each is READY, DONE, or BLOCKED by another session.
  * Returns 0, or -1 with err (stuck past the limit, interrupted, monitor lost). */
+/* A program's session between two statements (its answer in hand, its next statement not
+ * yet sent) or before its first: it is running its own code, and only it can move on. */
+static bool busy(const explorer *x, int i)
+{
+    return x->wire && x->st[i] == SS_RUNNING && !x->inflight[i];
+}
+
 static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
 {
     int64_t deadline = pgr_now_ns() + 10LL * 1000000000;
+    int64_t busy_limit = (int64_t)((x->step_timeout_s > 0 ? x->step_timeout_s : 30) * 1e9);
+    int64_t busy_since = 0;
     long wait_ns = 120000;        /* a statement's usual round trip; then ask the monitor */
     for (;;) {
-        int inflight[PGR_MAX_SESSIONS], nin = 0, nrun = 0;
+        int inflight[PGR_MAX_SESSIONS], nin = 0, nrun = 0, nbusy = 0, first_busy = -1;
         pthread_mutex_lock(&x->mu);
         for (int i = 0; i < x->n; i++) {
+            if (busy(x, i)) {
+                if (first_busy < 0) first_busy = i;
+                nbusy++;
+                continue;
+            }
             if (x->st[i] == SS_RUNNING) nrun++;
             if (x->st[i] == SS_RUNNING || x->st[i] == SS_BLOCKED) inflight[nin++] = i;
+        }
+        if (nbusy > 0) {
+            /* a program busy between statements: wait for it to send or finish (the settle),
+             * within the step timeout; its statements in flight meanwhile are asked about below */
+            int64_t now = pgr_now_ns();
+            if (!busy_since) busy_since = now;
+            deadline = now + 10LL * 1000000000;          /* lock waits are counted without it */
+            if (now - busy_since > busy_limit) {
+                pthread_mutex_unlock(&x->mu);
+                snprintf(err, errlen, "session S%d: its program neither sent a statement nor finished within %.0f s "
+                         "(--step-timeout)", first_busy + 1, (double)busy_limit / 1e9);
+                return -1;
+            }
+            if (nin == 0) {
+                struct timespec ts;
+                add_ns(&ts, 2000000);
+                pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+                pthread_mutex_unlock(&x->mu);
+                if (x->interrupted && *x->interrupted) { snprintf(err, errlen, "interrupted"); return -1; }
+                continue;
+            }
+        } else {
+            busy_since = 0;
         }
         if (nin == 0) { pthread_mutex_unlock(&x->mu); return 0; }
         if (nrun > 0) {
@@ -160,9 +211,19 @@ static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
         }
         if (all_blocked) {
             /* everyone in flight waits on someone: quiescent, unless nobody can move */
-            bool any_ready = false;
-            for (int i = 0; i < x->n; i++) any_ready |= x->st[i] == SS_READY;
-            if (any_ready) { pthread_mutex_unlock(&x->mu); return 0; }
+            bool any_ready = false, any_busy = false;
+            for (int i = 0; i < x->n; i++) {
+                any_ready |= x->st[i] == SS_READY;
+                any_busy |= busy(x, i);
+            }
+            if (any_ready && !any_busy) { pthread_mutex_unlock(&x->mu); return 0; }
+            if (any_busy) {          /* a program still to park: wait for it */
+                struct timespec ts;
+                add_ns(&ts, 1000000);
+                pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+                pthread_mutex_unlock(&x->mu);
+                continue;
+            }
             /* all live sessions blocked: the server's deadlock detector will break a cycle */
             struct timespec ts;
             add_ns(&ts, 2000000);
@@ -275,6 +336,7 @@ int pgr_sched_run(explorer *x, pgr_trial *t, sched_run *out, pgr_result *res)
     x->abort = false;
     for (int i = 0; i < x->n; i++) {
         x->st[i] = SS_RUNNING;
+        x->inflight[i] = false;
         x->granted[i] = false;
         x->current_grant[i] = -1;
     }
@@ -306,6 +368,7 @@ int pgr_sched_run(explorer *x, pgr_trial *t, sched_run *out, pgr_result *res)
         out->ready[out->n] = ready;
         pthread_mutex_lock(&x->mu);
         x->current_grant[c] = out->n;
+        x->inflight[c] = true;
         x->st[c] = SS_RUNNING;
         x->granted[c] = true;
         pthread_cond_signal(&x->cv_s[c]);
@@ -359,6 +422,7 @@ int pgr_explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *sc,
     pgr_pool_opts po = { .sessions = sessions, .iso = iso, .realtime = false, .gate = &x->ops,
                          .thread_per_trial = per_trial, .fault = &x->fault, .step_timeout_s = x->step_timeout_s,
                          .interrupted = x->interrupted };
+    x->wire = v->client != NULL;
     x->pool = pgr_pool_open(dsn, sc, v, &po, res);
     if (!x->pool) return -1;
     x->monitor = pgr_connect(dsn, res->error, sizeof res->error);
@@ -382,6 +446,10 @@ int pgr_explorer_open(explorer *x, const char *dsn, const pgr_scenario *sc, cons
 
 void pgr_explorer_close(explorer *x, pgr_result *res)
 {
+    pthread_mutex_lock(&x->mu);          /* nothing stays parked: the proxy joins its threads */
+    x->abort = true;
+    for (int i = 0; i < PGR_MAX_SESSIONS; i++) pthread_cond_signal(&x->cv_s[i]);
+    pthread_mutex_unlock(&x->mu);
     pgr_disconnect(x->monitor);
     x->monitor = NULL;
     if (x->pool) { pgr_pool_close(x->pool, res); x->pool = NULL; }

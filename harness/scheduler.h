@@ -82,6 +82,9 @@ typedef struct explorer {
     const int *forced;                          /* [caller] forced prefix (DFS path, replay, minimize) */
     int nforced;
     bool nonpreemptive_after;                   /* [caller] after the forced prefix: keep the last session */
+    bool wire;                                  /* [life] the sessions are programs' (v->client):
+                                                 * one between two statements is busy, not blocked */
+    bool inflight[PGR_MAX_SESSIONS];            /* [gate] its granted statement has not completed */
 } explorer;
 
 static inline int pgr_sched_lowest(uint64_t m) { return m ? __builtin_ctzll(m) : -1; }
@@ -136,6 +139,7 @@ explorer *pgr_sched_fewer_sessions(explorer *x, const char *dsn, const pgr_scena
 typedef struct sched_file {
     char scenario[64], variant[64], kase[64], violation[200], explanation[400];
     char spec[1024];                /* the spec file the scenario came from; "" a C one */
+    char client[1024];              /* the program that is the variant ("" a handler) */
     unsigned long long spec_hash;   /* its content's hash when the schedule was saved */
     pgr_isolation iso;
     int sessions;

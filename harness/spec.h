@@ -9,7 +9,7 @@
  *
  *   spec        := item*
  *   item        := 'setup' SQL | 'teardown' SQL | session | permutation
- *                | trial | variant | case | invariant | statuses | expect     (pgrace)
+ *                | trial | variant | client | case | invariant | statuses | expect (pgrace)
  *   session     := 'session' NAME '{'? ('setup' SQL)? step+ ('teardown' SQL)? '}'?
  *                  (isolationtester 15 takes `session s1 setup {..} step ..`; the braced
  *                  form, both braces or none, is pgrace's)
@@ -32,6 +32,8 @@
  *                                         run once per trial in a batch, so thousands of
  *                                         trials share one schema without a pgrace column
  *   variant     := 'variant' NAME ('kind' KIND)? '{' ('setup' SQL)? hstep+ '}'
+ *   client      := 'client' NAME ('kind' KIND)? '{' COMMAND '}'   a program is the variant:
+ *                  run by /bin/sh once per request (target_program.c); no '}' in COMMAND
  *                  KIND := original | proposed | recommended
  *   hstep       := 'step' NAME SQL rule*
  *   rule        := 'if' cond '->' outcome | '->' outcome
@@ -154,6 +156,7 @@ typedef struct pgr_spec_variant {
     char *setup;                     /* the variant's own DDL after the spec's setup; NULL none */
     pgr_spec_hstep *steps;
     int nsteps;
+    char *client;                    /* `client NAME { CMD }`: a program serves it (no steps) */
     pgr_spec_pos pos;
 } pgr_spec_variant;
 

@@ -349,7 +349,7 @@ static bool reserved(const char *w)
 /* pgrace's item words. */
 static bool item_word(const char *w)
 {
-    static const char *const words[] = { "trial", "variant", "case", "invariant", "expect" };
+    static const char *const words[] = { "trial", "variant", "client", "case", "invariant", "expect" };
     for (int i = 0; i < PGR_LEN(words); i++)
         if (strcmp(w, words[i]) == 0) return true;
     return false;
@@ -700,8 +700,9 @@ static int parse_hstep(parser *p, pgr_spec_variant *v)
     return t ? 0 : -1;
 }
 
-/* variant NAME (kind KIND)? '{' hstep+ '}' — 'variant' taken. */
-static int parse_variant(parser *p)
+/* variant NAME (kind KIND)? '{' hstep+ '}' — 'variant' taken; or client NAME (kind KIND)?
+ * '{' COMMAND '}' — 'client' taken. */
+static int parse_variant(parser *p, bool client)
 {
     pgr_spec *o = p->out;
     pgr_spec_variant *v = push(&o->variants, &o->nvariants, sizeof *v);
@@ -727,6 +728,19 @@ static int parse_variant(parser *p)
         else return unexpected(p, "original, proposed or recommended after 'kind'");
         v->kind_given = true;
         drop(p);
+    }
+    if (client) {
+        char **cmd = &o->variants[o->nvariants - 1].client;
+        if (!(t = peek(p))) return -1;
+        pgr_spec_pos at = t->pos;
+        if (parse_sql(p, cmd) != 0) return -1;
+        char *c = *cmd, *e = c + strlen(c);                /* one command line */
+        while (*c == '\n' || *c == ' ' || *c == '\t' || *c == '\r') c++;
+        while (e > c && (e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) e--;
+        memmove(*cmd, c, (size_t)(e - c));
+        (*cmd)[e - c] = '\0';
+        if (!**cmd) return fail(p, at, "client '%s': an empty command", o->variants[o->nvariants - 1].name);
+        return 0;
     }
     if (expect_kind(p, T_LBRACE, "'{' to open the variant's steps") != 0) return -1;
     if (!(t = peek(p))) return -1;
@@ -1103,7 +1117,10 @@ int pgr_spec_parse(const char *path, const char *text, size_t len, pgr_spec *out
             rc = out->trial ? fail(&p, kw, "a second trial block (a spec has at most one)") : parse_sql(&p, &out->trial);
         } else if (is_word(t, "variant")) {
             drop(&p);
-            rc = parse_variant(&p);
+            rc = parse_variant(&p, false);
+        } else if (is_word(t, "client")) {
+            drop(&p);
+            rc = parse_variant(&p, true);
         } else if (is_word(t, "case")) {
             drop(&p);
             rc = parse_case(&p);
@@ -1114,7 +1131,7 @@ int pgr_spec_parse(const char *path, const char *text, size_t len, pgr_spec *out
             drop(&p);
             rc = parse_expect(&p);
         } else {
-            rc = unexpected(&p, "setup, teardown, session, permutation, trial, variant, case, invariant or expect");
+            rc = unexpected(&p, "setup, teardown, session, permutation, trial, variant, client, case, invariant or expect");
         }
         if (rc != 0) goto bad;
     }
@@ -1194,6 +1211,7 @@ void pgr_spec_free(pgr_spec *s)
         pgr_spec_variant *v = &s->variants[i];
         free(v->name);
         free(v->setup);
+        free(v->client);
         for (int j = 0; j < v->nsteps; j++) {
             pgr_spec_hstep *h = &v->steps[j];
             free(h->name);

@@ -697,14 +697,79 @@ static int expectations(const pgr_spec *sp, const pgr_spec_variant *sv, pgr_vari
     return 0;
 }
 
+/* A program variant's handler is never run: the pool serves it with the program target. */
+static int client_handler(pgr_session *s, const pgr_request *req, pgr_response *resp)
+{
+    (void)req;
+    snprintf(s->infra_msg, sizeof s->infra_msg, "a client variant's requests go to its program, not a handler");
+    s->infra_error = true;
+    resp->status = 500;
+    return 500;
+}
+
+/* --client [NAME=]CMD: the programs that replace the spec's variants */
+static struct { char *name, *cmd; } g_clients[16];
+static int g_nclients;
+
+int pgr_spec_set_clients(const char *const *clients, int n, char *err, size_t errlen)
+{
+    for (int i = 0; i < n && i < PGR_LEN(g_clients); i++) {
+        const char *c = clients[i], *eq = strchr(c, '=');
+        size_t nl = eq ? (size_t)(eq - c) : 0;
+        bool named = eq && nl >= 1 && nl <= 20;
+        for (size_t k = 0; named && k < nl; k++)
+            named = (c[k] >= 'a' && c[k] <= 'z') || (c[k] >= '0' && c[k] <= '9') || c[k] == '_';
+        g_clients[i].name = named ? strndup(c, nl) : (n == 1 ? strdup("client") : NULL);
+        if (!g_clients[i].name) {
+            if (n > 1) { snprintf(err, errlen, "--client '%s': with several --client, name each: --client NAME=CMD "
+                                  "(NAME 1 to 20 of a-z, 0-9, _)", c); return -1; }
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        g_clients[i].cmd = strdup(named ? eq + 1 : c);
+        for (int k = 0; k < i; k++)
+            if (strcmp(g_clients[k].name, g_clients[i].name) == 0) {
+                snprintf(err, errlen, "--client: the name '%s' is given twice", g_clients[i].name);
+                return -1;
+            }
+        if (!g_clients[i].cmd[0]) { snprintf(err, errlen, "--client '%s': an empty command", c); return -1; }
+        g_nclients = i + 1;
+    }
+    return 0;
+}
+
+/* Replace the spec's variants by the --client programs (kinds: original first, recommended
+ * last, as for variants). */
+static int apply_clients(pgr_spec *sp, char *err, size_t errlen)
+{
+    pgr_spec_variant *vs = calloc((size_t)g_nclients, sizeof *vs);
+    if (!vs) { snprintf(err, errlen, "out of memory"); return -1; }
+    for (int i = 0; i < g_nclients; i++) {
+        vs[i].name = strdup(g_clients[i].name);
+        vs[i].client = strdup(g_clients[i].cmd);
+        vs[i].kind = i == 0 ? PGR_ORIGINAL : (i == g_nclients - 1 ? PGR_RECOMMENDED : PGR_PROPOSED);
+        for (int j = 0; j < sp->nvariants; j++)     /* a spec's client of that name gives its kind and setup */
+            if (strcmp(sp->variants[j].name, vs[i].name) == 0) {
+                if (sp->variants[j].kind_given) vs[i].kind = sp->variants[j].kind;
+                if (sp->variants[j].setup) vs[i].setup = strdup(sp->variants[j].setup);
+            }
+    }
+    pgr_spec tmp = { .variants = sp->variants, .nvariants = sp->nvariants };
+    sp->variants = vs;
+    sp->nvariants = g_nclients;
+    pgr_spec_free(&tmp);                          /* the replaced variants */
+    return 0;
+}
+
 int pgr_spec_register(const char *path, const pgr_scenario **out, char *err, size_t errlen)
 {
     spec_scenario *x = calloc(1, sizeof *x);
     if (!x) { snprintf(err, errlen, "out of memory"); return -1; }
     if (pgr_spec_load(path, &x->spec, err, errlen) != 0) { free(x); return -1; }
     pgr_spec *sp = &x->spec;
+    if (g_nclients > 0 && apply_clients(sp, err, errlen) != 0) goto bad;
     if (sp->nvariants == 0) {
-        fail(err, errlen, path, "1:1: no variant: pgrace runs a spec's variants (`variant NAME { step ... }`); "
+        fail(err, errlen, path, "1:1: no variant: pgrace runs a spec's variants (`variant NAME { step ... }`, `client NAME { CMD }`, or --client CMD); "
                                 "an isolationtester spec alone runs with `pgrace isolation`");
         goto bad;
     }
@@ -732,7 +797,7 @@ int pgr_spec_register(const char *path, const pgr_scenario **out, char *err, siz
         cvariant *cv = &x->cv[j];
         cv->owner = x;
         cv->v = sv;
-        cv->steps = calloc((size_t)sv->nsteps, sizeof *cv->steps);
+        cv->steps = calloc((size_t)(sv->nsteps ? sv->nsteps : 1), sizeof *cv->steps);
         if (!cv->steps) goto oom;
         for (int k = 0; k < sv->nsteps; k++) {
             cstep *cs = &cv->steps[k];
@@ -764,7 +829,8 @@ int pgr_spec_register(const char *path, const pgr_scenario **out, char *err, siz
         pgr_variant *v = &x->variants[j];
         v->name = sv->name;
         v->kind = sv->kind;
-        v->handler = spec_handler;
+        v->handler = sv->client ? client_handler : spec_handler;
+        v->client = sv->client;
         v->ddl = sv->setup;
         v->ctx = cv;
         v->summary = "";

@@ -14,4 +14,9 @@ int pgr_spec_target(const char *path, const pgr_scenario **out, char *err, size_
 /* The spec a registered scenario came from; NULL for a C scenario. */
 const pgr_spec *pgr_spec_of(const pgr_scenario *sc);
 
+/* --client [NAME=]CMD, given before any spec is registered: every spec registered after
+ * has these programs as its variants instead of its own (NAME defaults to "client" for one).
+ * 0, or -1 with err. */
+int pgr_spec_set_clients(const char *const *clients, int n, char *err, size_t errlen);
+
 #endif

@@ -34,4 +34,24 @@ typedef struct pgr_inproc {
  * live as long as the target is used. */
 pgr_target pgr_target_inproc(pgr_inproc *in, const pgr_scenario *sc, const pgr_variant *v);
 
+/* The program target (target_program.c): each request runs cmd once, its statements coming
+ * through the proxy listener port_of(port_ctx, session index) under host (a socket
+ * directory). See target_program.c for the environment and the answer protocol. */
+typedef struct pgr_program {
+    const char *name;                /* the variant (the client's name), for messages */
+    const char *cmd;                 /* run by /bin/sh -c, KEY SESSION CASE appended */
+    const char *host;                /* PGHOST: the proxy's socket directory */
+    int (*port_of)(void *port_ctx, int session);
+    int (*sync)(void *port_ctx, int session, double wait_s);   /* pgr_proxy_sync; NULL none */
+    void *port_ctx;
+    char dbname[128], user[128];
+    const char *password;            /* the DSN's, passed as PGPASSWORD (never printed); NULL none */
+    char schema[64];
+    pgr_isolation iso;
+    double timeout_s;                /* the program must exit within this (0: 30 s) */
+    volatile int *interrupted;
+} pgr_program;
+
+pgr_target pgr_target_program(pgr_program *p);
+
 #endif
