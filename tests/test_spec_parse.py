@@ -236,7 +236,7 @@ ERRORS = [
     ("session s1\nstep a { x }\nsession s2\nstep b { y }\npermutation a(b)\n",
      "FILE:5:15: blocking step 'b' of step 'a' is not in this permutation"),
     ("session s1\nstep setup { x }\n", "FILE:2:6: expected a step name, got the reserved word 'setup' (quote it to use it as a name)"),
-    ("step a { x }\n", "FILE:1:1: expected setup, teardown, session, permutation, trial, variant, case, invariant or expect, got 'step'"),
+    ("step a { x }\n", "FILE:1:1: expected setup, teardown, session, permutation, trial, variant, client, case, invariant or expect, got 'step'"),
     ("session s1\nstep a { x }\npermutation\n", "FILE:4:1: expected a step name after 'permutation', got end of file"),
     ("setup { x }\nteardown { y }\nteardown { z }\n", "FILE:3:1: a second teardown block (a spec has at most one)"),
     ("trial { x }\ntrial { y }\n", "FILE:2:1: a second trial block (a spec has at most one)"),
