@@ -10,6 +10,7 @@
 #ifndef PGRACE_H
 #define PGRACE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -408,5 +409,8 @@ int64_t pgr_now_ns(void);
 void pgr_fmt_ll(char *buf, long long v);   /* buf >= 24 */
 /* Copy src (NULL: "") into dst of cap bytes, cut to fit, always terminated. */
 void pgr_copy_trunc(char *dst, size_t cap, const char *src);
+/* Block SIGINT, SIGTERM and SIGHUP in this thread (old: the mask to restore), so that a
+ * thread started now leaves them to the main thread, which handles them. */
+void pgr_block_run_signals(sigset_t *old);
 
 #endif

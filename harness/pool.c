@@ -196,12 +196,8 @@ static void *session_once(void *p)
  * (the coordinator handles them). 0, or -1 when not all could start. */
 static int start_threads(pgr_pool *pool, void *(*fn)(void *))
 {
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
+    sigset_t old;
+    pgr_block_run_signals(&old);
     for (pool->started = 0; pool->started < pool->nsessions; pool->started++)
         if (pthread_create(&pool->th[pool->started], NULL, fn, &pool->args[pool->started]) != 0) break;
     pthread_sigmask(SIG_SETMASK, &old, NULL);

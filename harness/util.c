@@ -1,6 +1,7 @@
 /* util.c — small utilities every part uses: the monotonic clock, number formatting, bounded copies. */
 #include "pgrace.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -24,4 +25,14 @@ void pgr_copy_trunc(char *dst, size_t cap, const char *src)
     if (n >= cap) n = cap - 1;
     memcpy(dst, src, n);
     dst[n] = '\0';
+}
+
+void pgr_block_run_signals(sigset_t *old)
+{
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, old);
 }

@@ -82,12 +82,8 @@ void pgr_watchdog_configure(volatile int *interrupted, double step_timeout_s)
 /* Start fn in a detached thread that takes none of the signals the main thread handles. */
 static int spawn_detached(void *(*fn)(void *), void *arg)
 {
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
+    sigset_t old;
+    pgr_block_run_signals(&old);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
