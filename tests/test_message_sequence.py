@@ -91,9 +91,11 @@ def test_seed_load_test_10_concurrent_sends(pgrace, tmp_path):
     assert_original_duplicates(r["original"])
     p = r["proposed"]
     assert_proposed_loses_messages(p, "23505")
-    # far from rare: most trials see a 23505, and a conflict needs a retry per loser
+    # far from rare: a conflict needs a retry per loser, and messages are lost in many
+    # trials (measured: 55-65% of trials on an idle machine, 20% under CI's load, where the
+    # release is less tight; the bound leaves room for that)
     assert p["sqlstates"]["23505"] > p["trials"] * 3
-    assert p["violations"] > p["trials"] // 5
+    assert p["violations"] > p["trials"] // 10
     assert_safe(r["recommended"], 150, 10)
 
 
