@@ -1,0 +1,145 @@
+// Seed 001, PR #15 "Atomic invite claim — prevents duplicate Submissions": the open-i9
+// route POST /api/submissions (Next.js + Prisma) as a plain Node server, its three forms
+// side by side under /original, /proposed and /recommended. pgrace starts one instance per
+// session and races them (examples/invite_claim/invite_claim.spec).
+//
+// The body is what the wizard posts: { inviteToken, name }. The answer carries the
+// Submission's id as `id`, as the PR's table shows ({ id, success: true[, idempotent] }).
+'use strict';
+
+const http = require('node:http');
+const { PrismaPg } = require('@prisma/adapter-pg');
+const { PrismaClient } = require('./generated');
+
+const adapter = new PrismaPg({ connectionString: process.env.DATABASE_URL },
+                             { schema: process.env.PGRACE_SCHEMA });
+const logQueries = Boolean(process.env.PRISMA_LOG_QUERIES);   // capture what Prisma sends
+const prisma = new PrismaClient({ adapter, log: logQueries ? [{ emit: 'event', level: 'query' }] : [] });
+if (logQueries) prisma.$on('query', (e) => process.stderr.write(`prisma:query ${e.query} ${e.params}\n`));
+
+// Before the PR: findUnique, then update and create, three autocommitted statements.
+// Two POSTs both read usedAt = null and both create a Submission.
+async function original({ inviteToken: token, name }) {
+  const now = new Date();
+  const invite = await prisma.invite.findUnique({ where: { token } });
+  if (!invite) return [400, { error: 'Invalid invite token' }];
+  if (invite.expiresAt <= now) return [410, { error: 'Invite has expired' }];
+  if (invite.usedAt) return [409, { error: 'Invite already used' }];
+  await prisma.invite.update({ where: { id: invite.id }, data: { usedAt: now } });
+  const submission = await prisma.submission.create({ data: { inviteId: invite.id, name } });
+  return [201, { id: submission.id, success: true }];
+}
+
+// The PR as merged: updateMany is the whole guard; count 0 looks up why. The claim commits
+// on its own, before the Submission exists: a duplicate arriving in between gets 409.
+async function proposed({ inviteToken: token, name }) {
+  const now = new Date();
+  const claim = await prisma.invite.updateMany({
+    where: { token, usedAt: null, expiresAt: { gt: now } },
+    data: { usedAt: now },
+  });
+
+  if (claim.count === 0) {
+    // Already used / expired / missing — look up the original Submission
+    const invite = await prisma.invite.findUnique({ where: { token } });
+    if (!invite) return [400, { error: 'Invalid invite token' }];
+    if (invite.expiresAt <= now) return [410, { error: 'Invite has expired' }];
+    const prior = await prisma.submission.findFirst({
+      where: { inviteId: invite.id }, orderBy: { id: 'asc' },
+    });
+    if (prior) return [200, { id: prior.id, success: true, idempotent: true }];
+    return [409, { error: 'Invite already used' }];
+  }
+
+  const submission = await prisma.submission.create({
+    data: { invite: { connect: { token } }, name },
+  });
+  return [201, { id: submission.id, success: true }];
+}
+
+// The claim and the Submission in one interactive transaction: the claim's row lock is held
+// until the Submission is committed, so a duplicate waits and then finds it. A unique index
+// on Submission.inviteId (the spec's variant setup) is the backstop. Under repeatable read
+// and serializable the duplicate's UPDATE fails with 40001: retry the whole transaction.
+async function recommended({ inviteToken: token, name }) {
+  return withRetry(() => prisma.$transaction(async (tx) => {
+    const now = new Date();
+    const [claimed] = await tx.invite.updateManyAndReturn({
+      where: { token, usedAt: null, expiresAt: { gt: now } },
+      data: { usedAt: now },
+      select: { id: true },
+    });
+    if (claimed) {
+      const submission = await tx.submission.create({ data: { inviteId: claimed.id, name } });
+      return [201, { id: submission.id, success: true }];
+    }
+    const invite = await tx.invite.findUnique({
+      where: { token },
+      select: { expiresAt: true, submissions: { select: { id: true }, orderBy: { id: 'asc' }, take: 1 } },
+    });
+    if (!invite) return [400, { error: 'Invalid invite token' }];
+    if (invite.expiresAt <= now) return [410, { error: 'Invite has expired' }];
+    const [prior] = invite.submissions;
+    if (prior) return [200, { id: prior.id, success: true, idempotent: true }];
+    return [409, { error: 'Invite already used' }];
+  }));
+}
+
+// Prisma reports 40001 as P2034; 40P01 reaches us as the driver's own code.
+function isRetryable(err) {
+  const cause = err?.meta?.driverAdapterError?.cause ?? err?.cause;
+  return err?.code === 'P2034' || cause?.originalCode === '40001' || cause?.originalCode === '40P01';
+}
+
+async function withRetry(attempt, attempts = 10) {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!isRetryable(err)) throw err;
+      if (i === attempts) return [503, { error: 'Too much contention, try again' }];
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * i));
+    }
+  }
+}
+
+const routes = {
+  '/original/api/submissions': original,
+  '/proposed/api/submissions': proposed,
+  '/recommended/api/submissions': recommended,
+};
+
+// Next.js answers an uncaught exception with 500; so does this server.
+const server = http.createServer(async (req, res) => {
+  let status = 500;
+  let body = { error: 'Internal Server Error' };
+  const handler = req.method === 'POST' ? routes[req.url] : undefined;
+  try {
+    if (!handler) [status, body] = [404, { error: 'Not found' }];
+    else [status, body] = await handler(JSON.parse(await readBody(req)));
+  } catch (err) {
+    process.stderr.write(`${req.url}: ${err.code ?? ''} ${String(err.message).trim().split('\n').pop()}\n`);
+  }
+  res.writeHead(status, { 'Content-Type': 'application/json' });
+  res.end(JSON.stringify(body));
+});
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => { data += chunk; });
+    req.on('end', () => resolve(data));
+    req.on('error', reject);
+  });
+}
+
+server.keepAliveTimeout = 120000;
+server.headersTimeout = 121000;
+server.listen(Number(process.env.PORT), '127.0.0.1');
+
+process.on('SIGTERM', () => {
+  server.close();
+  server.closeAllConnections();
+  prisma.$disconnect().finally(() => process.exit(0));
+});
