@@ -58,7 +58,7 @@ int pgr_run_cells(const pgr_cell *cells, int n, double budget_s, double seconds_
                                   .seconds = trials ? 0 : deadline ? budget_s : seconds_each, .deadline_ns = cell_end,
                                   .iso = cells[i].iso, .progress_s = pgr_cfg.progress, .quiet = pgr_cfg.quiet,
                                   .force_case = cells[i].force_case,
-                                  .min_trials = !deadline ? 0 : cells[i].trials ? cells[i].trials : cells[i].v->client ? 20 : PGR_MIN_STRESS_TRIALS,
+                                  .min_trials = !deadline ? 0 : cells[i].trials ? cells[i].trials : pgr_variant_wire(cells[i].v) ? 20 : PGR_MIN_STRESS_TRIALS,
                                   .fault = cells[i].fault,
                                   .seed = pgr_cfg.seed ? pgr_cfg.seed : 1, .step_timeout_s = pgr_cfg.step_timeout,
                                   .interrupted = &pgr_interrupted };
