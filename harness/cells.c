@@ -3,6 +3,7 @@
  * table and the JSON and reports they end in: what `stress` and `run` share.
  */
 #include "app.h"
+#include "model_table.h"
 #include "report.h"
 
 #include <limits.h>
@@ -113,6 +114,11 @@ int pgr_run_cells(const pgr_cell *cells, int n, double budget_s, double seconds_
             if (r->tally.half_committed)
                 printf("%-45s   %lld violations of \"%s\"\n", "", r->tally.half_committed, PGR_INV_ATOMIC_NAME);
         }
+    }
+    if (table) {
+        pgr_model_pair *pairs = calloc((size_t)(done ? done : 1), sizeof *pairs);
+        if (pairs) pgr_model_table_print(stdout, pairs, pgr_model_pairs(rs, done, pairs, done));
+        free(pairs);
     }
     if (json_path) {
         char err[PGR_ERRLEN];

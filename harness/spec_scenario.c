@@ -782,6 +782,13 @@ int pgr_spec_register(const char *path, const pgr_scenario **out, char *err, siz
                                 "an isolationtester spec alone runs with `pgrace isolation`");
         goto bad;
     }
+    if (sp->model && !pgr_find_scenario(sp->model)) {
+        char m[200];
+        snprintf(m, sizeof m, "%d:%d: model '%s': no such scenario (pgrace list shows them)", sp->model_pos.line,
+                 sp->model_pos.col, sp->model);
+        fail(err, errlen, path, m);
+        goto bad;
+    }
     if (pgr_find_scenario(sp->name)) {
         snprintf(err, errlen, "%s: a scenario named '%s' exists already (rename the file)", path, sp->name);
         goto bad;
