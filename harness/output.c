@@ -159,6 +159,10 @@ void pgr_print_result(FILE *f, pgr_result *r)
     fprintf(f, "\n  latency p50 %.0f us, p99 %.0f us; release skew p50 %.1f us, p99 %.1f us (%s release)\n",
             pgr_dist_pct(&r->latency, 50), pgr_dist_pct(&r->latency, 99),
             pgr_dist_pct(&r->skew, 50), pgr_dist_pct(&r->skew, 99), r->release ? r->release : "normal");
+    if (r->http_spread.n)
+        fprintf(f, "  HTTP last-byte spread p50 %.1f us, p99 %.1f us (the requests' final bytes, sent side; the "
+                "release skew above is their first statements' arrival at the proxy)\n",
+                pgr_dist_pct(&r->http_spread, 50), pgr_dist_pct(&r->http_spread, 99));
     if (r->tally.ncex) print_trace(f, r, &r->tally.cex[0]);
 }
 
@@ -246,6 +250,7 @@ static json_t *result_json(pgr_result *r)
     json_object_set_new(o, "cases", cases);
     json_object_set_new(o, "latency_us", dist_json(&r->latency));
     json_object_set_new(o, "release_skew_us", dist_json(&r->skew));
+    if (r->http_spread.n) json_object_set_new(o, "http_spread_us", dist_json(&r->http_spread));
     json_object_set_new(o, "release", json_string(r->release ? r->release : "normal"));
     json_object_set_new(o, "counterexamples", cex);
     if (r->mode == PGR_MODE_EXPLORE) {

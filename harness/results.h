@@ -91,6 +91,8 @@ typedef struct pgr_result {
     pgr_tally tally;
     pgr_dist latency;                /* per request, handler start to answer */
     pgr_dist skew;                   /* per trial, first send spread across sessions */
+    pgr_dist http_spread;            /* per trial, the spread of the HTTP requests' last bytes
+                                      * (http variants; empty otherwise) */
     pgr_verdict verdict;
     pgr_verdict expected;
     char error[PGR_ERRLEN];          /* harness error: the result is incomplete */
