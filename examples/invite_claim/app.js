@@ -136,6 +136,10 @@ function readBody(req) {
 
 server.keepAliveTimeout = 120000;
 server.headersTimeout = 121000;
+server.on('error', (err) => {   // e.g. EADDRINUSE: say so, pgrace shows the last line
+  process.stderr.write(`listen on 127.0.0.1:${process.env.PORT}: ${err.message}\n`);
+  process.exit(1);
+});
 server.listen(Number(process.env.PORT), '127.0.0.1');
 
 process.on('SIGTERM', () => {

@@ -1,0 +1,224 @@
+// Seed 004, WP-004 "Database Transaction Safety Implementation": its two SvelteKit routes
+// with Prisma 6.19 (driver adapter pg) as a plain Node server, each in three forms side by
+// side under /original, /proposed and /recommended:
+//   POST /VARIANT/api/identity/verify     identity_verify.spec (critical issue 1)
+//   POST /VARIANT/api/submissions/create  nullifier_submission.spec and
+//                                         idempotent_submission.spec (issues 2 and 3)
+// pgrace starts one instance per session and races them. The user comes from the session
+// cookie, as SvelteKit's hooks put it in locals; `throw error(409, ...)` answers 409 and an
+// uncaught exception 500, as SvelteKit does; `return json(...)` answers 200.
+'use strict';
+
+const http = require('node:http');
+const { PrismaPg } = require('@prisma/adapter-pg');
+const { PrismaClient } = require('./generated');
+
+const adapter = new PrismaPg({ connectionString: process.env.DATABASE_URL },
+                             { schema: process.env.PGRACE_SCHEMA });
+const logQueries = Boolean(process.env.PRISMA_LOG_QUERIES);   // capture what Prisma sends
+const prisma = new PrismaClient({ adapter, log: logQueries ? [{ emit: 'event', level: 'query' }] : [] });
+if (logQueries) prisma.$on('query', (e) => process.stderr.write(`prisma:query ${e.query} ${e.params}\n`));
+
+// SvelteKit's error(status, message): thrown, it becomes the answer.
+class HttpError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+const error = (status, message) => new HttpError(status, message);
+
+/* ---------------------------------------------------------------- identity/verify */
+
+// "Before": check, update, audit; three autocommitted statements.
+async function verifyOriginal(userId, { identityHash, method }) {
+  const existingUser = await prisma.user.findUnique({ where: { identity_hash: identityHash } });
+  if (existingUser && existingUser.id !== userId) throw error(409, 'Identity already verified');
+  await prisma.user.update({ where: { id: userId }, data: verifiedFields(identityHash, method) });
+  const audit = await prisma.verificationAudit.create({
+    data: { user_id: userId, status: 'success', method, identity_hash: identityHash },
+  });
+  return { success: true, auditId: audit.id };
+}
+
+// WP-004's fix as written: the same in $transaction (the database's default isolation);
+// the failure audit is created, then the throw rolls it back with the transaction.
+async function verifyProposed(userId, { identityHash, method }) {
+  return prisma.$transaction(async (tx) => {
+    // Check duplicate within transaction
+    const existingUser = await tx.user.findUnique({ where: { identity_hash: identityHash } });
+
+    if (existingUser && existingUser.id !== userId) {
+      await tx.verificationAudit.create({
+        data: { user_id: userId, status: 'failed', method, identity_hash: identityHash },
+      });
+      throw error(409, 'Identity already verified');
+    }
+
+    // Update user and create audit log atomically
+    await tx.user.update({ where: { id: userId }, data: verifiedFields(identityHash, method) });
+    const audit = await tx.verificationAudit.create({
+      data: { user_id: userId, status: 'success', method, identity_hash: identityHash },
+    });
+    return { success: true, auditId: audit.id };
+  });
+}
+
+// The check is the claim: updateMany WHERE identity_hash IS NULL, with the success audit in
+// one transaction. Another user holding the hash (P2002 on user_identity_hash_key) or no
+// row claimed (already verified) is a 409 whose failure audit is written after the
+// rollback, so it stays. 40001/40P01 retry the whole transaction.
+async function verifyRecommended(userId, { identityHash, method }) {
+  const outcome = await withRetry(async () => {
+    try {
+      return await prisma.$transaction(async (tx) => {
+        const claim = await tx.user.updateMany({
+          where: { id: userId, identity_hash: null },
+          data: verifiedFields(identityHash, method),
+        });
+        if (claim.count === 0) return 'conflict';
+        const audit = await tx.verificationAudit.create({
+          data: { user_id: userId, status: 'success', method, identity_hash: identityHash },
+        });
+        return { success: true, auditId: audit.id };
+      });
+    } catch (err) {
+      if (err?.code === 'P2002') return 'conflict';
+      throw err;
+    }
+  });
+  if (outcome !== 'conflict') return outcome;
+  await withRetry(() => prisma.verificationAudit.create({
+    data: { user_id: userId, status: 'failed', method, identity_hash: identityHash },
+  }));
+  throw error(409, 'Identity already verified');
+}
+
+function verifiedFields(identityHash, method) {
+  return { identity_hash: identityHash, is_verified: true, verified_at: new Date(), verification_method: method };
+}
+
+/* ---------------------------------------------------------------- submissions/create */
+
+// "Before": findFirst by nullifier, then create; two autocommitted statements.
+async function submitOriginal({ templateId, nullifier }) {
+  const existingSubmission = await prisma.submission.findFirst({ where: { nullifier } });
+  if (existingSubmission) throw error(409, 'Duplicate');
+  return prisma.submission.create({ data: { template_id: templateId, nullifier } });
+}
+
+// WP-004's fix as written: idempotency key, then nullifier, then create, in $transaction.
+async function submitProposed({ templateId, nullifier, idempotencyKey }) {
+  return prisma.$transaction(async (tx) => {
+    // Idempotency check
+    if (idempotencyKey) {
+      const existing = await tx.submission.findUnique({ where: { idempotency_key: idempotencyKey } });
+      if (existing) return existing;
+    }
+
+    // Nullifier check
+    const existingByNullifier = await tx.submission.findUnique({ where: { nullifier } });
+    if (existingByNullifier) throw error(409, 'Duplicate nullifier');
+
+    // Create submission
+    return tx.submission.create({
+      data: { template_id: templateId, nullifier, idempotency_key: idempotencyKey },
+    });
+  });
+}
+
+// The INSERT is the check: ON CONFLICT DO NOTHING RETURNING (Prisma's createManyAndReturn
+// with skipDuplicates). No row back: the key's submission (a retry, 200), else the
+// nullifier's (409); neither means the conflicting row rolled back: try again.
+async function submitRecommended({ templateId, nullifier, idempotencyKey }) {
+  return withRetry(async () => {
+    for (;;) {
+      const [created] = await prisma.submission.createManyAndReturn({
+        data: [{ template_id: templateId, nullifier, idempotency_key: idempotencyKey }],
+        skipDuplicates: true,
+      });
+      if (created) return created;
+      if (idempotencyKey) {
+        const existing = await prisma.submission.findUnique({ where: { idempotency_key: idempotencyKey } });
+        if (existing) return existing;
+      }
+      if (await prisma.submission.findUnique({ where: { nullifier } })) throw error(409, 'Duplicate nullifier');
+    }
+  });
+}
+
+/* ---------------------------------------------------------------- serving */
+
+// Prisma reports 40001 as P2034; 40P01 reaches us as the driver's own code.
+function isRetryable(err) {
+  const cause = err?.meta?.driverAdapterError?.cause ?? err?.cause;
+  return err?.code === 'P2034' || cause?.originalCode === '40001' || cause?.originalCode === '40P01';
+}
+
+async function withRetry(attempt, attempts = 10) {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!isRetryable(err)) throw err;
+      if (i === attempts) throw error(503, 'Too much contention, try again');
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * i));
+    }
+  }
+}
+
+// hooks.server.ts: the session cookie names the signed-in user.
+async function signedInUser(req) {
+  const sessionId = /(?:^|;\s*)session=([^;]*)/.exec(req.headers.cookie ?? '')?.[1];
+  const session = sessionId && await prisma.session.findUnique({ where: { id: sessionId } });
+  if (!session) throw error(401, 'Unauthorized');
+  return session.userId;
+}
+
+const verify = { original: verifyOriginal, proposed: verifyProposed, recommended: verifyRecommended };
+const submit = { original: submitOriginal, proposed: submitProposed, recommended: submitRecommended };
+
+async function route(req, body) {
+  const m = /^\/(original|proposed|recommended)(\/api\/identity\/verify|\/api\/submissions\/create)$/.exec(req.url);
+  if (!m || req.method !== 'POST') throw error(404, 'Not found');
+  if (m[2] === '/api/identity/verify') return verify[m[1]](await signedInUser(req), body);
+  return submit[m[1]](body);
+}
+
+const server = http.createServer(async (req, res) => {
+  let status = 200;
+  let answer;
+  try {
+    answer = await route(req, JSON.parse(await readBody(req)));
+  } catch (err) {
+    if (err instanceof HttpError) {
+      [status, answer] = [err.status, { message: err.message }];
+    } else {
+      [status, answer] = [500, { message: 'Internal Error' }];
+      process.stderr.write(`${req.url}: ${err.code ?? ''} ${String(err.message).trim().split('\n').pop()}\n`);
+    }
+  }
+  res.writeHead(status, { 'Content-Type': 'application/json' });
+  res.end(JSON.stringify(answer));
+});
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => { data += chunk; });
+    req.on('end', () => resolve(data));
+    req.on('error', reject);
+  });
+}
+
+server.keepAliveTimeout = 120000;
+server.headersTimeout = 121000;
+server.on('error', (err) => {   // e.g. EADDRINUSE: say so, pgrace shows the last line
+  process.stderr.write(`listen on 127.0.0.1:${process.env.PORT}: ${err.message}\n`);
+  process.exit(1);
+});
+server.listen(Number(process.env.PORT), '127.0.0.1');
+
+process.on('SIGTERM', () => {
+  server.close();
+  server.closeAllConnections();
+  prisma.$disconnect().finally(() => process.exit(0));
+});
