@@ -91,3 +91,12 @@ def test_wp004_explore_finds_the_races_at_2_sessions(pgrace, tmp_path, scenario)
     for name in ("original", "proposed"):
         assert res[name]["verdict"] == "race" and res[name]["matched"], res[name]
     assert res["recommended"]["verdict"] == "safe", res["recommended"]
+
+
+def test_wp004_audit_failure_rolls_back_in_the_fix_not_before(pgrace, tmp_path):
+    """WP-004's test 4: an error injected into VerificationAudit.create leaves the user
+    unverified under $transaction; before it, the user stays verified without an audit."""
+    res = stress8(pgrace, "examples/wp004/identity_audit_fault_prisma.spec", 5, tmp_path)
+    assert res["original"]["verdict"] == "race" and res["original"]["violations"] == 5
+    for name in ("proposed", "recommended"):
+        assert res[name]["verdict"] == "safe" and res[name]["sqlstates"].get("23514", 0) > 0, res[name]
