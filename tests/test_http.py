@@ -179,3 +179,23 @@ def test_run_puts_the_c_model_beside_the_real_stack(pgrace, tmp_path):
     html = (out / "index.html").read_text()
     assert "The C model against the real stack" in html
     assert "The C model against the real stack" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("build", ["pgrace-asan", "pgrace-tsan"])
+def test_sanitizer_builds_run_applications_clean(pgrace, build):
+    """The session threads, the last-byte release, the proxy's threads and the scheduler
+    around an application: no report from ASan+UBSan or TSan, under stress (with a fault),
+    explore, and an application that crashes."""
+    binary = ROOT / "bin" / build
+    for args, env, rc in [(["http", SPEC, "-c", 4, "-t", 30], {}, (0,)),
+                          (["http", f"{SPEC}/recommended", "-c", 2, "-t", 20, "--fault", "kill-backend"], {}, (0,)),
+                          (["explore", SPEC, "-c", 2], {}, (0,)),
+                          (["http", f"{SPEC}/proposed", "-c", 2, "-t", 5], {"MISBEHAVE": "crash"}, (2,))]:
+        e = pgrace.env()
+        e.update(env)
+        p = subprocess.run([str(binary), *map(str, args), "-q", "--dsn", pgrace.dsn], capture_output=True, text=True,
+                           timeout=300, env=e, cwd=ROOT)
+        assert p.returncode in rc, (args, p.returncode, p.stderr[-3000:])
+        for bad in ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "WARNING: ThreadSanitizer"):
+            assert bad not in p.stderr, (args, p.stderr[-3000:])
+    assert not app_processes()
