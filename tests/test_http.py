@@ -52,6 +52,9 @@ def test_pr15_409_found_over_http_at_8_sessions(pgrace, tmp_path):
     assert r["verdict"] == "race" and r["matched"]
     assert r["invariants"][INV_409] > 0 and r["invariants"][INV_ONE] == 0
     assert r["statuses"].get("409", 0) > 0 and r["statuses"]["201"] == 150
+    bodies = {(b["status"], b["body"]): b["answers"] for b in r["bodies"]}     # tallied by shape
+    assert bodies[(201, '{"submission":{"id":#}}')] == 150
+    assert bodies[(409, '{"error":"invite already used"}')] == r["statuses"]["409"]
     # the application's own statements are the trace: PR #15's claim, its lookups
     labels = {s["label"] for c in r["counterexamples"] for s in c["steps"]}
     assert any(l.startswith("UPDATE invite") for l in labels), labels
