@@ -98,6 +98,7 @@ const char pgr_usage_text[] =
     "                                SQLSTATE, rows, time\n"
     "  --fault KIND[@RATE]           each eligible statement gets the fault with probability RATE\n"
     "run options:\n"
+    "  -i, --isolation LEVEL         the matrix at this level only (default: all three)\n"
     "  --budget S                    seconds for the whole matrix, setup aside (default 150); a\n"
     "                                cell it cuts below its minimum is marked short. 0: no limit,\n"
     "                                every cell its minimum (300 trials, a fault cell's 100,\n"
@@ -218,6 +219,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         case 'i':
             if (pgr_isolation_parse(optarg, &c->iso) != 0)
                 return usage_error(err, errlen, "-i/--isolation must be read-committed, repeatable-read or serializable, got '%s'%s", optarg, "");
+            c->iso_given = true;
             break;
         case 'q': c->quiet = true; break;
         case 'h': return 1;

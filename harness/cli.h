@@ -28,6 +28,7 @@ typedef struct pgr_config {
     bool quiet;
     int sessions;
     bool sessions_given;         /* -c was given (proxy: listeners bound to sessions) */
+    bool iso_given;              /* -i was given (run: the matrix at that level only) */
     long long trials;
     double seconds;
     double budget;

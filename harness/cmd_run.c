@@ -142,6 +142,7 @@ int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *nce
         for (int j = 0; j < pgr_scenario_at(i)->nvariants; j++) {
             if (!wanted(pgr_scenario_at(i), j, only, only_v, ntargets)) continue;
             for (int iso = 0; iso < PGR_NISO; iso++) {
+                if (pgr_cfg.iso_given && iso != (int)pgr_cfg.iso) continue;
                 for (int c = 0; c < 2; c++)
                     cells[n++] = (pgr_cell){ pgr_scenario_at(i), &pgr_scenario_at(i)->variants[j], (pgr_isolation)iso,
                                          sessions[c], false, { 0 }, -1, 0 };

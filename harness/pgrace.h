@@ -123,6 +123,8 @@ typedef struct pgr_response {
     int status;                  /* 200, 201, 400, 409, 410, 500 ... */
     long long id;                /* id in the body (submission id, ...), -1 when none */
     char sqlstate[6];            /* for a 500: the uncaught SQLSTATE */
+    char body[80];               /* an HTTP answer's body, its shape: its start, printable, each
+                                  * number written '#' (http variants); "" none */
 } pgr_response;
 
 /* Result of one statement. Owned by the session; valid until its next pgr_exec. */

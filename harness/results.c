@@ -226,4 +226,18 @@ void pgr_account_trial(pgr_result *res, const pgr_trial *t)
         if (t->fault_retried[i]) res->tally.faults_retried++;
     }
     res->tally.case_trials[t->kase]++;
+    for (int i = 0; i < t->nsessions; i++) {
+        const pgr_response *a = &t->resp[i];
+        if (!a->body[0]) continue;
+        pgr_tally *ty = &res->tally;
+        int k = 0;
+        while (k < ty->nbodies && !(ty->bodies[k].status == a->status && strcmp(ty->bodies[k].body, a->body) == 0)) k++;
+        if (k == ty->nbodies) {
+            if (k == PGR_MAX_BODIES) { ty->bodies_other++; continue; }
+            ty->nbodies++;
+            ty->bodies[k].status = a->status;
+            snprintf(ty->bodies[k].body, sizeof ty->bodies[k].body, "%s", a->body);
+        }
+        ty->bodies[k].n++;
+    }
 }

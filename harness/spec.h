@@ -43,7 +43,7 @@
  *   REQUEST     := '{' METHOD /PATH NL (HEADER: VALUE NL)* (NL BODY)? '}'   an HTTP request
  *                  as a .http file writes it; braces inside the body (JSON) are matched, and
  *                  ignored inside its strings; :key, :session, :case substituted at send
- *   app         := 'app' '{' COMMAND '}'  how the application starts (app.c): one instance
+ *   app         := 'app' '{' COMMAND '}'  how the application starts (webapp.c): one instance
  *                  per session, PORT and DATABASE_URL (its session's proxy listener) set
  *   model       := 'model' NAME           the built-in scenario these variants model (by
  *                  variant name): `pgrace run` puts both side by side

@@ -748,13 +748,13 @@ static bool tchar(unsigned char c)           /* an HTTP token character (RFC 911
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-/* One line of a block: [a, e) without the line end; *next after it. */
+/* One line of a block: [a, e) without the line end and trailing blanks; *next after it. */
 static void next_line(const char *s, size_t a, size_t lim, size_t *e, size_t *next)
 {
     size_t i = a;
     while (i < lim && s[i] != '\n') i++;
     *next = i < lim ? i + 1 : i;
-    while (i > a && s[i - 1] == '\r') i--;
+    while (i > a && (s[i - 1] == '\r' || s[i - 1] == ' ' || s[i - 1] == '\t')) i--;
     *e = i;
 }
 

@@ -465,6 +465,7 @@ static int spec_prepare(pgr_batch *b)
         char *sql = trial_sql(x, &b->trials[i], b->err, sizeof b->err);
         if (!sql && b->err[0]) { free(all.p); return -1; }
         if (!sql) continue;
+        if (!sql[strspn(sql, " \t\r\n;")]) { free(sql); continue; }   /* `case x { }`: no row */
         int bad = put(&all, sql, strlen(sql)) || put(&all, ";\n", 2);
         free(sql);
         if (bad) { free(all.p); snprintf(b->err, sizeof b->err, "out of memory"); return -1; }

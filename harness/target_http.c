@@ -265,6 +265,19 @@ static int serve_http(void *ctx, pgr_session *s, pgr_request *req, pgr_response 
     }
     resp->status = a.status;
     resp->id = pgr_http_json_id(a.body, a.body_len, h->hv->id_path);
+    /* the body's shape, for the tally: its start, printable, every number as '#' (the ids
+     * differ from trial to trial; what the answer says does not) */
+    size_t o = 0;
+    for (size_t k = 0; k < a.body_len && o + 1 < sizeof resp->body; k++) {
+        unsigned char c = (unsigned char)a.body[k];
+        if (c >= '0' && c <= '9') {
+            while (k + 1 < a.body_len && a.body[k + 1] >= '0' && a.body[k + 1] <= '9') k++;
+            resp->body[o++] = '#';
+            continue;
+        }
+        resp->body[o++] = c >= 0x20 && c < 0x7f ? (char)c : c == '\n' || c == '\r' || c == '\t' ? ' ' : '?';
+    }
+    resp->body[o] = '\0';
     if (a.close) { close(fd); h->fd[i] = -1; }
     pgr_http_answer_free(&a);
     free(buf);
