@@ -90,15 +90,29 @@ asan: bin/pgrace-asan
 tsan: bin/pgrace-tsan
 sanitizers: asan tsan
 
-run: bin/pgrace
+# the seeds' own stacks (examples/): npm packages from the committed lockfile, then every
+# Prisma client generated from its schema (offline: engineType "client", a driver adapter)
+EXAMPLE_DEPS := examples/node_modules/.package-lock.json
+$(EXAMPLE_DEPS): examples/package.json examples/package-lock.json
+	cd examples && npm ci --no-audit --no-fund --loglevel=error
+EXAMPLES := examples/.generated
+$(EXAMPLES): $(EXAMPLE_DEPS) examples/generate.sh $(wildcard examples/*/schema.prisma)
+	sh examples/generate.sh
+	touch $@
+EXAMPLE_SPECS := $(sort $(wildcard examples/*/*.spec))
+
+# the matrix of every built-in scenario; then the seeds' own stacks beside their C models
+# (read committed, no faults: the C model against the real stack, out/real-stack/)
+run: bin/pgrace $(EXAMPLES)
 	bin/pgrace run --out out
+	bin/pgrace run $(foreach s,$(EXAMPLE_SPECS),--spec $(s)) -i read-committed --no-faults --out out/real-stack
 
 # node-postgres for the proxy's tests, from the committed lockfile
 NODE_DEPS := tests/node/node_modules/.package-lock.json
 $(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 
-test: bin/pgrace bin/pgrace-fixtures bin/spec_dump sanitizers fuzzers $(NODE_DEPS)
+test: bin/pgrace bin/pgrace-fixtures bin/spec_dump sanitizers fuzzers $(NODE_DEPS) $(EXAMPLES)
 	$(PYTHON) -m pytest -q tests
 
 bench: bin/pgrace
@@ -116,7 +130,7 @@ bench-proxy: bin/pgrace
 	$(PYTHON) bench/proxy_bench.py
 
 # the HTTP door: last-byte spread at 8 and 20 sessions, trials/s against in-process
-bench-http: bin/pgrace $(NODE_DEPS)
+bench-http: bin/pgrace $(NODE_DEPS) $(EXAMPLES)
 	$(PYTHON) bench/http_bench.py
 
 # PostgreSQL's isolation suite through pgrace isolation and through isolationtester itself

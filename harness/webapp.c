@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -44,18 +45,39 @@ static void pause_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* A port nobody listens on now (the kernel's choice). 0 on failure. */
+/* A port nobody listens on now, below the kernel's ephemeral range: a port the kernel hands
+ * out (bind to 0) may be taken again at once by any outgoing connection on this machine (the
+ * application's own, to the proxy), before the application binds it. Tried at random; the
+ * kernel's choice when none is free. 0 on failure. */
 static int free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return 0;
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    int port = 0;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
+    int lo = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d", &lo) != 1) lo = 32768;
+        fclose(f);
+    }
+    if (lo > 65535 || lo < 2048) lo = 32768;
+    static _Atomic unsigned seq;
+    unsigned r = (unsigned)getpid() * 2654435761u ^ (unsigned)pgr_now_ns() ^ (seq++ * 40503u);
+    for (int attempt = 0; attempt <= 64; attempt++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return 0;
+        int want = 0;                    /* the last attempt: the kernel's choice */
+        if (attempt < 64 && lo > 10000) {
+            r = r * 1103515245u + 12345u;
+            want = 10000 + (int)((r >> 8) % (unsigned)(lo - 10000));
+        }
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)want),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof a;
+        int port = 0;
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+            port = ntohs(a.sin_port);
+        close(fd);
+        if (port) return port;
+    }
+    return 0;
 }
 
 static bool listening(int port)

@@ -19,13 +19,11 @@ EXAMPLES = ROOT / "examples"
 INVITE = "examples/invite_claim/invite_claim_prisma.spec"
 WP004 = "examples/wp004/{}_prisma.spec"
 
-pytestmark = pytest.mark.skipif(not (EXAMPLES / "node_modules" / "@prisma" / "client").is_dir(),
-                                reason="examples/node_modules missing: cd examples && npm ci")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def prisma_clients():
     """The Makefile generates them; generate here only when one is missing or older than its schema."""
+    assert (EXAMPLES / "node_modules" / "@prisma" / "client").is_dir(), \
+        "examples/node_modules missing: `make test` installs it (cd examples && npm ci)"
     def stale(schema):
         client = schema.parent / "generated" / "index.js"
         return not client.exists() or client.stat().st_mtime < schema.stat().st_mtime
