@@ -418,22 +418,35 @@ pgr_fp pgr_fp_pending(fp_table *ft, int session, const char *sql)
         f.lock = t->write;                  /* releases its locks */
         f.read = t->read;
         if (st->kind == ST_COMMIT) f.pub = t->write;   /* its writes become visible */
-        if (ser && st->kind != ST_ROLLBACK_TO) f.flags |= FP_SER_END;
-        if (ser) f.flags |= FP_SER;
+        if (ser) {
+            f.flags |= FP_SER;
+            f.sread = t->read;
+            f.swrite = t->write;
+            if (st->kind != ST_ROLLBACK_TO && (t->read | t->write)) f.flags |= FP_SER_END;
+        }
         break;
     case ST_DML:
         f.lock = st->write;
         if (!t->in_txn) {                   /* autocommit: its own snapshot, visible at once */
             f.read = st->read;
             f.pub = st->write;
-            if (ser) f.flags |= FP_SER | FP_SER_END;
+            if (ser) {
+                f.flags |= FP_SER;
+                f.sread = st->read;
+                f.swrite = st->write;
+                if (st->read | st->write) f.flags |= FP_SER_END;
+            }
         } else {
             bool snap = iso >= PGR_RR && t->snap_pending;
             if (snap) f.flags |= FP_SNAP;
             /* a plain read inside a REPEATABLE READ transaction whose snapshot is taken sees
              * nothing another session does from now on */
             if (!(iso == PGR_RR && !snap && st->write == 0)) f.read = st->read;
-            if (ser) { f.flags |= FP_SER; f.read = st->read; }
+            if (ser) {
+                f.flags |= FP_SER;
+                f.sread = t->read | st->read;
+                f.swrite = t->write | st->write;
+            }
         }
         break;
     }
@@ -488,10 +501,12 @@ bool pgr_fp_dependent(const pgr_fp *a, const pgr_fp *b)
     if ((a->read & b->pub) || (b->read & a->pub)) return true;   /* one sees the other's commit */
     if (((a->flags & FP_SNAP) && b->pub) || ((b->flags & FP_SNAP) && a->pub)) return true;  /* the snapshot */
     if ((a->flags & FP_SER) && (b->flags & FP_SER)) {
-        /* SSI: predicate locks see a write of what was read whichever comes first, and
+        /* SSI: a transaction's predicate locks see another's write of what it read whichever
+         * comes first, the conflicts are flagged (and a pivot aborted) per transaction, and
          * which transaction aborts depends on the order of commits */
-        if ((a->read & b->lock) || (b->read & a->lock)) return true;
-        if ((a->flags | b->flags) & FP_SER_END) return true;
+        if ((a->sread & b->swrite) || (b->sread & a->swrite)) return true;
+        if ((a->flags & FP_SER_END) && (b->sread | b->swrite)) return true;
+        if ((b->flags & FP_SER_END) && (a->sread | a->swrite)) return true;
     }
     return false;
 }

@@ -31,6 +31,8 @@ typedef struct pgr_fp {
     uint64_t read;                  /* relations whose committed state it reads */
     uint64_t lock;                  /* relations it writes or locks (held until its transaction ends) */
     uint64_t pub;                   /* relations whose writes it makes visible (commit, autocommit) */
+    uint64_t sread, swrite;         /* SERIALIZABLE: its transaction's reads and writes so far,
+                                     * this step's included (SSI's conflicts are per transaction) */
     unsigned flags;                 /* FP_* */
 } pgr_fp;
 enum {
@@ -38,7 +40,8 @@ enum {
     FP_ALL = 2,                     /* unresolvable: dependent on every step but a no-op */
     FP_SNAP = 4,                    /* takes its transaction's snapshot (RR, SERIALIZABLE) */
     FP_SER = 8,                     /* in a SERIALIZABLE transaction (SSI's predicate locks) */
-    FP_SER_END = 16,                /* ends a SERIALIZABLE transaction (SSI may abort it or another) */
+    FP_SER_END = 16,                /* ends a SERIALIZABLE transaction that read or wrote something
+                                     * (SSI may abort it or another) */
 };
 typedef struct fp_table fp_table;   /* statements, relations and sessions' transactions */
 
