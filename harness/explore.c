@@ -276,8 +276,11 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
         return -1;
     }
 
-    x->reduction = o->reduction;
-    if (o->strategy == PGR_EXHAUSTIVE && o->reduction != PGR_POR_SLEEP && o->sessions <= PGR_MAX_EXPLORE_SESSIONS) {
+    /* DPOR follows each session's transaction from the statements it sees; a fault that
+     * takes a connection ends a transaction unseen, so with faults the search keeps sleep
+     * sets alone (or none) */
+    x->reduction = faults && o->reduction == PGR_POR_DPOR ? PGR_POR_SLEEP : o->reduction;
+    if (o->strategy == PGR_EXHAUSTIVE && x->reduction != PGR_POR_SLEEP && o->sessions <= PGR_MAX_EXPLORE_SESSIONS) {
         x->ft = pgr_fp_new(x->monitor, pgr_pool_schema(x->pool), o->iso);
         x->trace = calloc(1, sizeof *x->trace);
         if (!x->ft || !x->trace) {
@@ -286,7 +289,7 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
             pgr_explorer_free(x);
             return -1;
         }
-    } else if (o->strategy == PGR_EXHAUSTIVE && o->reduction == PGR_POR_DPOR) {
+    } else if (x->reduction == PGR_POR_DPOR) {
         x->reduction = PGR_POR_SLEEP;
     }
     static const char *const rnames[] = { "dpor", "sleep sets", "none" };

@@ -511,13 +511,3 @@ bool pgr_fp_dependent(const pgr_fp *a, const pgr_fp *b)
     return false;
 }
 
-/* DPOR_DEBUG: print each statement's analysis (development aid). */
-void pgr_fp_debug(const char *sql, const pgr_fp *f);
-void pgr_fp_debug(const char *sql, const pgr_fp *f)
-{
-    static int on = -1;
-    if (on < 0) on = getenv("DPOR_DEBUG") != NULL;
-    if (!on) return;
-    fprintf(stderr, "fp r=%llx l=%llx p=%llx f=%x  %.70s\n", (unsigned long long)f->read, (unsigned long long)f->lock,
-            (unsigned long long)f->pub, f->flags, sql);
-}

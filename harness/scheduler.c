@@ -13,10 +13,22 @@
  * it on a fresh trial re-creates the same interleaving (replay), which is what makes
  * exhaustive search, saved counterexamples and minimization possible.
  *
- * Strategies: exhaustive (stateless depth-first search with sleep sets: BEGIN commutes
- * with everything and two plain SELECTs commute, so orders that differ only there are
- * pruned), random (uniform among ready sessions), and PCT (random priorities with d-1
- * priority change points; finds a depth-d bug with probability >= 1/(n*k^(d-1))).
+ * Strategies: exhaustive (stateless depth-first search), random (uniform among ready
+ * sessions), and PCT (random priorities with d-1 priority change points; finds a depth-d
+ * bug with probability >= 1/(n*k^(d-1))).
+ *
+ * The exhaustive search reduces by default with dynamic partial-order reduction
+ * (Flanagan and Godefroid, POPL 2005) and sleep sets, on the dependency relation of
+ * footprint.c. While a schedule runs, the trace keeps each grant's footprint and a vector
+ * clock of happens-before; before each decision, every ready session's next step is
+ * checked against the trace for the last dependent step that does not happen before it (a
+ * race), and that step's decision gets the session in its backtrack set (or every session
+ * ready there, when it was not). Between schedules the search backtracks only to sessions
+ * in a backtrack set, not asleep, not done. It explores at least one schedule of every
+ * Mazurkiewicz trace (every class of schedules equal up to swapping adjacent independent
+ * steps), so it finds every violation a full search finds, given a sound relation.
+ * `--reduction sleep` keeps the old search (sleep sets alone, every step a conflict but
+ * BEGIN and plain SELECTs); `none` runs every interleaving.
  */
 #include "scheduler.h"
 
@@ -310,8 +322,6 @@ uint64_t pgr_sched_trace_hash(const explorer *x)
     return h;
 }
 
-void pgr_fp_debug(const char *sql, const pgr_fp *f);
-
 static int choose(explorer *x, sched_run *out, uint64_t ready, const unsigned char *kind, const pgr_fp *pend)
 {
     int g = out->n;
@@ -450,7 +460,6 @@ int pgr_sched_run(explorer *x, pgr_trial *t, sched_run *out, pgr_result *res)
         int c = choose(x, out, ready, kind, track ? pend : NULL);
         if (track) {
             pthread_mutex_lock(&x->mu);
-            pgr_fp_debug(x->pending_sql[c], &pend[c]);
             pgr_fp_granted(x->ft, c, x->pending_sql[c]);
             pthread_mutex_unlock(&x->mu);
             dpor_record(x, out->n, c, &pend[c]);
