@@ -106,7 +106,7 @@ def test_depth_benchmarks_need_their_sessions_and_are_found(pgrace, tmp_path):
         assert three[v]["verdict"] == "race" and three[v]["explore"]["complete"]
     assert three["recommended"]["verdict"] == "safe" and three["recommended"]["explore"]["complete"]
     # issue #16: 36,008 schedules in 152 s with sleep sets; the whole space now in seconds
-    assert three["proposed"]["schedules"] < 1000
+    assert three["proposed"]["schedules"] < 3000
     ro = ROOT / "bench/specs/readonly_anomaly.spec"
     for iso in ("read-committed", "repeatable-read"):
         by = {r["variant"]: r for r in explore(pgrace, ro, "-c", 3, "-i", iso, tmp_path=tmp_path)}
