@@ -34,7 +34,11 @@ struct fp_stmt {                    /* one statement text, analysed once per exp
     int kind;                       /* ST_* */
     uint64_t read, write;           /* relations read; written or locked (closed over FKs, sequences) */
     bool all;                       /* ST_DML that touches something unresolvable */
-    int iso;                        /* BEGIN/SET naming an isolation level: that level, else -1 */
+    bool chain;                     /* COMMIT/ROLLBACK AND CHAIN: a new transaction opens at once */
+    bool taints;                    /* changes how the session's later statements resolve (SET
+                                     * search_path or role, RESET ALL, DISCARD, a snapshot, any
+                                     * utility statement): they are all everything */
+    unsigned iso;                   /* BEGIN/SET naming isolation levels: their bits (1 << level) */
     struct fp_stmt *next;
 };
 
@@ -61,9 +65,11 @@ struct fp_table {
     int nbits;
     struct fp_txn {                 /* a session's transaction as its executed prefix shows it */
         bool in_txn, snap_pending, all;
+        bool tainted;               /* a statement changed how its later ones resolve */
         uint64_t read, write;
-        int iso;                    /* the session's isolation (raised, never lowered, by BEGIN/SET) */
-        int txn_iso;
+        unsigned iso;               /* the levels the session's transactions may run at (bits 1 <<
+                                     * level): its default, and every level a SET or BEGIN named */
+        unsigned txn_iso;           /* the levels the open transaction may run at */
     } tx[PGR_MAX_EXPLORE_SESSIONS];
 };
 
@@ -278,24 +284,27 @@ static void walk_node(walk *w, json_t *j, const char *key)
     }
 }
 
-static int iso_named(const char *sql)
+/* The isolation levels a statement names, as bits (1 << level); 0 none. */
+static unsigned iso_named(const char *sql)
 {
-    if (strcasestr(sql, "serializable")) return PGR_SER;
-    if (strcasestr(sql, "repeatable")) return PGR_RR;
-    return -1;
+    unsigned m = 0;
+    if (strcasestr(sql, "serializable")) m |= 1u << PGR_SER;
+    if (strcasestr(sql, "repeatable")) m |= 1u << PGR_RR;
+    if (strcasestr(sql, "committed")) m |= 1u << PGR_RC;       /* read committed, read uncommitted */
+    return m;
 }
 
 /* Analyse sql once: its kind and relation sets. */
 static void analyse(fp_table *ft, struct fp_stmt *st)
 {
     st->kind = ST_ALL;
-    st->iso = -1;
+    st->iso = 0;
     PgQueryParseResult pr = pg_query_parse(st->sql);
     json_t *root = pr.error ? NULL : json_loads(pr.parse_tree, 0, NULL);
     pg_query_free_parse_result(pr);
     if (!root) return;
     json_t *stmts = json_object_get(root, "stmts");
-    if (json_array_size(stmts) != 1) { json_decref(root); return; }
+    if (json_array_size(stmts) != 1) { st->taints = true; json_decref(root); return; }
     json_t *stmt = json_object_get(json_array_get(stmts, 0), "stmt");
     const char *top = NULL;
     json_t *body = NULL;
@@ -310,11 +319,20 @@ static void analyse(fp_table *ft, struct fp_stmt *st)
         else if (!strcmp(kind, "TRANS_STMT_ROLLBACK_TO")) st->kind = ST_ROLLBACK_TO;
         else if (!strcmp(kind, "TRANS_STMT_SAVEPOINT") || !strcmp(kind, "TRANS_STMT_RELEASE")) st->kind = ST_NOOP;
         /* PREPARE TRANSACTION and the rest: everything */
+        st->chain = json_is_true(json_object_get(body, "chain"));
         st->iso = iso_named(st->sql);
     } else if (!strcmp(top, "VariableSetStmt") || !strcmp(top, "VariableShowStmt")) {
         /* SET LOCAL/SESSION and SHOW: this session's settings only */
+        const char *name = json_string_value(json_object_get(body, "name"));
+        const char *kind = json_string_value(json_object_get(body, "kind"));
         st->kind = ST_NOOP;
         st->iso = iso_named(st->sql);
+        if ((kind && !strcmp(kind, "VAR_RESET_ALL")) ||
+            (name && (!strcasecmp(name, "search_path") || !strcasecmp(name, "role") ||
+                      !strcasecmp(name, "session_authorization") || strcasestr(name, "snapshot")))) {
+            st->kind = ST_ALL;
+            st->taints = true;
+        }
     } else if (!strcmp(top, "SelectStmt") || !strcmp(top, "InsertStmt") || !strcmp(top, "UpdateStmt") ||
                !strcmp(top, "DeleteStmt") || !strcmp(top, "MergeStmt")) {
         walk w = { .ft = ft };
@@ -343,6 +361,8 @@ static void analyse(fp_table *ft, struct fp_stmt *st)
             }
         }
         if (st->all) st->kind = ST_ALL;
+    } else {
+        st->taints = true;               /* DDL, DISCARD, DO, LOCK, CALL, ...: everything, and after */
     }
     json_decref(root);
 }
@@ -391,7 +411,7 @@ void pgr_fp_free(fp_table *ft)
 void pgr_fp_reset(fp_table *ft)
 {
     memset(ft->tx, 0, sizeof ft->tx);
-    for (int i = 0; i < PGR_MAX_EXPLORE_SESSIONS; i++) ft->tx[i].iso = ft->tx[i].txn_iso = (int)ft->iso;
+    for (int i = 0; i < PGR_MAX_EXPLORE_SESSIONS; i++) ft->tx[i].iso = ft->tx[i].txn_iso = 1u << ft->iso;
 }
 
 pgr_fp pgr_fp_pending(fp_table *ft, int session, const char *sql)
@@ -400,9 +420,13 @@ pgr_fp pgr_fp_pending(fp_table *ft, int session, const char *sql)
     struct fp_stmt *st = sql ? stmt_of(ft, sql) : NULL;
     if (!st || session >= PGR_MAX_EXPLORE_SESSIONS) { f.flags = FP_ALL; return f; }
     struct fp_txn *t = &ft->tx[session];
-    int iso = t->in_txn ? t->txn_iso : t->iso;
-    if (st->iso > iso) iso = st->iso;      /* BEGIN ISOLATION LEVEL ... for the transaction it opens */
-    bool ser = iso == PGR_SER;
+    if (t->tainted) { f.flags = FP_ALL; return f; }
+    /* the level is a set when a statement named another: every rule of each level applies,
+     * and the one rule that removes dependence (REPEATABLE READ's reads) only when sure */
+    unsigned iso = (t->in_txn ? t->txn_iso : t->iso) | st->iso;
+    bool ser = iso & (1u << PGR_SER);
+    bool snapshot_level = iso & (1u << PGR_RR | 1u << PGR_SER);
+    bool only_rr = iso == 1u << PGR_RR;
     switch (st->kind) {
     case ST_NOOP:
     case ST_BEGIN:
@@ -437,11 +461,11 @@ pgr_fp pgr_fp_pending(fp_table *ft, int session, const char *sql)
                 if (st->read | st->write) f.flags |= FP_SER_END;
             }
         } else {
-            bool snap = iso >= PGR_RR && t->snap_pending;
+            bool snap = snapshot_level && t->snap_pending;
             if (snap) f.flags |= FP_SNAP;
             /* a plain read inside a REPEATABLE READ transaction whose snapshot is taken sees
              * nothing another session does from now on */
-            if (!(iso == PGR_RR && !snap && st->write == 0)) f.read = st->read;
+            if (!(only_rr && !snap && st->write == 0)) f.read = st->read;
             if (ser) {
                 f.flags |= FP_SER;
                 f.sread = t->read | st->read;
@@ -458,25 +482,27 @@ void pgr_fp_granted(fp_table *ft, int session, const char *sql)
     struct fp_stmt *st = sql ? stmt_of(ft, sql) : NULL;
     if (session >= PGR_MAX_EXPLORE_SESSIONS) return;
     struct fp_txn *t = &ft->tx[session];
-    if (!st) { t->all = t->in_txn; return; }
+    if (!st) { t->all = t->in_txn; t->tainted = true; return; }
+    if (st->taints) t->tainted = true;
     switch (st->kind) {
     case ST_NOOP:
-        if (st->iso > t->iso) { t->iso = st->iso; }     /* SET [SESSION CHARACTERISTICS ...]: sticky, conservative */
-        if (st->iso > t->txn_iso) t->txn_iso = st->iso;
+        t->iso |= st->iso;                 /* SET ... ISOLATION: sticky for the session, conservative */
+        t->txn_iso |= st->iso;
         break;
     case ST_BEGIN:
         t->in_txn = true;
         t->snap_pending = true;
         t->all = false;
         t->read = t->write = 0;
-        t->txn_iso = st->iso > t->iso ? st->iso : t->iso;
+        t->txn_iso = t->iso | st->iso;
         break;
     case ST_COMMIT:
     case ST_ROLLBACK:
-        t->in_txn = false;
+        t->in_txn = st->chain;             /* AND CHAIN: the next one is open, its snapshot to come */
+        t->snap_pending = st->chain;
         t->all = false;
         t->read = t->write = 0;
-        t->txn_iso = t->iso;
+        if (!st->chain) t->txn_iso = t->iso;
         break;
     case ST_ROLLBACK_TO:
         break;
