@@ -58,6 +58,7 @@ struct fp_func { char name[130]; bool safe; struct fp_func *next; };
 
 struct fp_table {
     PGconn *conn;                   /* the explorer's monitor, search_path set to the run's schema */
+    bool broken;                    /* setting that search_path failed */
     pgr_isolation iso;
     struct fp_stmt *stmts[FP_HASH];
     struct fp_rel *rels;
@@ -82,10 +83,13 @@ static unsigned long hash_str(const char *s)
 
 /* ---- the catalog ---- */
 
+/* One catalog question on the monitor (under the watchdog); NULL when it failed. */
 static PGresult *ask(fp_table *ft, const char *sql, int n, const char *const *p)
 {
+    char err[PGR_ERRLEN];
+    pgr_call_begin(ft->conn, 0);
     PGresult *r = PQexecParams(ft->conn, sql, n, NULL, p, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) { PQclear(r); return NULL; }
+    if (pgr_call_end(ft->conn, err, sizeof err) != 0 || PQresultStatus(r) != PGRES_TUPLES_OK) { PQclear(r); return NULL; }
     return r;
 }
 
@@ -392,7 +396,11 @@ fp_table *pgr_fp_new(PGconn *monitor, const char *schema, pgr_isolation iso)
     ft->iso = iso;
     char sql[200];
     snprintf(sql, sizeof sql, "SET search_path = \"%s\"", schema);
+    char err[PGR_ERRLEN];
+    pgr_call_begin(monitor, 0);
     PGresult *r = PQexec(monitor, sql);
+    /* failed: names would resolve elsewhere, so every step is everything */
+    ft->broken = pgr_call_end(monitor, err, sizeof err) != 0 || PQresultStatus(r) != PGRES_COMMAND_OK;
     PQclear(r);
     pgr_fp_reset(ft);
     return ft;
@@ -418,7 +426,7 @@ pgr_fp pgr_fp_pending(fp_table *ft, int session, const char *sql)
 {
     pgr_fp f = { 0 };
     struct fp_stmt *st = sql ? stmt_of(ft, sql) : NULL;
-    if (!st || session >= PGR_MAX_EXPLORE_SESSIONS) { f.flags = FP_ALL; return f; }
+    if (!st || session >= PGR_MAX_EXPLORE_SESSIONS || ft->broken) { f.flags = FP_ALL; return f; }
     struct fp_txn *t = &ft->tx[session];
     if (t->tainted) { f.flags = FP_ALL; return f; }
     /* the level is a set when a statement named another: every rule of each level applies,
