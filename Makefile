@@ -11,7 +11,7 @@ WARN_ALL := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
 WARN     := $(WARN_ALL) -Wno-format-truncation
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -pthread $(WARN)
-LDLIBS   := -lpq -ljansson -lunistring -lm -pthread
+LDLIBS   := -lpq -lpg_query -ljansson -lunistring -lm -pthread
 PYTHON   := /usr/bin/python3
 
 SRC      := $(wildcard harness/*.c) $(wildcard scenarios/*.c) $(wildcard reports/*.c)

@@ -10,8 +10,15 @@
 4. The peer: PostgreSQL's isolationtester runs every permutation of invite_claim's
    original statements (static SQL: it cannot branch like a handler). Both run on the
    same server, and both figures are interleavings per second.
+5. Partial-order reduction: for every target, 2 sessions, every level, exhaustive, the
+   schedules explored with DPOR against today's sleep sets in the same run, and the
+   distinct Mazurkiewicz traces (--reduction none enumerates every interleaving; run with
+   --traces, it takes minutes).
+6. Depth: races that need 3 and 4 sessions (bench/specs/), schedules and seconds to the first
+   violation for exhaustive with DPOR, exhaustive with sleep sets alone, random and PCT; and
+   every seed variant exhaustive at 3 sessions with DPOR (the whole space, seconds each).
 
-Usage: bench/explore_bench.py [--isolationtester-rounds N]
+Usage: bench/explore_bench.py [--isolationtester-rounds N] [--only SECTIONS] [--traces]
 """
 import argparse
 import json
@@ -21,7 +28,16 @@ import statistics
 import subprocess
 import time
 
-from benchserver import BIN, kept_server, previous_build
+from benchserver import BIN, ROOT, kept_server, previous_build
+
+LEVELS = ("read-committed", "repeatable-read", "serializable")
+# (spec, variant, sessions, level): races that need a third or a fourth session
+DEPTH = [
+    ("bench/specs/coupon_limit2.spec", "proposed", 3, "read-committed"),
+    ("bench/specs/coupon_limit2.spec", "original", 3, "read-committed"),
+    ("bench/specs/readonly_anomaly.spec", "original", 3, "repeatable-read"),
+    ("bench/specs/coupon_limit3.spec", "proposed", 4, "read-committed"),
+]
 
 SPEC = """
 setup {
@@ -59,11 +75,115 @@ def targets():
     return [(r[0], r[1], r[2]) for r in rows]
 
 
+def explore(args, env, tmp):
+    """One variant's result (the first in the file)."""
+    return pgrace_json(["explore", *args, "-P", "0"], env, tmp)["results"][0]
+
+
+def por_counts(dsn, env, tmp, traces):
+    print("\npartial-order reduction, 2 sessions, exhaustive: schedules with DPOR / with sleep sets alone"
+          + (" / distinct Mazurkiewicz traces (every interleaving run)" if traces else ""))
+    print(f"  {'target':44} {'read committed':>22} {'repeatable read':>22} {'serializable':>22}")
+    same = True
+    totals = [0, 0]
+    for target, kind, expect in targets() + spec_targets():
+        cells = []
+        for iso in LEVELS:
+            d = explore([target, "-c", "2", "-i", iso, "--dsn", dsn], env, tmp)
+            sl = explore([target, "-c", "2", "-i", iso, "--reduction", "sleep", "--dsn", dsn], env, tmp)
+            same &= d["verdict"] == sl["verdict"]
+            totals[0] += d["schedules"]
+            totals[1] += sl["schedules"]
+            cell = f"{d['schedules']}/{sl['schedules']}"
+            if traces:
+                n = explore([target, "-c", "2", "-i", iso, "--reduction", "none", "--dsn", dsn], env, tmp)
+                cell += f"/{n['explore']['traces']}"
+                same &= n["verdict"] == d["verdict"]
+            if d["verdict"] != sl["verdict"]:
+                cell += " DIFFERS"
+            cells.append(cell)
+        name = target.replace(str(ROOT) + "/", "")
+        print(f"  {name:44} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22}")
+    print(f"  total: {totals[0]} schedules with DPOR, {totals[1]} with sleep sets; verdicts "
+          + ("identical in every cell" if same else "DIFFER (see above)"))
+
+
+def spec_targets():
+    out = []
+    for spec in sorted((ROOT / "specs").glob("*.spec")):
+        doc = subprocess.run([str(BIN), "list", str(spec)], capture_output=True, text=True).stdout
+        for line in doc.splitlines()[1:]:
+            f = line.split()
+            if f:
+                out.append((f"{spec}/{f[0].split('/')[-1]}", f[1], f[2]))
+    return out
+
+
+def depth(dsn, env, tmp):
+    print("\ndepth: races that need 3 and 4 sessions; schedules to the first violation (seconds to it, at the "
+          "run's rate); random and pct: median of 5 seeds, 500 schedules at most")
+    print(f"  {'target':40} {'c':>1} {'level':15} {'dpor':>16} {'sleep sets':>18} {'random':>16} {'pct d=3':>16}")
+    for spec, variant, c, iso in DEPTH:
+        target = f"{spec}/{variant}"
+        base = [str(ROOT / target), "-c", str(c), "-i", iso, "--dsn", dsn]
+        cells = []
+        for args in (["--reduction", "dpor", "--max-schedules", "2000"], ["--reduction", "sleep", "--max-schedules", "2000"]):
+            r = explore(base + args, env, tmp)
+            fv = r["explore"]["first_violation"]
+            sec = r["seconds"] * fv / r["schedules"] if fv else r["seconds"]
+            cells.append(f"{fv} ({sec:.2f} s)" if fv else f">{r['schedules']} ({sec:.0f} s)")
+        bound = ""
+        for strat in ("random", "pct"):
+            fvs, secs = [], []
+            for seed in range(1, 6):
+                extra = ["--depth", "3"] if strat == "pct" else []
+                r = explore(base + ["--strategy", strat, "--seed", str(seed), "--max-schedules", "500"] + extra, env, tmp)
+                fv = r["explore"]["first_violation"] or float("inf")
+                fvs.append(fv)
+                secs.append(r["seconds"] * fv / r["schedules"] if fv != float("inf") else float("inf"))
+                if strat == "pct":
+                    bound = r["explore"]["pct_bound"]
+            m, ms = statistics.median(fvs), statistics.median(secs)
+            cells.append(f"{m:g} ({ms:.2f} s)" if m != float("inf") else ">500")
+        print(f"  {target:40} {c:1d} {iso:15} {cells[0]:>16} {cells[1]:>18} {cells[2]:>16} {cells[3]:>16}"
+              f"   pct bound {bound:.2g}/schedule")
+    print("\nthe 3-session specs' whole space, every variant, exhaustive with DPOR")
+    for spec in sorted({d[0] for d in DEPTH if d[2] == 3}):
+        c = 3
+        iso = [d[3] for d in DEPTH if d[0] == spec][0]
+        doc = pgrace_json(["explore", str(ROOT / spec), "-c", str(c), "-i", iso, "--dsn", dsn, "-P", "0"], env, tmp)
+        for r in doc["results"]:
+            print(f"  {spec + '/' + r['variant']:52} {c} sessions {iso:15} {r['schedules']:6d} schedules "
+                  f"{r['seconds']:6.2f} s  {r['verdict']}")
+
+
+def seeds_at_3(dsn, env, tmp):
+    print("\nevery seed variant, 3 sessions, read committed, exhaustive with DPOR: the whole space (target < 30 s)")
+    for target, kind, expect in targets():
+        r = explore([target, "-c", "3", "--dsn", dsn], env, tmp)
+        e = r["explore"]
+        ok = e["complete"] and r["seconds"] < 30
+        print(f"  {target:40} {r['schedules']:7d} schedules {r['seconds']:7.2f} s  {r['verdict']:5} "
+              f"{'ok' if ok else 'MISSED'}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--isolationtester-rounds", type=int, default=20)
+    ap.add_argument("--only", default="classic,por,depth,seeds3",
+                    help="comma-separated sections: classic (1-4) por (5) depth seeds3 (6)")
+    ap.add_argument("--traces", action="store_true", help="also count the Mazurkiewicz traces (every interleaving)")
     a = ap.parse_args()
+    only = set(a.only.split(","))
     with kept_server() as (dsn, env, tmp):
+        if "por" in only:
+            por_counts(dsn, env, tmp, a.traces)
+        if "depth" in only:
+            depth(dsn, env, tmp)
+        if "seeds3" in only:
+            seeds_at_3(dsn, env, tmp)
+        if "classic" not in only:
+            return
         print("exhaustive, 2 sessions, read committed")
         print(f"  {'target':40} {'schedules':>9} {'first violation':>15} {'seconds':>8}  verdict")
         for target, kind, expect in targets():

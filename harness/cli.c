@@ -12,7 +12,7 @@
 
 enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
         OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS, OPT_STEP_TIMEOUT,
-        OPT_SPEC, OPT_EXPECTED, OPT_PORT, OPT_SOCKET_DIR, OPT_TRACE, OPT_CLIENT, OPT_APP };
+        OPT_SPEC, OPT_EXPECTED, OPT_PORT, OPT_SOCKET_DIR, OPT_TRACE, OPT_CLIENT, OPT_APP, OPT_REDUCTION };
 
 const pgr_command_spec pgr_commands[PGR_NCMDS] = {
     [PGR_CMD_LIST] = { "list", 0, INT_MAX, "" },
@@ -69,6 +69,8 @@ const char pgr_usage_text[] =
     "                                timeout-retry | kill-backend | error-at[:STEP] | lost-commit\n"
     "explore options (and -c, -i):\n"
     "  --strategy S                  exhaustive (default) | random | pct\n"
+    "  --reduction R                 exhaustive: dpor (default: partial-order reduction on\n"
+    "                                statements' footprints) | sleep (sleep sets alone) | none\n"
     "  --max-schedules N             stop after N schedules (default: exhaustive all, else 1000)\n"
     "  --seed S                      random/pct seed (default 1)\n"
     "  --depth D                     pct bug depth, 1..8 (default 2)\n"
@@ -183,6 +185,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         { "help", no_argument, NULL, 'h' }, { "json", required_argument, NULL, OPT_JSON },
         { "dsn", required_argument, NULL, OPT_DSN }, { "budget", required_argument, NULL, OPT_BUDGET },
         { "out", required_argument, NULL, OPT_OUT }, { "strategy", required_argument, NULL, OPT_STRATEGY },
+        { "reduction", required_argument, NULL, OPT_REDUCTION },
         { "max-schedules", required_argument, NULL, OPT_MAXSCHED }, { "seed", required_argument, NULL, OPT_SEED },
         { "depth", required_argument, NULL, OPT_DEPTH }, { "save", required_argument, NULL, OPT_SAVE },
         { "case", required_argument, NULL, OPT_CASE }, { "repeat", required_argument, NULL, OPT_REPEAT },
@@ -234,6 +237,12 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
             else if (strcmp(optarg, "random") == 0) c->strategy = PGR_RANDOM;
             else if (strcmp(optarg, "pct") == 0) c->strategy = PGR_PCT;
             else return usage_error(err, errlen, "--strategy must be exhaustive, random or pct, got '%s'%s", optarg, "");
+            break;
+        case OPT_REDUCTION:
+            if (strcmp(optarg, "dpor") == 0) c->reduction = PGR_POR_DPOR;
+            else if (strcmp(optarg, "sleep") == 0) c->reduction = PGR_POR_SLEEP;
+            else if (strcmp(optarg, "none") == 0) c->reduction = PGR_POR_NONE;
+            else return usage_error(err, errlen, "--reduction must be dpor, sleep or none, got '%s'%s", optarg, "");
             break;
         case OPT_MAXSCHED:
             if (parse_ll("--max-schedules", optarg, 1, 100000000LL, &v, err, errlen)) return -1;

@@ -35,6 +35,7 @@ typedef struct pgr_config {
     double progress;
     pgr_isolation iso;
     pgr_strategy strategy;       /* explore */
+    pgr_reduction reduction;     /* explore --strategy exhaustive */
     long long max_schedules;
     unsigned long long seed;
     int depth;

@@ -284,6 +284,7 @@ static int cmd_explore(char **pos, int npos)
     for (int j = 0; j < sc->nvariants && !pgr_interrupted; j++) {
         if (vi >= 0 && vi != j) continue;
         pgr_explore_opts o = { .sessions = pgr_cfg.sessions, .iso = pgr_cfg.iso, .strategy = pgr_cfg.strategy,
+                                .reduction = pgr_cfg.reduction,
                                .max_schedules = pgr_cfg.max_schedules, .seed = pgr_cfg.seed, .depth = pgr_cfg.depth,
                                .force_case = kase, .save_dir = pgr_cfg.save_dir, .max_saves = 5, .fault = pgr_cfg.fault,
                                .step_timeout_s = pgr_cfg.step_timeout,

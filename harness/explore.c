@@ -42,7 +42,37 @@ typedef struct search_pos {
     bool dfs_started;
     const pgr_fault_at *sites;
     int nsites, fidx;
+    uint64_t *traces;               /* the Mazurkiewicz traces seen (hash set of canonical forms) */
+    size_t ntraces, cap;
 } search_pos;
+
+/* Add a trace's hash to the set; true when it is new (or the set cannot grow). */
+static bool traces_add(search_pos *sp, uint64_t h)
+{
+    if (h == 0) h = 1;
+    if (2 * (sp->ntraces + 1) > sp->cap) {
+        size_t ncap = sp->cap ? 2 * sp->cap : 1024;
+        uint64_t *nt = calloc(ncap, sizeof *nt);
+        if (!nt) return true;
+        for (size_t i = 0; i < sp->cap; i++) {
+            if (!sp->traces[i]) continue;
+            size_t k = sp->traces[i] & (ncap - 1);
+            while (nt[k]) k = (k + 1) & (ncap - 1);
+            nt[k] = sp->traces[i];
+        }
+        free(sp->traces);
+        sp->traces = nt;
+        sp->cap = ncap;
+    }
+    size_t k = h & (sp->cap - 1);
+    while (sp->traces[k]) {
+        if (sp->traces[k] == h) return false;
+        k = (k + 1) & (sp->cap - 1);
+    }
+    sp->traces[k] = h;
+    sp->ntraces++;
+    return true;
+}
 
 /* Exhaustive: set x up for the next schedule of the depth-first search; false when the
  * whole space (every fault site's) was explored. */
@@ -53,7 +83,8 @@ static bool dfs_next(explorer *x, search_pos *sp)
         int d = x->nstack - 1;
         for (; d >= 0; d--) {
             node *nd = &x->stack[d];
-            uint64_t alt = nd->ready & ~nd->sleep & ~nd->done;
+            uint64_t cand = x->reduction == PGR_POR_DPOR ? nd->backtrack : nd->ready;
+            uint64_t alt = cand & nd->ready & ~nd->sleep & ~nd->done;
             if (alt) {
                 nd->chosen = pgr_sched_lowest(alt);
                 nd->done |= 1ULL << nd->chosen;
@@ -107,6 +138,7 @@ static int run_batch(explorer *x, const pgr_explore_opts *o, int kase, int nb, l
         x->forced = NULL;
         x->nforced = 0;
         if (o->strategy == PGR_EXHAUSTIVE && sr->pruned) res->ex.pruned++;
+        if (x->trace && !sr->pruned && sr->diverged_at < 0 && traces_add(sp, pgr_sched_trace_hash(x))) res->ex.traces++;
         if (sr->n > res->ex.max_steps) res->ex.max_steps = sr->n;
         if (sr->n > x->k_estimate) x->k_estimate = sr->n;
         pgr_account_trial(res, &b.trials[ran]);
@@ -248,6 +280,26 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
     if (shifted.deadline_ns > 0) shifted.deadline_ns += pgr_now_ns() - t_open;
     o = &shifted;
 
+    /* DPOR follows each session's transaction from the statements it sees; a fault that
+     * takes a connection ends a transaction unseen, so with faults the search keeps sleep
+     * sets alone (or none) */
+    x->reduction = faults && o->reduction == PGR_POR_DPOR ? PGR_POR_SLEEP : o->reduction;
+    if (o->strategy == PGR_EXHAUSTIVE && x->reduction != PGR_POR_SLEEP && o->sessions <= PGR_MAX_EXPLORE_SESSIONS) {
+        x->ft = pgr_fp_new(x->monitor, pgr_pool_schema(x->pool), o->iso);
+        x->trace = calloc(1, sizeof *x->trace);
+        if (!x->ft || !x->trace) {
+            snprintf(res->error, sizeof res->error, "out of memory");
+            pgr_explorer_close(x, res);
+            pgr_explorer_free(x);
+            return -1;
+        }
+    } else if (x->reduction == PGR_POR_DPOR) {
+        x->reduction = PGR_POR_SLEEP;
+    }
+    static const char *const rnames[] = { "dpor", "sleep sets", "none" };
+    res->ex.reduction = o->strategy == PGR_EXHAUSTIVE ? rnames[x->reduction] : "";
+    static pgr_fault_at sites[PGR_MAX_SESSIONS * PGR_MAX_STEPS * 2];
+    search_pos pos = { .dfs_started = false, .sites = NULL, .nsites = 0, .fidx = 0 };
     sched_run *runs = calloc(PGR_MAX_BATCH, sizeof *runs);
     sched_run *fails = calloc(PGR_MAX_INV, sizeof *fails);
     bool have_fail[PGR_MAX_INV] = { false };
@@ -263,8 +315,7 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
     bool finished = false;
     /* with a fault: every schedule fires it at one site; exhaustive explores every site's
      * interleavings in turn, random and pct pick a site per schedule */
-    static pgr_fault_at sites[PGR_MAX_SESSIONS * PGR_MAX_STEPS * 2];
-    search_pos pos = { .dfs_started = false, .sites = sites, .nsites = 0, .fidx = 0 };
+    pos.sites = sites;
     x->fat = (pgr_fault_at){ .session = -1 };
     if (faults) {
         pos.nsites = fault_sites(x, kase, &trial_no, res, sites, (int)(sizeof sites / sizeof sites[0]));
@@ -286,6 +337,7 @@ int pgr_explore(const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
     if (save_failures(x, dsn, sc, v, o, kase, fails, have_fail, minrun, &trial_no, res) != 0) goto out;
     rc = 0;
 out:
+    free(pos.traces);
     res->seconds = (double)(pgr_now_ns() - t_start) / 1e9;
     if (o->progress_s > 0 && !o->quiet && res->seconds > o->progress_s) fprintf(stderr, "\n");
     if (o->strategy == PGR_PCT) {

@@ -9,6 +9,10 @@
 #define PGR_MAX_SAVED 8             /* failing schedules one exploration keeps */
 
 typedef enum { PGR_EXHAUSTIVE, PGR_RANDOM, PGR_PCT } pgr_strategy;
+/* The exhaustive strategy's reduction: dynamic partial-order reduction with sleep sets on
+ * statements' footprints (footprint.c); sleep sets alone on the old relation (BEGIN commutes
+ * with everything, two plain SELECTs commute); none (every interleaving). */
+typedef enum { PGR_POR_DPOR, PGR_POR_SLEEP, PGR_POR_NONE } pgr_reduction;
 
 /* Where one fault fires in a schedule: a choice the explorer and the fuzzer make. */
 typedef struct pgr_fault_at {
@@ -22,6 +26,7 @@ typedef struct pgr_explore_opts {
     int sessions;
     pgr_isolation iso;
     pgr_strategy strategy;
+    pgr_reduction reduction;        /* exhaustive only (default dpor) */
     long long max_schedules;        /* 0 = exhaustive: no limit but a safety cap; others 1000 */
     unsigned long long seed;
     int depth;                      /* PCT bug depth d */

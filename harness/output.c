@@ -107,8 +107,12 @@ static void print_explore(FILE *f, pgr_result *r)
             r->sc->name, r->v->name, pgr_kind_name(r->v->kind), pgr_isolation_name(r->iso), r->sessions,
             e->strategy, e->schedules, e->complete ? " (the whole space)" : "", r->seconds,
             r->seconds > 0 ? (double)e->schedules / r->seconds : 0.0);
-    if (strcmp(e->strategy, "exhaustive") == 0)
-        fprintf(f, "  pruned %lld equivalent interleavings (sleep sets)\n", e->pruned);
+    if (strcmp(e->strategy, "exhaustive") == 0) {
+        fprintf(f, "  reduction: %s; %lld schedules cut short as equivalent (sleep sets)", e->reduction ? e->reduction : "",
+                e->pruned);
+        if (e->traces > 0) fprintf(f, "; %lld distinct Mazurkiewicz traces among the rest", e->traces);
+        fprintf(f, "\n");
+    }
     if (strcmp(e->strategy, "pct") == 0)
         fprintf(f, "  pct depth %d, k = %d steps: a depth-%d bug is found with probability >= 1/(n*k^(d-1)) = %.3g per schedule\n",
                 e->depth, e->max_steps, e->depth, e->pct_bound);
@@ -269,8 +273,9 @@ static json_t *result_json(pgr_result *r)
         const pgr_explore_stats *e = &r->ex;
         json_t *saved = json_array();
         for (int i = 0; i < e->nsaved; i++) json_array_append_new(saved, json_string(e->saved[i]));
-        json_object_set_new(o, "explore", json_pack("{s:s, s:I, s:I, s:I, s:b, s:I, s:i, s:i, s:f, s:o, s:s}",
+        json_object_set_new(o, "explore", json_pack("{s:s, s:I, s:I, s:s, s:I, s:I, s:b, s:I, s:i, s:i, s:f, s:o, s:s}",
             "strategy", e->strategy, "schedules", (json_int_t)e->schedules, "pruned", (json_int_t)e->pruned,
+            "reduction", e->reduction ? e->reduction : "", "traces", (json_int_t)e->traces,
             "first_violation", (json_int_t)e->first_violation, "complete", e->complete,
             "seed", (json_int_t)e->seed, "depth", e->depth, "max_steps", e->max_steps,
             "pct_bound", e->pct_bound, "saved", saved, "minimal", e->minimal));

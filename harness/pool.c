@@ -396,6 +396,7 @@ void pgr_pool_close(pgr_pool *pool, pgr_result *res)
 }
 
 pgr_session *pgr_pool_session(pgr_pool *pool, int i) { return &pool->sess[i]; }
+const char *pgr_pool_schema(const pgr_pool *pool) { return pool->schema.name; }
 int pgr_pool_fault_sites(pgr_pool *pool) { return atomic_load(&pool->fault_sites); }
 
 /* Weighted, deterministic choice of the case for trial n. */

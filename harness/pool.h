@@ -26,6 +26,8 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
 /* Stop the threads, close connections, add statement counts to res, drop own schema. */
 void pgr_pool_close(pgr_pool *pool, pgr_result *res);
 pgr_session *pgr_pool_session(pgr_pool *pool, int i);
+/* The run's schema (the sessions' search_path). */
+const char *pgr_pool_schema(const pgr_pool *pool);
 /* The most eligible fault sites one request has passed so far (stress picks among them). */
 int pgr_pool_fault_sites(pgr_pool *pool);
 /* Set up trials first..first+n-1 (n <= PGR_MAX_BATCH) and insert their rows.

@@ -71,7 +71,10 @@ const char *pgr_mode_name(pgr_mode m);             /* "stress", "explore", ... *
 typedef struct pgr_explore_stats {  /* mode explore only */
     const char *strategy;            /* exhaustive | random | pct */
     long long schedules;             /* schedules run (== trials) */
-    long long pruned;                /* exhaustive: interleavings skipped as equivalent (sleep sets) */
+    long long pruned;                /* exhaustive: schedules cut short as equivalent (sleep sets) */
+    const char *reduction;           /* exhaustive: dpor | sleep sets | none; "" other strategies */
+    long long traces;                /* exhaustive (dpor, none): distinct Mazurkiewicz traces among the
+                                      * complete schedules run, under the footprint relation */
     long long first_violation;       /* 1-based schedule that first broke an invariant; 0 none */
     bool complete;                   /* exhaustive: the whole space was explored */
     unsigned long long seed;

@@ -13,10 +13,22 @@
  * it on a fresh trial re-creates the same interleaving (replay), which is what makes
  * exhaustive search, saved counterexamples and minimization possible.
  *
- * Strategies: exhaustive (stateless depth-first search with sleep sets: BEGIN commutes
- * with everything and two plain SELECTs commute, so orders that differ only there are
- * pruned), random (uniform among ready sessions), and PCT (random priorities with d-1
- * priority change points; finds a depth-d bug with probability >= 1/(n*k^(d-1))).
+ * Strategies: exhaustive (stateless depth-first search), random (uniform among ready
+ * sessions), and PCT (random priorities with d-1 priority change points; finds a depth-d
+ * bug with probability >= 1/(n*k^(d-1))).
+ *
+ * The exhaustive search reduces by default with dynamic partial-order reduction
+ * (Flanagan and Godefroid, POPL 2005) and sleep sets, on the dependency relation of
+ * footprint.c. While a schedule runs, the trace keeps each grant's footprint and a vector
+ * clock of happens-before; before each decision, every ready session's next step is
+ * checked against the trace for the last dependent step that does not happen before it (a
+ * race), and that step's decision gets the session in its backtrack set (or every session
+ * ready there, when it was not). Between schedules the search backtracks only to sessions
+ * in a backtrack set, not asleep, not done. It explores at least one schedule of every
+ * Mazurkiewicz trace (every class of schedules equal up to swapping adjacent independent
+ * steps), so it finds every violation a full search finds, given a sound relation.
+ * `--reduction sleep` keeps the old search (sleep sets alone, every step a conflict but
+ * BEGIN and plain SELECTs); `none` runs every interleaving.
  */
 #include "scheduler.h"
 
@@ -245,7 +257,72 @@ static void abort_trial(explorer *x)
 
 /* ---- choosing the next session ---- */
 
-static int choose(explorer *x, sched_run *out, uint64_t ready, const unsigned char *kind)
+/* DPOR (Flanagan and Godefroid's, with sleep sets): before decision g, for each ready
+ * session u, the last step of the schedule so far that is dependent with u's next step and
+ * does not happen before it is a race; u (or, when u could not run there, every session
+ * that could) must also be tried at that step's decision. */
+static void dpor_races(explorer *x, int g, uint64_t ready, const pgr_fp *pend)
+{
+    dpor_trace *tr = x->trace;
+    for (int u = 0; u < x->n; u++) {
+        if (!(ready >> u & 1)) continue;
+        for (int i = g - 1; i >= 0; i--) {
+            int s = tr->sess[i];
+            if (s == u || !pgr_fp_dependent(&tr->fp[i], &pend[u])) continue;
+            if (tr->last_vc[u][s] > i) continue;          /* i happens before u's next step */
+            if (i >= x->nstack) break;
+            node *ni = &x->stack[i];
+            ni->backtrack |= (ni->ready >> u & 1) ? 1ULL << u : ni->ready;
+            break;
+        }
+    }
+}
+
+/* Grant g went to session c, whose step has footprint fp: extend the trace's clocks. */
+static void dpor_record(explorer *x, int g, int c, const pgr_fp *fp)
+{
+    dpor_trace *tr = x->trace;
+    unsigned short vc[PGR_MAX_EXPLORE_SESSIONS];
+    memcpy(vc, tr->last_vc[c], sizeof vc);
+    for (int i = 0; i < g; i++) {
+        if (tr->sess[i] == c || !pgr_fp_dependent(&tr->fp[i], fp)) continue;
+        for (int k = 0; k < x->n; k++)
+            if (tr->vc[i][k] > vc[k]) vc[k] = tr->vc[i][k];
+    }
+    vc[c] = (unsigned short)(g + 1);
+    tr->sess[g] = c;
+    tr->fp[g] = *fp;
+    memcpy(tr->vc[g], vc, sizeof vc);
+    memcpy(tr->last_vc[c], vc, sizeof vc);
+    tr->n = g + 1;
+}
+
+uint64_t pgr_sched_trace_hash(const explorer *x)
+{
+    const dpor_trace *tr = x->trace;
+    bool picked[PGR_MAX_GRANTS] = { false };
+    uint64_t h = 1469598103934665603ULL;
+    for (int step = 0; step < tr->n; step++) {
+        /* the lowest session whose earliest unpicked step has every dependent step before it picked */
+        int pick = -1;
+        for (int s = 0; s < x->n && pick < 0; s++) {
+            int e = -1;
+            for (int i = 0; i < tr->n; i++)
+                if (!picked[i] && tr->sess[i] == s) { e = i; break; }
+            if (e < 0) continue;
+            bool free_ = true;
+            for (int j = 0; j < e && free_; j++)
+                if (!picked[j] && pgr_fp_dependent(&tr->fp[j], &tr->fp[e])) free_ = false;
+            if (free_) pick = e;
+        }
+        if (pick < 0) break;
+        picked[pick] = true;
+        h = (h ^ (uint64_t)(tr->sess[pick] + 1)) * 1099511628211ULL;
+    }
+    return h;
+}
+
+static int choose(explorer *x, sched_run *out, uint64_t ready, const unsigned char *kind, const pgr_fp *pend)
 {
     int g = out->n;
     if (x->bytes) {
@@ -275,12 +352,17 @@ static int choose(explorer *x, sched_run *out, uint64_t ready, const unsigned ch
         node *nd = &x->stack[g];
         nd->ready = ready;
         memcpy(nd->kind, kind, sizeof nd->kind);
+        if (pend) memcpy(nd->fp, pend, sizeof nd->fp);
         nd->sleep = 0;
-        if (g > 0) {
+        if (g > 0 && x->reduction != PGR_POR_NONE) {
             node *pa = &x->stack[g - 1];
             uint64_t cand = (pa->sleep | pa->done) & ~(1ULL << pa->chosen);
-            for (int u = 0; u < x->n; u++)
-                if ((cand >> u & 1) && independent(pa->kind[u], pa->kind[pa->chosen])) nd->sleep |= 1ULL << u;
+            for (int u = 0; u < x->n; u++) {
+                if (!(cand >> u & 1)) continue;
+                bool indep = x->reduction == PGR_POR_DPOR ? !pgr_fp_dependent(&pa->fp[u], &pa->fp[pa->chosen])
+                                                          : independent(pa->kind[u], pa->kind[pa->chosen]);
+                if (indep) nd->sleep |= 1ULL << u;
+            }
         }
         uint64_t awake = ready & ~nd->sleep;
         if (!awake) {                   /* every order from here was covered elsewhere */
@@ -290,6 +372,7 @@ static int choose(explorer *x, sched_run *out, uint64_t ready, const unsigned ch
         }
         nd->chosen = pgr_sched_lowest(awake);
         nd->done = 1ULL << nd->chosen;
+        nd->backtrack = nd->done;
         x->nstack = g + 1;
         return nd->chosen;
     }
@@ -347,6 +430,12 @@ int pgr_sched_run(explorer *x, pgr_trial *t, sched_run *out, pgr_result *res)
         t->fault_site[x->fat.session] = (short)x->fat.site;
         t->fault_applies[x->fat.session] = x->fat.applies;
     }
+    bool track = x->ft && x->trace && x->strategy == PGR_EXHAUSTIVE && !x->bytes && x->n <= PGR_MAX_EXPLORE_SESSIONS;
+    if (track) {
+        pgr_fp_reset(x->ft);
+        memset(x->trace->last_vc, 0, sizeof x->trace->last_vc);
+        x->trace->n = 0;
+    }
     if (pgr_pool_start(x->pool, t, res) != 0) return -1;
     char err[PGR_ERRLEN] = "";
     for (;;) {
@@ -354,16 +443,27 @@ int pgr_sched_run(explorer *x, pgr_trial *t, sched_run *out, pgr_result *res)
         uint64_t ready = 0;
         bool all_done = true;
         unsigned char kind[PGR_MAX_SESSIONS] = { 0 };
+        pgr_fp pend[PGR_MAX_EXPLORE_SESSIONS];
         pthread_mutex_lock(&x->mu);
         for (int i = 0; i < x->n; i++) {
             if (x->st[i] == SS_READY) { ready |= 1ULL << i; kind[i] = (unsigned char)pgr_sql_kind(x->pending_sql[i]); }
             if (x->st[i] != SS_DONE) all_done = false;
         }
+        if (track && ready)             /* parked sessions: their statements stay put */
+            for (int i = 0; i < x->n; i++)
+                if (ready >> i & 1) pend[i] = pgr_fp_pending(x->ft, i, x->pending_sql[i]);
         pthread_mutex_unlock(&x->mu);
         if (all_done) break;
         if (!ready) continue;                     /* only blocked sessions: quiesce waits */
         if (out->n == PGR_MAX_GRANTS) { snprintf(err, sizeof err, "schedule longer than %d statements", PGR_MAX_GRANTS); break; }
-        int c = choose(x, out, ready, kind);
+        if (track && x->reduction == PGR_POR_DPOR && !out->pruned && out->diverged_at < 0) dpor_races(x, out->n, ready, pend);
+        int c = choose(x, out, ready, kind, track ? pend : NULL);
+        if (track) {
+            pthread_mutex_lock(&x->mu);
+            pgr_fp_granted(x->ft, c, x->pending_sql[c]);
+            pthread_mutex_unlock(&x->mu);
+            dpor_record(x, out->n, c, &pend[c]);
+        }
         out->grants[out->n] = c;
         out->ready[out->n] = ready;
         pthread_mutex_lock(&x->mu);
@@ -409,6 +509,8 @@ void pgr_explorer_free(explorer *x)
 {
     if (!x) return;
     pgr_disconnect(x->monitor);
+    pgr_fp_free(x->ft);
+    free(x->trace);
     free(x->stack);
     free(x);
 }
@@ -450,6 +552,8 @@ void pgr_explorer_close(explorer *x, pgr_result *res)
     x->abort = true;
     for (int i = 0; i < PGR_MAX_SESSIONS; i++) pthread_cond_signal(&x->cv_s[i]);
     pthread_mutex_unlock(&x->mu);
+    pgr_fp_free(x->ft);
+    x->ft = NULL;
     pgr_disconnect(x->monitor);
     x->monitor = NULL;
     if (x->pool) { pgr_pool_close(x->pool, res); x->pool = NULL; }

@@ -24,11 +24,58 @@ typedef enum {
 
 enum { K_NOOP = PGR_SQL_NOOP, K_READ = PGR_SQL_READ, K_WRITE = PGR_SQL_WRITE };   /* for the independence relation */
 
+/* ---- the dependency relation (footprint.c) ---- */
+
+/* A step's footprint: sets of relations (bits of the explorer's fp_table). */
+typedef struct pgr_fp {
+    uint64_t read;                  /* relations whose committed state it reads */
+    uint64_t lock;                  /* relations it writes or locks (held until its transaction ends) */
+    uint64_t pub;                   /* relations whose writes it makes visible (commit, autocommit) */
+    uint64_t sread, swrite;         /* SERIALIZABLE: its transaction's reads and writes so far,
+                                     * this step's included (SSI's conflicts are per transaction) */
+    unsigned flags;                 /* FP_* */
+} pgr_fp;
+enum {
+    FP_NOOP = 1,                    /* BEGIN, SET, SAVEPOINT: commutes with every step */
+    FP_ALL = 2,                     /* unresolvable: dependent on every step but a no-op */
+    FP_SNAP = 4,                    /* takes its transaction's snapshot (RR, SERIALIZABLE) */
+    FP_SER = 8,                     /* in a SERIALIZABLE transaction (SSI's predicate locks) */
+    FP_SER_END = 16,                /* ends a SERIALIZABLE transaction that read or wrote something
+                                     * (SSI may abort it or another) */
+};
+typedef struct fp_table fp_table;   /* statements, relations and sessions' transactions */
+
+/* A table on the monitor connection (its search_path set to schema); NULL out of memory. */
+fp_table *pgr_fp_new(PGconn *monitor, const char *schema, pgr_isolation iso);
+void pgr_fp_free(fp_table *ft);
+/* Every session outside a transaction (a schedule starts). */
+void pgr_fp_reset(fp_table *ft);
+/* The footprint of session's next statement sql, were it granted now. A catalog question
+ * that fails makes it FP_ALL. */
+pgr_fp pgr_fp_pending(fp_table *ft, int session, const char *sql);
+/* Session's statement sql was granted: its transaction's state moves on. */
+void pgr_fp_granted(fp_table *ft, int session, const char *sql);
+/* May two steps of different sessions not commute? */
+bool pgr_fp_dependent(const pgr_fp *a, const pgr_fp *b);
+
 typedef struct node {               /* one decision of the depth-first search */
     uint64_t ready, sleep, done;
+    uint64_t backtrack;             /* DPOR: the sessions whose step must be tried here */
     int chosen;
-    unsigned char kind[PGR_MAX_SESSIONS];
+    unsigned char kind[PGR_MAX_SESSIONS];               /* sleep sets alone: the old relation */
+    pgr_fp fp[PGR_MAX_EXPLORE_SESSIONS];                /* DPOR: each ready session's next step */
 } node;
+
+/* The executed prefix of a schedule as DPOR sees it: each grant's session and footprint,
+ * and vector clocks of happens-before (grant index + 1 of the latest event of each session
+ * that precedes it; 0 none). */
+typedef struct dpor_trace {
+    int sess[PGR_MAX_GRANTS];
+    pgr_fp fp[PGR_MAX_GRANTS];
+    unsigned short vc[PGR_MAX_GRANTS][PGR_MAX_EXPLORE_SESSIONS];
+    unsigned short last_vc[PGR_MAX_EXPLORE_SESSIONS][PGR_MAX_EXPLORE_SESSIONS];
+    int n;
+} dpor_trace;
 
 typedef struct sched_run {          /* what one schedule did */
     int grants[PGR_MAX_GRANTS];     /* session granted, in order */
@@ -76,6 +123,9 @@ typedef struct explorer {
     int change_at[8];                           /* [choose] */
     node *stack;                                /* [choose] exhaustive; between schedules
                                                  * pgr_explore's DFS backtracks on it */
+    pgr_reduction reduction;                    /* [caller] exhaustive: dpor, sleep sets, none */
+    fp_table *ft;                               /* [life] footprints (exhaustive, not sleep) */
+    dpor_trace *trace;                          /* [choose] the schedule so far (when ft) */
     int nstack;                                 /* [choose], and pgr_explore's DFS */
     const uint8_t *bytes;                       /* [caller] fuzzing: decision g = bytes[g] among ready */
     size_t nbytes;
@@ -91,6 +141,9 @@ static inline int pgr_sched_lowest(uint64_t m) { return m ? __builtin_ctzll(m) :
 
 /* ---- the scheduler (scheduler.c) ---- */
 
+/* The canonical form of the last schedule's Mazurkiewicz trace under the dependency
+ * relation, hashed (equal for schedules that differ only in the order of independent steps). */
+uint64_t pgr_sched_trace_hash(const explorer *x);
 /* The next number of x's random stream (xorshift64*). */
 uint64_t pgr_sched_rnd(explorer *x);
 /* Run trial t under the scheduler. 0, or -1 with err (harness error). */

@@ -6,7 +6,7 @@ set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in gcc make clang libclang-rt-14-dev libpq-dev libjansson-dev libunistring-dev postgresql-15 \
+for p in gcc make clang libclang-rt-14-dev libpq-dev libpg-query-dev libjansson-dev libunistring-dev postgresql-15 \
          postgresql-client-15 python3-pytest python3-psycopg2 chromium "$@"; do
     have_pkg "$p" || need+=("$p")
 done
