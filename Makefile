@@ -21,7 +21,7 @@ LIB_SRC  := $(filter-out harness/main.c,$(SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=build/gcc/%.o)
 FUZZ_SECS ?= 60
 
-.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-spec bench-proxy bench-isolation clean
+.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-spec bench-proxy bench-isolation bench-http clean
 all: bin/pgrace
 
 deps:
@@ -114,6 +114,10 @@ bench-spec: bin/pgrace
 # pgbench through pgrace proxy (pass-through) against pgbench straight to the server
 bench-proxy: bin/pgrace
 	$(PYTHON) bench/proxy_bench.py
+
+# the HTTP door: last-byte spread at 8 and 20 sessions, trials/s against in-process
+bench-http: bin/pgrace $(NODE_DEPS)
+	$(PYTHON) bench/http_bench.py
 
 # PostgreSQL's isolation suite through pgrace isolation and through isolationtester itself
 # (installed by tools/deps.sh, at the server's version, when it is missing).

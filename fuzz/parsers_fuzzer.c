@@ -6,9 +6,10 @@
  * picks the parser; the rest is its input. Bad input must be an error, never a crash, a leak
  * or undefined behaviour (ASan+UBSan); an accepted payload must hold what the handlers rely
  * on; an accepted spec must be a tree whose every link resolves, and a refused one gets one
- * printable line.
+ * printable line; an application's HTTP answer (http.c).
  */
 #include "cli.h"
+#include "http.h"
 #include "spec.h"
 
 #include <errno.h>
@@ -187,7 +188,17 @@ static void fuzz_spec(const uint8_t *data, size_t size)
         }
     }
     for (int v = 0; v < s.nvariants; v++) {
-        SPEC_CHECK(s.variants[v].nsteps > 0, "a variant without steps");
+        const pgr_spec_variant *sv = &s.variants[v];
+        SPEC_CHECK(sv->nsteps > 0 || sv->client || sv->http, "a variant without steps");
+        SPEC_CHECK(!sv->client || (sv->client[0] && !strchr(sv->client, '\n')), "a client's command");
+        SPEC_CHECK(!sv->http || (sv->nrequests > 0 && sv->nsteps == 0), "an http variant's requests");
+        for (int k = 0; k < sv->nrequests; k++) {
+            const pgr_spec_request *rq = &sv->requests[k];
+            SPEC_CHECK(rq->method[0] && strlen(rq->method) <= 16 && rq->path[0] == '/' && !strpbrk(rq->path, " \t\r\n"),
+                       "a request line");
+            for (int hd = 0; hd < rq->nheaders; hd++)
+                SPEC_CHECK(strchr(rq->headers[hd], ':') && !strpbrk(rq->headers[hd], "\r\n"), "a header");
+        }
         for (int j = 0; j < s.variants[v].nsteps; j++) {
             const pgr_spec_hstep *hs = &s.variants[v].steps[j];
             check_name(hs->name);
@@ -222,7 +233,31 @@ static void fuzz_spec(const uint8_t *data, size_t size)
 
 /* PGRACE_FUZZ_PARSER=NAME sends every input to one parser (its first byte still read, so a
  * corpus means the same); unset: the first byte picks. */
-static const char *const PARSERS[] = { "schedule", "dsn", "names", "cli", "request", "spec" };
+/* An HTTP answer as an application sends it (http.c): parsed whole, then cut at every
+ * length, with and without the connection's end; an accepted answer's body lies inside the
+ * input (or is the dechunked copy), and its JSON id is read. */
+static void fuzz_http_answer(const char *text, size_t n)
+{
+    char err[200];
+    for (int eof = 0; eof < 2; eof++) {
+        pgr_http_answer a;
+        long r = pgr_http_parse_answer(text, n, eof, &a, err, sizeof err);
+        if (r > 0) {
+            if ((size_t)r > n || a.status < 100 || a.status > 599) abort();
+            if (!a.dechunked && a.body && (a.body < text || a.body + a.body_len > text + n)) abort();
+            pgr_http_json_id(a.body, a.body_len, "a.0.id");
+            pgr_http_answer_free(&a);
+        } else if (r < 0) {
+            assert_printable_line(err);
+        }
+    }
+    size_t cut = n / 2;                      /* a prefix: never more than it holds */
+    pgr_http_answer a;
+    long r = pgr_http_parse_answer(text, cut, false, &a, err, sizeof err);
+    if (r > 0) { if ((size_t)r > cut) abort(); pgr_http_answer_free(&a); }
+}
+
+static const char *const PARSERS[] = { "schedule", "dsn", "names", "cli", "request", "spec", "http" };
 static int forced = -1;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -282,6 +317,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 5:                                 /* a spec file */
         fuzz_spec((const uint8_t *)text, n);
+        break;
+    case 6:                                 /* an application's HTTP answer */
+        fuzz_http_answer(text, n);
         break;
     }
     free(z);

@@ -3,6 +3,7 @@
  * table and the JSON and reports they end in: what `stress` and `run` share.
  */
 #include "app.h"
+#include "model_table.h"
 #include "report.h"
 
 #include <limits.h>
@@ -58,7 +59,7 @@ int pgr_run_cells(const pgr_cell *cells, int n, double budget_s, double seconds_
                                   .seconds = trials ? 0 : deadline ? budget_s : seconds_each, .deadline_ns = cell_end,
                                   .iso = cells[i].iso, .progress_s = pgr_cfg.progress, .quiet = pgr_cfg.quiet,
                                   .force_case = cells[i].force_case,
-                                  .min_trials = !deadline ? 0 : cells[i].trials ? cells[i].trials : cells[i].v->client ? 20 : PGR_MIN_STRESS_TRIALS,
+                                  .min_trials = !deadline ? 0 : cells[i].trials ? cells[i].trials : pgr_variant_wire(cells[i].v) ? 20 : PGR_MIN_STRESS_TRIALS,
                                   .fault = cells[i].fault,
                                   .seed = pgr_cfg.seed ? pgr_cfg.seed : 1, .step_timeout_s = pgr_cfg.step_timeout,
                                   .interrupted = &pgr_interrupted };
@@ -113,6 +114,11 @@ int pgr_run_cells(const pgr_cell *cells, int n, double budget_s, double seconds_
             if (r->tally.half_committed)
                 printf("%-45s   %lld violations of \"%s\"\n", "", r->tally.half_committed, PGR_INV_ATOMIC_NAME);
         }
+    }
+    if (table) {
+        pgr_model_pair *pairs = calloc((size_t)(done ? done : 1), sizeof *pairs);
+        if (pairs) pgr_model_table_print(stdout, pairs, pgr_model_pairs(rs, done, pairs, done));
+        free(pairs);
     }
     if (json_path) {
         char err[PGR_ERRLEN];

@@ -12,7 +12,7 @@
 
 enum { OPT_JSON = 256, OPT_DSN, OPT_BUDGET, OPT_OUT, OPT_STRATEGY, OPT_MAXSCHED, OPT_SEED, OPT_DEPTH,
         OPT_SAVE, OPT_CASE, OPT_REPEAT, OPT_BASELINE, OPT_REGRESSIONS, OPT_FAULT, OPT_NO_FAULTS, OPT_STEP_TIMEOUT,
-        OPT_SPEC, OPT_EXPECTED, OPT_PORT, OPT_SOCKET_DIR, OPT_TRACE, OPT_CLIENT };
+        OPT_SPEC, OPT_EXPECTED, OPT_PORT, OPT_SOCKET_DIR, OPT_TRACE, OPT_CLIENT, OPT_APP };
 
 const pgr_command_spec pgr_commands[PGR_NCMDS] = {
     [PGR_CMD_LIST] = { "list", 0, INT_MAX, "" },
@@ -26,6 +26,7 @@ const pgr_command_spec pgr_commands[PGR_NCMDS] = {
     [PGR_CMD_ACCEPT] = { "accept", 1, 64, "accept needs one to 64 spec FILEs" },
     [PGR_CMD_ISOLATION] = { "isolation", 1, INT_MAX, "isolation needs at least one spec FILE" },
     [PGR_CMD_PROXY] = { "proxy", 0, 0, "proxy takes no arguments (options only)" },
+    [PGR_CMD_HTTP] = { "http", 1, 1, "http needs exactly one FILE.spec[/variant] with http variants" },
 };
 
 const char pgr_usage_text[] =
@@ -46,6 +47,9 @@ const char pgr_usage_text[] =
     "                                4xx, no statement and no row for every hostile one (-c, -i)\n"
     "  isolation FILE.spec...        run specs as PostgreSQL's isolationtester does, each in a fresh\n"
     "                                database, and print exactly what it prints\n"
+    "  http FILE.spec[/VARIANT]      stress a spec's http variants: N synchronized HTTP requests per\n"
+    "                                trial (last-byte sync) at the application, one instance per\n"
+    "                                session started with PORT and DATABASE_URL (stress options)\n"
     "  proxy                         a PostgreSQL protocol proxy: programs connect to it instead of\n"
     "                                the server, every statement is a step (pass-through) until\n"
     "                                SIGINT/SIGTERM; prints where to connect\n"
@@ -94,6 +98,7 @@ const char pgr_usage_text[] =
     "                                SQLSTATE, rows, time\n"
     "  --fault KIND[@RATE]           each eligible statement gets the fault with probability RATE\n"
     "run options:\n"
+    "  -i, --isolation LEVEL         the matrix at this level only (default: all three)\n"
     "  --budget S                    seconds for the whole matrix, setup aside (default 150); a\n"
     "                                cell it cuts below its minimum is marked short. 0: no limit,\n"
     "                                every cell its minimum (300 trials, a fault cell's 100,\n"
@@ -107,6 +112,9 @@ const char pgr_usage_text[] =
     "  --client [NAME=]CMD           a spec's variants are these programs (stress, explore, run,\n"
     "                                list; repeat for several, each NAME=CMD): each session runs CMD\n"
     "                                once per trial through the proxy (README: Race your own program)\n"
+    "  --app CMD                     the application a spec's http variants are sent to, instead of\n"
+    "                                its `app` item: started once per session with PORT and\n"
+    "                                DATABASE_URL set (README: Race your HTTP endpoint)\n"
     "common options:\n"
     "  --json FILE                   write the results as JSON (schema in README.md)\n"
     "  --dsn DSN                     use this server (or PGRACE_DSN); default: start a\n"
@@ -185,6 +193,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         { "expected", required_argument, NULL, OPT_EXPECTED },
         { "port", required_argument, NULL, OPT_PORT }, { "socket-dir", required_argument, NULL, OPT_SOCKET_DIR },
         { "trace", no_argument, NULL, OPT_TRACE }, { "client", required_argument, NULL, OPT_CLIENT },
+        { "app", required_argument, NULL, OPT_APP },
         { NULL, 0, NULL, 0 } };
     opterr = 0;
     optind = 0;                  /* GNU: start afresh (the parser may run more than once) */
@@ -210,6 +219,7 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
         case 'i':
             if (pgr_isolation_parse(optarg, &c->iso) != 0)
                 return usage_error(err, errlen, "-i/--isolation must be read-committed, repeatable-read or serializable, got '%s'%s", optarg, "");
+            c->iso_given = true;
             break;
         case 'q': c->quiet = true; break;
         case 'h': return 1;
@@ -254,6 +264,10 @@ int pgr_cli_parse(int argc, char **argv, pgr_config *c, int *npos, char ***pos, 
             if (c->nclients == (int)(sizeof c->clients / sizeof c->clients[0]))
                 return usage_error(err, errlen, "--client given more than %s times%s", "16", "");
             c->clients[c->nclients++] = optarg;
+            break;
+        case OPT_APP:
+            if (!*optarg) return usage_error(err, errlen, "--app needs a command%s%s", "", "");
+            c->app = optarg;
             break;
         case OPT_EXPECTED: c->expected = optarg; break;
         case OPT_PORT:

@@ -7,7 +7,7 @@
 /* The commands; pgr_commands[] says how many arguments each takes. */
 typedef enum {
     PGR_CMD_LIST, PGR_CMD_STRESS, PGR_CMD_RUN, PGR_CMD_CI, PGR_CMD_SERVER, PGR_CMD_EXPLORE, PGR_CMD_REPLAY,
-    PGR_CMD_PAYLOADS, PGR_CMD_ACCEPT, PGR_CMD_ISOLATION, PGR_CMD_PROXY, PGR_NCMDS
+    PGR_CMD_PAYLOADS, PGR_CMD_ACCEPT, PGR_CMD_ISOLATION, PGR_CMD_PROXY, PGR_CMD_HTTP, PGR_NCMDS
 } pgr_command;
 
 typedef struct pgr_command_spec {
@@ -28,6 +28,7 @@ typedef struct pgr_config {
     bool quiet;
     int sessions;
     bool sessions_given;         /* -c was given (proxy: listeners bound to sessions) */
+    bool iso_given;              /* -i was given (run: the matrix at that level only) */
     long long trials;
     double seconds;
     double budget;
@@ -53,6 +54,7 @@ typedef struct pgr_config {
     bool trace;                  /* proxy --trace: every step on stderr */
     const char *clients[16];     /* --client [NAME=]CMD: programs as a spec's variants */
     int nclients;
+    const char *app;             /* --app CMD: the application of a spec's http variants */
 } pgr_config;
 
 

@@ -4,6 +4,7 @@
  */
 #include "app.h"
 #include "explore.h"
+#include "spec_scenario.h"
 
 #include <errno.h>
 #include <glob.h>
@@ -120,6 +121,18 @@ int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *nce
     for (int t = 0; t < ntargets; t++)
         if (pgr_resolve_target(targets[t], &only[t], &only_v[t]) != 0) { free(targets); return -1; }
     free(targets);
+    /* a spec that models a C scenario runs beside it, variant by name: the model table */
+    for (int t = 0, n0 = ntargets; t < n0; t++) {
+        const pgr_spec *sp = pgr_spec_of(only[t]);
+        const pgr_scenario *m = sp && sp->model ? pgr_find_scenario(sp->model) : NULL;
+        for (int j = 0; m && j < m->nvariants && ntargets < 64; j++)
+            for (int k = 0; k < only[t]->nvariants; k++)
+                if ((only_v[t] < 0 || only_v[t] == k) && strcmp(only[t]->variants[k].name, m->variants[j].name) == 0 &&
+                    !wanted(m, j, only, only_v, ntargets)) {
+                    only[ntargets] = m;
+                    only_v[ntargets++] = j;
+                }
+    }
     int total = 0;
     for (int i = 0; i < pgr_scenario_count(); i++) total += pgr_scenario_at(i)->nvariants * (PGR_NISO * 3 + PGR_NFAULTS);
     pgr_cell *cells = calloc((size_t)total, sizeof *cells);
@@ -129,6 +142,7 @@ int pgr_matrix_cells(char **pos, int npos, bool faults, pgr_cell **out, int *nce
         for (int j = 0; j < pgr_scenario_at(i)->nvariants; j++) {
             if (!wanted(pgr_scenario_at(i), j, only, only_v, ntargets)) continue;
             for (int iso = 0; iso < PGR_NISO; iso++) {
+                if (pgr_cfg.iso_given && iso != (int)pgr_cfg.iso) continue;
                 for (int c = 0; c < 2; c++)
                     cells[n++] = (pgr_cell){ pgr_scenario_at(i), &pgr_scenario_at(i)->variants[j], (pgr_isolation)iso,
                                          sessions[c], false, { 0 }, -1, 0 };

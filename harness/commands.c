@@ -229,6 +229,38 @@ static int cmd_stress(char **pos, int npos)
     return pgr_run_cells(cells, n, 0, pgr_cfg.seconds, trials, pgr_cfg.json_path, NULL, false, NULL, NULL);
 }
 
+/* http FILE.spec[/VARIANT]: stress on the spec's http variants (every one, or the one named). */
+static int cmd_http(char **pos, int npos)
+{
+    (void)npos;
+    const pgr_scenario *sc;
+    int vi;
+    if (pgr_resolve_target(pos[0], &sc, &vi) != 0) return 2;
+    if (!pgr_spec_of(sc)) {
+        fprintf(stderr, "pgrace: http needs a spec file with http variants (FILE.spec[/VARIANT]), got the scenario '%s'\n",
+                sc->name);
+        return 2;
+    }
+    if (vi >= 0 && !sc->variants[vi].http) {
+        fprintf(stderr, "pgrace: %s: variant '%s' is not an http variant\n", pos[0], sc->variants[vi].name);
+        return 2;
+    }
+    int kase = pgr_case_option(sc);
+    if (kase == -2) return 2;
+    pgr_cell cells[16];
+    int n = 0;
+    for (int j = 0; j < sc->nvariants && n < 16; j++)
+        if ((vi < 0 || vi == j) && sc->variants[j].http)
+            cells[n++] = (pgr_cell){ sc, &sc->variants[j], pgr_cfg.iso, pgr_cfg.sessions, false, pgr_cfg.fault, kase, 0 };
+    if (n == 0) {
+        fprintf(stderr, "pgrace: %s has no http variant (`http NAME { METHOD /path ... }`)\n", pos[0]);
+        return 2;
+    }
+    long long trials = pgr_cfg.trials;
+    if (!trials && pgr_cfg.seconds <= 0) trials = 200;
+    return pgr_run_cells(cells, n, 0, pgr_cfg.seconds, trials, pgr_cfg.json_path, NULL, false, NULL, NULL);
+}
+
 static int cmd_explore(char **pos, int npos)
 {
     (void)npos;
@@ -426,7 +458,7 @@ static int (*const commands[PGR_NCMDS])(char **pos, int npos) = {
     [PGR_CMD_LIST] = cmd_list, [PGR_CMD_STRESS] = cmd_stress, [PGR_CMD_RUN] = pgr_cmd_run,
     [PGR_CMD_CI] = cmd_ci, [PGR_CMD_SERVER] = cmd_server, [PGR_CMD_EXPLORE] = cmd_explore,
     [PGR_CMD_REPLAY] = cmd_replay, [PGR_CMD_PAYLOADS] = cmd_payloads, [PGR_CMD_ACCEPT] = pgr_cmd_accept,
-    [PGR_CMD_ISOLATION] = pgr_cmd_isolation, [PGR_CMD_PROXY] = pgr_cmd_proxy,
+    [PGR_CMD_ISOLATION] = pgr_cmd_isolation, [PGR_CMD_PROXY] = pgr_cmd_proxy, [PGR_CMD_HTTP] = cmd_http,
 };
 
 int pgr_main(int argc, char **argv)
@@ -438,6 +470,7 @@ int pgr_main(int argc, char **argv)
     int prc = pgr_cli_parse(argc, argv, &pgr_cfg, &npos, &pos, err, sizeof err);
     if (prc == 1) { fputs(pgr_usage_text, stdout); return 0; }
     if (prc != 0) { fprintf(stderr, "pgrace: %s\n", err); return 2; }
+    if (pgr_cfg.app) pgr_spec_set_app(pgr_cfg.app);
     if (pgr_cfg.nclients > 0 && pgr_spec_set_clients(pgr_cfg.clients, pgr_cfg.nclients, err, sizeof err) != 0) {
         fprintf(stderr, "pgrace: %s\n", err);
         return 2;

@@ -153,12 +153,21 @@ void pgr_print_result(FILE *f, pgr_result *r)
                 r->trials, r->min_trials);
     print_faults(f, r);
     print_invariants_statuses(f, r);
-    fprintf(f, "  (%lld answers)\n  sqlstates:", status_total(&r->tally));
+    fprintf(f, "  (%lld answers)\n", status_total(&r->tally));
+    for (int i = 0; i < r->tally.nbodies; i++)
+        fprintf(f, "  %s %d %s x%lld\n", i == 0 ? "bodies:" : "       ", r->tally.bodies[i].status, r->tally.bodies[i].body,
+                r->tally.bodies[i].n);
+    if (r->tally.bodies_other) fprintf(f, "          (%lld answers with other bodies)\n", r->tally.bodies_other);
+    fprintf(f, "  sqlstates:");
     for (int i = 0; i < r->tally.nsqlstates; i++)
         fprintf(f, " %s x%lld", r->tally.sqlstates[i].code, r->tally.sqlstates[i].n);
     fprintf(f, "\n  latency p50 %.0f us, p99 %.0f us; release skew p50 %.1f us, p99 %.1f us (%s release)\n",
             pgr_dist_pct(&r->latency, 50), pgr_dist_pct(&r->latency, 99),
             pgr_dist_pct(&r->skew, 50), pgr_dist_pct(&r->skew, 99), r->release ? r->release : "normal");
+    if (r->http_spread.n)
+        fprintf(f, "  HTTP last-byte spread p50 %.1f us, p99 %.1f us (the requests' final bytes, sent side; the "
+                "release skew above is their first statements' arrival at the proxy)\n",
+                pgr_dist_pct(&r->http_spread, 50), pgr_dist_pct(&r->http_spread, 99));
     if (r->tally.ncex) print_trace(f, r, &r->tally.cex[0]);
 }
 
@@ -246,6 +255,14 @@ static json_t *result_json(pgr_result *r)
     json_object_set_new(o, "cases", cases);
     json_object_set_new(o, "latency_us", dist_json(&r->latency));
     json_object_set_new(o, "release_skew_us", dist_json(&r->skew));
+    if (r->http_spread.n) json_object_set_new(o, "http_spread_us", dist_json(&r->http_spread));
+    if (r->tally.nbodies) {
+        json_t *bodies = json_array();
+        for (int i = 0; i < r->tally.nbodies; i++)
+            json_array_append_new(bodies, json_pack("{s:i, s:s, s:I}", "status", r->tally.bodies[i].status, "body",
+                                                    r->tally.bodies[i].body, "answers", (json_int_t)r->tally.bodies[i].n));
+        json_object_set_new(o, "bodies", bodies);
+    }
     json_object_set_new(o, "release", json_string(r->release ? r->release : "normal"));
     json_object_set_new(o, "counterexamples", cex);
     if (r->mode == PGR_MODE_EXPLORE) {

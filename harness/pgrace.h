@@ -123,6 +123,8 @@ typedef struct pgr_response {
     int status;                  /* 200, 201, 400, 409, 410, 500 ... */
     long long id;                /* id in the body (submission id, ...), -1 when none */
     char sqlstate[6];            /* for a 500: the uncaught SQLSTATE */
+    char body[80];               /* an HTTP answer's body, its shape: its start, printable, each
+                                  * number written '#' (http variants); "" none */
 } pgr_response;
 
 /* Result of one statement. Owned by the session; valid until its next pgr_exec. */
@@ -161,6 +163,7 @@ typedef struct pgr_session {
     int attempt;                 /* [handler, or pgr_retry] current retry attempt */
     bool in_tx;                  /* [seam] inside BEGIN ... COMMIT/ROLLBACK */
     int64_t first_send_ns;       /* [seam] send time of this trial's first statement */
+    int64_t http_sent_ns;        /* [target_http] when the request's last byte was written */
 
     /* fault injection: [runner] arms one fault per request, [seam] fires it */
     const pgr_fault *fault;      /* [runner] the run's fault (NULL none) */
@@ -240,6 +243,7 @@ typedef struct pgr_trial {
     pgr_step *trace;             /* [nsessions][PGR_MAX_STEPS] */
     int nsteps[PGR_MAX_SESSIONS];
     int64_t first_send_ns[PGR_MAX_SESSIONS];   /* [runner] for the release skew */
+    int64_t http_sent_ns[PGR_MAX_SESSIONS];    /* [runner] an HTTP request's last byte: the spread */
     /* faults: the plan (set before the trial) and what happened */
     short fault_site[PGR_MAX_SESSIONS];        /* eligible site to fire at; -1 none */
     bool fault_applies[PGR_MAX_SESSIONS];      /* lost-commit: the commit goes through */
@@ -294,7 +298,29 @@ typedef struct pgr_variant {
     const char *client;          /* a program serves the requests, not handler: the command
                                   * (`client NAME { CMD }`, `--client NAME=CMD`); its sessions
                                   * come through the proxy (target_program.c). NULL: handler */
+    const struct pgr_http_variant *http;   /* an application serves them over HTTP
+                                  * (`http NAME { REQUEST }`, target_http.c); NULL: not */
 } pgr_variant;
+
+/* An HTTP variant's request template: :key, :session, :case are substituted at send. */
+typedef struct pgr_http_request {
+    const char *method, *path;
+    const char *const *headers;  /* "Name: value" */
+    int nheaders;
+    const char *body;            /* NULL: none */
+} pgr_http_request;
+
+/* An HTTP variant: the application (one instance per session, app.c) and its requests. */
+typedef struct pgr_http_variant {
+    const char *app;             /* the command that starts it (`app { CMD }`, --app CMD) */
+    const char *id_path;         /* the answer's id in its JSON body; NULL none */
+    const pgr_http_request *requests;      /* session i sends requests[i % nrequests] */
+    int nrequests;
+} pgr_http_variant;
+
+/* Served through the wire (a program, an application): its sessions' statements come
+ * through the proxy, not a connection of the pool's. */
+static inline bool pgr_variant_wire(const pgr_variant *v) { return v->client || v->http; }
 
 typedef struct pgr_case {
     const char *name;            /* "double_submit", "missing_invite", ... */

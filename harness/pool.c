@@ -14,6 +14,7 @@
 #include "runner.h"
 #include "seam.h"
 #include "target.h"
+#include "webapp.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -45,6 +46,8 @@ struct pgr_pool {
     pgr_proxy *proxy;                /* a program variant's (v->client): a listener per session */
     pgr_session *bound[PGR_MAX_SESSIONS];
     pgr_program program;             /* the program target's context */
+    pgr_webapp *app;                 /* an http variant's application, an instance per session */
+    pgr_http_target *http;           /* the HTTP target's context */
     /* stress with programs: the wire's release barrier. A program's first statement waits
      * until every session's program has reached its first statement (or finished), so the
      * programs race from there as C handlers do from the release, not from their start-up */
@@ -109,6 +112,7 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
     s->nsteps = 0;
     s->attempt = 0;
     s->first_send_ns = 0;
+    s->http_sent_ns = 0;
     t->fault_step[index] = -1;
     pgr_request req;
     memset(&req, 0, sizeof req);
@@ -158,6 +162,7 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
     t->sends[index] = sends;
     t->latency_ns[index] = pgr_now_ns() - t0;
     t->first_send_ns[index] = s->first_send_ns;
+    t->http_sent_ns[index] = s->http_sent_ns;
     t->nsteps[index] = s->nsteps;
     t->resp[index] = resp;
     if (s->gate && s->gate->done) s->gate->done(s->gate->ctx, s);
@@ -232,9 +237,9 @@ static void barrier_before(void *ctx, pgr_session *s, const pgr_step *st)
 static void barrier_after(void *ctx, pgr_session *s, const pgr_step *st) { (void)ctx; (void)s; (void)st; }
 static void barrier_done(void *ctx, pgr_session *s) { barrier_arrive(ctx, s->index, false); }
 
-/* A program variant: a proxy with a listener bound to each session, and the program target.
- * The admin connection says where (database, user, password) the programs connect. */
-static int open_program(pgr_pool *pool, const char *dsn, const pgr_variant *v, const pgr_pool_opts *o, pgr_result *res)
+/* A variant served through the wire (a program, an application): a proxy with a listener
+ * bound to each session. */
+static int open_proxy(pgr_pool *pool, const char *dsn, const pgr_pool_opts *o, pgr_result *res)
 {
     for (int i = 0; i < pool->nsessions; i++) pool->bound[i] = &pool->sess[i];
     double step = o->step_timeout_s > 0 ? o->step_timeout_s : 30;
@@ -246,20 +251,62 @@ static int open_program(pgr_pool *pool, const char *dsn, const pgr_variant *v, c
         snprintf(res->error, sizeof res->error, "cannot start the proxy");
         return -1;
     }
+    return 0;
+}
+
+/* Where a program or an application connects: the admin connection's database, user and
+ * password, the variant's schema, the cell's level (the port is each session's listener). */
+static pgr_client_env_opts client_env_of(pgr_pool *pool, const pgr_pool_opts *o)
+{
+    const char *pw = PQpass(pool->admin);
+    return (pgr_client_env_opts){ .host = pgr_proxy_socket_dir(pool->proxy), .dbname = PQdb(pool->admin),
+                                  .user = PQuser(pool->admin), .password = pw && pw[0] ? pw : NULL,
+                                  .schema = pool->schema.name, .iso = o->iso };
+}
+
+/* A program variant: the proxy, and the program target. */
+static int open_program(pgr_pool *pool, const char *dsn, const pgr_variant *v, const pgr_pool_opts *o, pgr_result *res)
+{
+    if (open_proxy(pool, dsn, o, res) != 0) return -1;
+    double step = o->step_timeout_s > 0 ? o->step_timeout_s : 30;
+    pgr_client_env_opts eo = client_env_of(pool, o);
     pgr_program *p = &pool->program;
-    *p = (pgr_program){ .name = v->name, .cmd = v->client, .host = pgr_proxy_socket_dir(pool->proxy),
+    *p = (pgr_program){ .name = v->name, .cmd = v->client, .host = eo.host,
                         .port_of = port_of, .sync = sync_of, .port_ctx = pool->proxy, .iso = o->iso, .timeout_s = step,
                         .interrupted = o->interrupted };
-    snprintf(p->dbname, sizeof p->dbname, "%s", PQdb(pool->admin));
-    snprintf(p->user, sizeof p->user, "%s", PQuser(pool->admin));
-    const char *pw = PQpass(pool->admin);
-    p->password = pw && pw[0] ? pw : NULL;
+    snprintf(p->dbname, sizeof p->dbname, "%s", eo.dbname);
+    snprintf(p->user, sizeof p->user, "%s", eo.user);
+    p->password = eo.password;
     snprintf(p->schema, sizeof p->schema, "%s", pool->schema.name);
     pool->target = pgr_target_program(p);
     if (!o->gate && pool->nsessions > 1) {
         pool->barrier = (pgr_gate_ops){ barrier_before, barrier_after, barrier_done, pool };
         for (int i = 0; i < pool->nsessions; i++) pool->sess[i].gate = &pool->barrier;
     }
+    return 0;
+}
+
+/* An http variant: the proxy, an instance of the application per session (listening before
+ * this returns), and the HTTP target, with last-byte sync under stress. */
+static int open_http(pgr_pool *pool, const char *dsn, const pgr_variant *v, const pgr_pool_opts *o, pgr_result *res)
+{
+    if (open_proxy(pool, dsn, o, res) != 0) return -1;
+    double step = o->step_timeout_s > 0 ? o->step_timeout_s : 30;
+    pgr_webapp_opts ao = { .cmd = v->http->app, .ninstances = pool->nsessions,
+                           .env = client_env_of(pool, o), .port_of = port_of, .port_ctx = pool->proxy,
+                           .ready_timeout_s = step, .interrupted = o->interrupted };
+    char err[PGR_ERRLEN - 64];
+    pool->app = pgr_webapp_start(&ao, err, sizeof err);
+    if (!pool->app) {
+        snprintf(res->error, sizeof res->error, "http variant '%s': %s", v->name, err);
+        return -1;
+    }
+    pgr_http_target_opts ho = { .v = v, .app = pool->app, .nsessions = pool->nsessions,
+                                .last_byte = !o->gate && pool->nsessions > 1, .sync = sync_of,
+                                .port_ctx = pool->proxy, .timeout_s = step, .interrupted = o->interrupted };
+    pool->http = pgr_http_target_new(&ho);
+    if (!pool->http) { snprintf(res->error, sizeof res->error, "out of memory"); return -1; }
+    pool->target = pgr_target_http(pool->http);
     return 0;
 }
 
@@ -271,7 +318,8 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
     pool->sc = sc;
     pool->v = v;
     pool->nsessions = o->sessions;
-    pool->realtime = o->realtime && !v->client;   /* a program's session thread only waits */
+    pool->realtime = o->realtime && !v->client;   /* a program's session thread only waits; an http one
+                                                   * writes every last byte (target_http.c) */
     pool->per_trial = o->thread_per_trial;
     pool->iso = o->iso;
     pool->fault = o->fault && o->fault->kind != PGR_FAULT_NONE ? o->fault : NULL;
@@ -299,13 +347,14 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
         s->ctx = v->ctx;
         s->fault = pool->fault;
         s->fault_site = -1;
-        if (v->client) continue;     /* the program's connections are the session's */
+        if (pgr_variant_wire(v)) continue;     /* the program's connections are the session's */
         s->conn = pgr_connect(dsn, res->error, sizeof res->error);
         if (!s->conn) goto fail;
         if (pgr_session_setup(s->conn, &pool->schema, o->iso, &s->backend_pid, res->error, sizeof res->error))
             goto fail;
     }
     if (v->client && open_program(pool, dsn, v, o, res) != 0) goto fail;
+    if (v->http && open_http(pool, dsn, v, o, res) != 0) goto fail;
 
     for (int i = 0; i < o->sessions; i++) pool->args[i] = (session_arg){ pool, i };
     if (pool->per_trial) return pool;
@@ -327,6 +376,8 @@ void pgr_pool_close(pgr_pool *pool, pgr_result *res)
         pgr_release_open(&pool->gate, 0);
         for (int i = 0; i < pool->started; i++) pthread_join(pool->th[i], NULL);
     }
+    pgr_http_target_free(pool->http);
+    pgr_webapp_stop(pool->app);                      /* before the proxy: its pool closes cleanly */
     if (pool->proxy) pgr_proxy_close(pool->proxy);   /* every program connection closed */
     for (int i = 0; i < pool->nsessions; i++) {
         pgr_session *s = &pool->sess[i];

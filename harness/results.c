@@ -87,7 +87,8 @@ void pgr_result_free(pgr_result *r)
     r->tally.ncex = 0;
     free(r->latency.v);
     free(r->skew.v);
-    r->latency.v = r->skew.v = NULL;
+    free(r->http_spread.v);
+    r->latency.v = r->skew.v = r->http_spread.v = NULL;
 }
 
 static int cex_from_trial(pgr_counterexample *c, const pgr_trial *tr)
@@ -198,8 +199,12 @@ void pgr_violation(pgr_batch *b, const pgr_trial *tc, int inv, const char *fmt, 
 
 void pgr_account_trial(pgr_result *res, const pgr_trial *t)
 {
-    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    int64_t lo = INT64_MAX, hi = INT64_MIN, hlo = INT64_MAX, hhi = INT64_MIN;
     for (int i = 0; i < t->nsessions; i++) {
+        if (t->http_sent_ns[i]) {
+            if (t->http_sent_ns[i] < hlo) hlo = t->http_sent_ns[i];
+            if (t->http_sent_ns[i] > hhi) hhi = t->http_sent_ns[i];
+        }
         int st = t->resp[i].status;
         if (st >= 0 && st < 600) res->tally.statuses[st]++;
         dist_add(&res->latency, (double)t->latency_ns[i] / 1000.0);
@@ -212,6 +217,7 @@ void pgr_account_trial(pgr_result *res, const pgr_trial *t)
             pgr_tally_sqlstate(&res->tally, PGR_TRACE_AT(t->trace, i, k)->sqlstate, 1);
     }
     if (hi >= lo && t->nsessions > 1) dist_add(&res->skew, (double)(hi - lo) / 1000.0);
+    if (hhi >= hlo && t->nsessions > 1) dist_add(&res->http_spread, (double)(hhi - hlo) / 1000.0);
     for (int i = 0; i < t->nsessions; i++) {
         if (t->fault_site[i] >= 0) res->tally.faults_armed++;
         if (t->fault_step[i] < 0) continue;
@@ -220,4 +226,18 @@ void pgr_account_trial(pgr_result *res, const pgr_trial *t)
         if (t->fault_retried[i]) res->tally.faults_retried++;
     }
     res->tally.case_trials[t->kase]++;
+    for (int i = 0; i < t->nsessions; i++) {
+        const pgr_response *a = &t->resp[i];
+        if (!a->body[0]) continue;
+        pgr_tally *ty = &res->tally;
+        int k = 0;
+        while (k < ty->nbodies && !(ty->bodies[k].status == a->status && strcmp(ty->bodies[k].body, a->body) == 0)) k++;
+        if (k == ty->nbodies) {
+            if (k == PGR_MAX_BODIES) { ty->bodies_other++; continue; }
+            ty->nbodies++;
+            ty->bodies[k].status = a->status;
+            snprintf(ty->bodies[k].body, sizeof ty->bodies[k].body, "%s", a->body);
+        }
+        ty->bodies[k].n++;
+    }
 }

@@ -34,6 +34,8 @@ typedef struct pgr_counterexample {
     bool fault_retried[PGR_MAX_SESSIONS];
 } pgr_counterexample;
 
+#define PGR_MAX_BODIES 12
+
 typedef struct pgr_tally {
     long long inv[PGR_MAX_INV];          /* violations per invariant */
     long long violated_trials;
@@ -51,6 +53,10 @@ typedef struct pgr_tally {
     long long unjudged;                  /* answer-invariant checks skipped: an answer was lost */
     pgr_counterexample cex[PGR_MAX_CEX];
     int ncex;
+    /* HTTP answers' bodies (http variants): each distinct (status, body start) and its count */
+    struct { int status; char body[80]; long long n; } bodies[PGR_MAX_BODIES];
+    int nbodies;
+    long long bodies_other;              /* answers past the first PGR_MAX_BODIES distinct ones */
 } pgr_tally;
 
 typedef struct pgr_dist {            /* samples in microseconds */
@@ -91,6 +97,8 @@ typedef struct pgr_result {
     pgr_tally tally;
     pgr_dist latency;                /* per request, handler start to answer */
     pgr_dist skew;                   /* per trial, first send spread across sessions */
+    pgr_dist http_spread;            /* per trial, the spread of the HTTP requests' last bytes
+                                      * (http variants; empty otherwise) */
     pgr_verdict verdict;
     pgr_verdict expected;
     char error[PGR_ERRLEN];          /* harness error: the result is incomplete */

@@ -422,7 +422,7 @@ int pgr_explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *sc,
     pgr_pool_opts po = { .sessions = sessions, .iso = iso, .realtime = false, .gate = &x->ops,
                          .thread_per_trial = per_trial, .fault = &x->fault, .step_timeout_s = x->step_timeout_s,
                          .interrupted = x->interrupted };
-    x->wire = v->client != NULL;
+    x->wire = pgr_variant_wire(v);
     x->pool = pgr_pool_open(dsn, sc, v, &po, res);
     if (!x->pool) return -1;
     x->monitor = pgr_connect(dsn, res->error, sizeof res->error);

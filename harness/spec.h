@@ -9,7 +9,8 @@
  *
  *   spec        := item*
  *   item        := 'setup' SQL | 'teardown' SQL | session | permutation
- *                | trial | variant | client | case | invariant | statuses | expect (pgrace)
+ *                | trial | variant | client | http | app | model | case | invariant | statuses
+ *                | expect (pgrace)
  *   session     := 'session' NAME '{'? ('setup' SQL)? step+ ('teardown' SQL)? '}'?
  *                  (isolationtester 15 takes `session s1 setup {..} step ..`; the braced
  *                  form, both braces or none, is pgrace's)
@@ -35,6 +36,17 @@
  *   client      := 'client' NAME ('kind' KIND)? '{' COMMAND '}'   a program is the variant:
  *                  run by /bin/sh once per request (target_program.c); no '}' in COMMAND
  *                  KIND := original | proposed | recommended
+ *   http        := 'http' NAME ('kind' KIND)? ('id' PATH)? ('setup' SQL)? REQUEST+
+ *                  a request to the application is the variant (target_http.c); session i
+ *                  sends REQUEST ((i-1) mod k)+1. PATH: a word or "quoted", dotted, into the
+ *                  answer's JSON body (`submission.id`, "items.0.id")
+ *   REQUEST     := '{' METHOD /PATH NL (HEADER: VALUE NL)* (NL BODY)? '}'   an HTTP request
+ *                  as a .http file writes it; braces inside the body (JSON) are matched, and
+ *                  ignored inside its strings; :key, :session, :case substituted at send
+ *   app         := 'app' '{' COMMAND '}'  how the application starts (webapp.c): one instance
+ *                  per session, PORT and DATABASE_URL (its session's proxy listener) set
+ *   model       := 'model' NAME           the built-in scenario these variants model (by
+ *                  variant name): `pgrace run` puts both side by side
  *   hstep       := 'step' NAME SQL rule*
  *   rule        := 'if' cond '->' outcome | '->' outcome
  *                  (a bare '->' follows success only: a failed step is taken by
@@ -148,6 +160,16 @@ typedef struct pgr_spec_hstep {
     pgr_spec_pos pos;
 } pgr_spec_hstep;
 
+/* One HTTP request of an http variant, placeholders (:key, :session, :case) unsubstituted. */
+typedef struct pgr_spec_request {
+    char *method;                    /* GET, POST, ... */
+    char *path;                      /* /..., no blank */
+    char **headers;                  /* "Name: value" */
+    int nheaders;
+    char *body;                      /* NULL: none */
+    pgr_spec_pos pos;
+} pgr_spec_request;
+
 typedef struct pgr_spec_variant {
     char *name;
     pgr_kind kind;                   /* default: original for the first, proposed between,
@@ -157,6 +179,10 @@ typedef struct pgr_spec_variant {
     pgr_spec_hstep *steps;
     int nsteps;
     char *client;                    /* `client NAME { CMD }`: a program serves it (no steps) */
+    bool http;                       /* `http NAME ... { REQUEST }`: the application serves it */
+    pgr_spec_request *requests;      /* http: session i sends requests[i % nrequests] */
+    int nrequests;
+    char *id_path;                   /* http: the answer's id in its JSON body; NULL none */
     pgr_spec_pos pos;
 } pgr_spec_variant;
 
@@ -213,6 +239,9 @@ typedef struct pgr_spec {
     int ninvariants;
     pgr_spec_expect *expects;
     int nexpects;
+    char *app;                       /* `app { CMD }`: starts the application; NULL none */
+    char *model;                     /* `model SCENARIO`; NULL none */
+    pgr_spec_pos app_pos, model_pos;
 } pgr_spec;
 
 /* Parse a spec from memory (path names it in errors). 0, or -1 with err as one line

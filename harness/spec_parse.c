@@ -13,8 +13,8 @@
  * pgrace's words (trial, variant, case, invariant, expect, kind, if, rows, ...) are not
  * reserved: they mean something only where the grammar expects them, so a PostgreSQL
  * spec with a step called `case` still parses. Two places need a rule to stay
- * unambiguous: a permutation ends at an item word (trial, variant, case, invariant,
- * expect) unless a step of that name was declared before it; an expect's trailing
+ * unambiguous: a permutation ends at an item word (trial, variant, client, http, app,
+ * model, case, invariant, expect) unless a step of that name was declared before it; an expect's trailing
  * `case NAME` belongs to the expect when NAME is a case declared before it, else it
  * starts a case item.
  *
@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistr.h>
 
 #define SPEC_MAX_BYTES (16u << 20)   /* a larger file is refused (pgr_spec_load) */
@@ -349,7 +350,7 @@ static bool reserved(const char *w)
 /* pgrace's item words. */
 static bool item_word(const char *w)
 {
-    static const char *const words[] = { "trial", "variant", "client", "case", "invariant", "expect" };
+    static const char *const words[] = { "trial", "variant", "client", "http", "app", "model", "case", "invariant", "expect" };
     for (int i = 0; i < PGR_LEN(words); i++)
         if (strcmp(w, words[i]) == 0) return true;
     return false;
@@ -700,9 +701,177 @@ static int parse_hstep(parser *p, pgr_spec_variant *v)
     return t ? 0 : -1;
 }
 
-/* variant NAME (kind KIND)? '{' hstep+ '}' — 'variant' taken; or client NAME (kind KIND)?
- * '{' COMMAND '}' — 'client' taken. */
-static int parse_variant(parser *p, bool client)
+/* A command block: '{' one command line '}', trimmed; what names it in errors. */
+static int parse_command(parser *p, char **cmd, const char *what)
+{
+    const token *t = peek(p);
+    if (!t) return -1;
+    pgr_spec_pos at = t->pos;
+    if (parse_sql(p, cmd) != 0) return -1;
+    char *c = *cmd, *e = c + strlen(c);                /* one command line */
+    while (*c == '\n' || *c == ' ' || *c == '\t' || *c == '\r') c++;
+    while (e > c && (e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) e--;
+    memmove(*cmd, c, (size_t)(e - c));
+    (*cmd)[e - c] = '\0';
+    if (!**cmd) return fail(p, at, "%s: an empty command", what);
+    if (strchr(*cmd, '\n')) return fail(p, at, "%s: the command is one line", what);
+    return 0;
+}
+
+/* A request block's text up to the '}' that matches its '{' (p->off is right after the
+ * '{'): braces nest, and count for nothing inside a JSON string ("...", with \ escapes).
+ * *end is the closing brace's offset. 0, or -1 with the error. */
+static int match_brace(parser *p, pgr_spec_pos open, size_t *end)
+{
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = p->off; i < p->n; i++) {
+        char c = p->s[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = false;
+            else if (c == '\n') in_str = false;          /* a header's lone quote: not a string */
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '{') {
+            depth++;
+        } else if (c == '}') {
+            if (depth == 0) { *end = i; return 0; }
+            depth--;
+        }
+    }
+    return fail(p, open, "unterminated request block (no '}' matching this '{')");
+}
+
+static bool tchar(unsigned char c)           /* an HTTP token character (RFC 9110) */
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* One line of a block: [a, e) without the line end and trailing blanks; *next after it. */
+static void next_line(const char *s, size_t a, size_t lim, size_t *e, size_t *next)
+{
+    size_t i = a;
+    while (i < lim && s[i] != '\n') i++;
+    *next = i < lim ? i + 1 : i;
+    while (i > a && (s[i - 1] == '\r' || s[i - 1] == ' ' || s[i - 1] == '\t')) i--;
+    *e = i;
+}
+
+/* REQUEST: '{' METHOD /PATH NL (NAME: VALUE NL)* (NL BODY)? '}' — at the '{'. */
+static int parse_request(parser *p, pgr_spec_variant *v)
+{
+    const token *t = peek(p);
+    if (!t) return -1;
+    if (t->kind != T_LBRACE) return unexpected(p, "a request block '{ METHOD /path ... }'");
+    pgr_spec_pos open = t->pos;
+    drop(p);
+    size_t end = 0;
+    if (match_brace(p, open, &end) != 0) return -1;
+    pgr_spec_request *r = push(&v->requests, &v->nrequests, sizeof *r);
+    if (!r) return fail(p, open, "out of memory");
+    r->pos = open;
+    const char *s = p->s;
+    size_t i = p->off, e, next;
+    /* the request line: the first line that is not blank */
+    for (;;) {
+        if (i >= end) return fail(p, open, "http '%s': an empty request (write `METHOD /path`)", v->name);
+        next_line(s, i, end, &e, &next);
+        size_t a = i;
+        while (a < e && (s[a] == ' ' || s[a] == '\t')) a++;
+        if (a < e) { i = a; break; }
+        i = next;
+    }
+    size_t m = i;
+    while (m < e && tchar((unsigned char)s[m])) m++;
+    size_t ps = m;
+    while (ps < e && (s[ps] == ' ' || s[ps] == '\t')) ps++;
+    size_t pe = ps;
+    while (pe < e && s[pe] != ' ' && s[pe] != '\t') pe++;
+    size_t rest = pe;
+    while (rest < e && (s[rest] == ' ' || s[rest] == '\t')) rest++;
+    bool version = rest < e && e - rest == 8 && strncmp(s + rest, "HTTP/1.1", 8) == 0;
+    if (m == i || m - i > 16 || ps == m || pe == ps || s[ps] != '/' || (rest < e && !version)) {
+        char b[SHOW_MAX * 4 + 8];
+        show(b, sizeof b, s + i, e - i);
+        return fail(p, open, "http '%s': the request line '%s' is not `METHOD /path` (e.g. POST /invites/:key/claim)",
+                    v->name, b);
+    }
+    for (size_t k = ps; k < pe; k++)
+        if ((unsigned char)s[k] <= 0x20 || (unsigned char)s[k] == 0x7f)
+            return fail(p, open, "http '%s': a control character in the path", v->name);
+    r->method = dup_bytes(s + i, m - i);
+    r->path = dup_bytes(s + ps, pe - ps);
+    if (!r->method || !r->path) return fail(p, open, "out of memory");
+    /* headers, to the first blank line */
+    i = next;
+    while (i < end) {
+        next_line(s, i, end, &e, &next);
+        size_t a = i;
+        while (a < e && (s[a] == ' ' || s[a] == '\t')) a++;
+        if (a == e) { i = next; break; }
+        size_t c = a;
+        while (c < e && tchar((unsigned char)s[c])) c++;
+        if (c == a || c >= e || s[c] != ':') {
+            char b[SHOW_MAX * 4 + 8];
+            show(b, sizeof b, s + a, e - a);
+            return fail(p, open, "http '%s': '%s' is not a header `Name: value` (a blank line comes before the body)",
+                        v->name, b);
+        }
+        static const char *const ours[] = { "content-length", "transfer-encoding", "host", "connection" };
+        for (int k = 0; k < PGR_LEN(ours); k++)
+            if (c - a == strlen(ours[k]) && strncasecmp(s + a, ours[k], c - a) == 0)
+                return fail(p, open, "http '%s': pgrace writes the %.*s header itself", v->name, (int)(c - a), s + a);
+        for (size_t k = c + 1; k < e; k++)
+            if (((unsigned char)s[k] < 0x20 && s[k] != '\t') || (unsigned char)s[k] == 0x7f)
+                return fail(p, open, "http '%s': a control character in a header", v->name);
+        char **h = push(&r->headers, &r->nheaders, sizeof *h);
+        if (!h || !(*h = dup_bytes(s + a, e - a))) return fail(p, open, "out of memory");
+        i = next;
+    }
+    /* the body: the rest, trimmed */
+    size_t a = i < end ? i : end, b = end;
+    while (a < b && (s[a] == ' ' || s[a] == '\t' || s[a] == '\r' || s[a] == '\n')) a++;
+    while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r' || s[b - 1] == '\n')) b--;
+    if (b > a && !(r->body = dup_bytes(s + a, b - a))) return fail(p, open, "out of memory");
+    advance(p, end + 1);
+    return 0;
+}
+
+/* The rest of http NAME (kind KIND)?: ('id' PATH)? ('setup' SQL)? REQUEST+ */
+static int parse_http(parser *p, pgr_spec_variant *v)
+{
+    v->http = true;
+    const token *t = peek(p);
+    if (!t) return -1;
+    if (is_word(t, "id")) {
+        drop(p);
+        if (!(t = peek(p))) return -1;
+        if (t->kind != T_WORD && t->kind != T_QNAME)
+            return unexpected(p, "the id's path in the JSON answer (`id submission.id`, `id \"items.0.id\"`)");
+        v->id_path = p->tok.text;
+        p->tok.text = NULL;
+        drop(p);
+        if (!(t = peek(p))) return -1;
+    }
+    if (is_word(t, "setup")) {
+        drop(p);
+        if (parse_sql(p, &v->setup) != 0) return -1;
+        if (!(t = peek(p))) return -1;
+    }
+    if (t->kind != T_LBRACE) return unexpected(p, "'id', 'setup' or a request block '{ METHOD /path ... }'");
+    while (t->kind == T_LBRACE) {
+        if (parse_request(p, v) != 0) return -1;
+        if (!(t = peek(p))) return -1;
+    }
+    return 0;
+}
+
+typedef enum { V_STEPS, V_CLIENT, V_HTTP } vhow;
+
+/* variant NAME (kind KIND)? '{' hstep+ '}' — 'variant' taken; client NAME (kind KIND)?
+ * '{' COMMAND '}' — 'client' taken; http NAME (kind KIND)? ... — 'http' taken. */
+static int parse_variant(parser *p, vhow how)
 {
     pgr_spec *o = p->out;
     pgr_spec_variant *v = push(&o->variants, &o->nvariants, sizeof *v);
@@ -729,19 +898,12 @@ static int parse_variant(parser *p, bool client)
         v->kind_given = true;
         drop(p);
     }
-    if (client) {
-        char **cmd = &o->variants[o->nvariants - 1].client;
-        if (!(t = peek(p))) return -1;
-        pgr_spec_pos at = t->pos;
-        if (parse_sql(p, cmd) != 0) return -1;
-        char *c = *cmd, *e = c + strlen(c);                /* one command line */
-        while (*c == '\n' || *c == ' ' || *c == '\t' || *c == '\r') c++;
-        while (e > c && (e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) e--;
-        memmove(*cmd, c, (size_t)(e - c));
-        (*cmd)[e - c] = '\0';
-        if (!**cmd) return fail(p, at, "client '%s': an empty command", o->variants[o->nvariants - 1].name);
-        return 0;
+    if (how == V_CLIENT) {
+        char what[64];
+        snprintf(what, sizeof what, "client '%s'", o->variants[o->nvariants - 1].name);
+        return parse_command(p, &o->variants[o->nvariants - 1].client, what);
     }
+    if (how == V_HTTP) return parse_http(p, &o->variants[o->nvariants - 1]);
     if (expect_kind(p, T_LBRACE, "'{' to open the variant's steps") != 0) return -1;
     if (!(t = peek(p))) return -1;
     if (is_word(t, "setup")) {          /* the variant's own DDL (the fix's unique index) */
@@ -1117,10 +1279,22 @@ int pgr_spec_parse(const char *path, const char *text, size_t len, pgr_spec *out
             rc = out->trial ? fail(&p, kw, "a second trial block (a spec has at most one)") : parse_sql(&p, &out->trial);
         } else if (is_word(t, "variant")) {
             drop(&p);
-            rc = parse_variant(&p, false);
+            rc = parse_variant(&p, V_STEPS);
         } else if (is_word(t, "client")) {
             drop(&p);
-            rc = parse_variant(&p, true);
+            rc = parse_variant(&p, V_CLIENT);
+        } else if (is_word(t, "http")) {
+            drop(&p);
+            rc = parse_variant(&p, V_HTTP);
+        } else if (is_word(t, "app")) {
+            drop(&p);
+            out->app_pos = kw;
+            rc = out->app ? fail(&p, kw, "a second app block (a spec has at most one)") : parse_command(&p, &out->app, "app");
+        } else if (is_word(t, "model")) {
+            drop(&p);
+            out->model_pos = kw;
+            rc = out->model ? fail(&p, kw, "a second model item (a spec models at most one scenario)")
+                            : parse_name(&p, "the modelled scenario's name", &out->model, NULL);
         } else if (is_word(t, "case")) {
             drop(&p);
             rc = parse_case(&p);
@@ -1131,7 +1305,8 @@ int pgr_spec_parse(const char *path, const char *text, size_t len, pgr_spec *out
             drop(&p);
             rc = parse_expect(&p);
         } else {
-            rc = unexpected(&p, "setup, teardown, session, permutation, trial, variant, client, case, invariant or expect");
+            rc = unexpected(&p, "setup, teardown, session, permutation, trial, variant, client, http, app, model, case, "
+                                "invariant or expect");
         }
         if (rc != 0) goto bad;
     }
@@ -1212,6 +1387,16 @@ void pgr_spec_free(pgr_spec *s)
         free(v->name);
         free(v->setup);
         free(v->client);
+        free(v->id_path);
+        for (int j = 0; j < v->nrequests; j++) {
+            pgr_spec_request *r = &v->requests[j];
+            free(r->method);
+            free(r->path);
+            for (int k = 0; k < r->nheaders; k++) free(r->headers[k]);
+            free(r->headers);
+            free(r->body);
+        }
+        free(v->requests);
         for (int j = 0; j < v->nsteps; j++) {
             pgr_spec_hstep *h = &v->steps[j];
             free(h->name);
@@ -1237,5 +1422,7 @@ void pgr_spec_free(pgr_spec *s)
     free(s->invariants);
     for (int i = 0; i < s->nexpects; i++) { free(s->expects[i].variant); free(s->expects[i].kase); }
     free(s->expects);
+    free(s->app);
+    free(s->model);
     memset(s, 0, sizeof *s);
 }

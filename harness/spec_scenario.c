@@ -47,6 +47,8 @@ typedef struct cvariant {
     struct spec_scenario *owner;
     const pgr_spec_variant *v;
     cstep *steps;
+    pgr_http_variant http;           /* an http variant's: the app and the requests */
+    pgr_http_request *requests;
 } cvariant;
 
 /* The scenario's context. */
@@ -463,6 +465,7 @@ static int spec_prepare(pgr_batch *b)
         char *sql = trial_sql(x, &b->trials[i], b->err, sizeof b->err);
         if (!sql && b->err[0]) { free(all.p); return -1; }
         if (!sql) continue;
+        if (!sql[strspn(sql, " \t\r\n;")]) { free(sql); continue; }   /* `case x { }`: no row */
         int bad = put(&all, sql, strlen(sql)) || put(&all, ";\n", 2);
         free(sql);
         if (bad) { free(all.p); snprintf(b->err, sizeof b->err, "out of memory"); return -1; }
@@ -648,6 +651,7 @@ static void spec_scenario_free(spec_scenario *x)
             for (int i = 0; i < x->cv[j].steps[k].nparams; i++) free(x->cv[j].steps[k].params[i].column);
         }
         free(x->cv[j].steps);
+        free(x->cv[j].requests);
     }
     free(x->cv);
     free(x->variants);
@@ -706,6 +710,11 @@ static int client_handler(pgr_session *s, const pgr_request *req, pgr_response *
     resp->status = 500;
     return 500;
 }
+
+/* --app CMD: the application of every http variant, instead of the spec's `app` */
+static const char *g_app;
+
+void pgr_spec_set_app(const char *cmd) { g_app = cmd; }
 
 /* --client [NAME=]CMD: the programs that replace the spec's variants */
 static struct { char *name, *cmd; } g_clients[16];
@@ -769,8 +778,16 @@ int pgr_spec_register(const char *path, const pgr_scenario **out, char *err, siz
     pgr_spec *sp = &x->spec;
     if (g_nclients > 0 && apply_clients(sp, err, errlen) != 0) goto bad;
     if (sp->nvariants == 0) {
-        fail(err, errlen, path, "1:1: no variant: pgrace runs a spec's variants (`variant NAME { step ... }`, `client NAME { CMD }`, or --client CMD); "
+        fail(err, errlen, path, "1:1: no variant: pgrace runs a spec's variants (`variant NAME { step ... }`, `client NAME { CMD }`, "
+                                "`http NAME { REQUEST }`, or --client CMD); "
                                 "an isolationtester spec alone runs with `pgrace isolation`");
+        goto bad;
+    }
+    if (sp->model && !pgr_find_scenario(sp->model)) {
+        char m[200];
+        snprintf(m, sizeof m, "%d:%d: model '%s': no such scenario (pgrace list shows them)", sp->model_pos.line,
+                 sp->model_pos.col, sp->model);
+        fail(err, errlen, path, m);
         goto bad;
     }
     if (pgr_find_scenario(sp->name)) {
@@ -829,8 +846,27 @@ int pgr_spec_register(const char *path, const pgr_scenario **out, char *err, siz
         pgr_variant *v = &x->variants[j];
         v->name = sv->name;
         v->kind = sv->kind;
-        v->handler = sv->client ? client_handler : spec_handler;
+        v->handler = sv->client || sv->http ? client_handler : spec_handler;
         v->client = sv->client;
+        if (sv->http) {
+            const char *app = g_app ? g_app : sp->app;
+            if (!app || !app[0]) {
+                char m[300];
+                snprintf(m, sizeof m, "%d:%d: http variant '%s': no application to send it to: add `app { COMMAND }` "
+                         "(or give --app COMMAND)", sv->pos.line, sv->pos.col, sv->name);
+                fail(err, errlen, path, m);
+                goto bad;
+            }
+            cv->requests = calloc((size_t)sv->nrequests, sizeof *cv->requests);
+            if (!cv->requests) goto oom;
+            for (int k = 0; k < sv->nrequests; k++) {
+                const pgr_spec_request *r = &sv->requests[k];
+                cv->requests[k] = (pgr_http_request){ r->method, r->path, (const char *const *)r->headers, r->nheaders,
+                                                      r->body };
+            }
+            cv->http = (pgr_http_variant){ app, sv->id_path, cv->requests, sv->nrequests };
+            v->http = &cv->http;
+        }
         v->ddl = sv->setup;
         v->ctx = cv;
         v->summary = "";

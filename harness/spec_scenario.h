@@ -17,6 +17,9 @@ const pgr_spec *pgr_spec_of(const pgr_scenario *sc);
 /* --client [NAME=]CMD, given before any spec is registered: every spec registered after
  * has these programs as its variants instead of its own (NAME defaults to "client" for one).
  * 0, or -1 with err. */
+/* --app CMD: the application every http variant's requests go to, instead of a spec's
+ * `app`. Call before pgr_spec_register; cmd must live as long as the process. */
+void pgr_spec_set_app(const char *cmd);
 int pgr_spec_set_clients(const char *const *clients, int n, char *err, size_t errlen);
 
 #endif

@@ -54,4 +54,25 @@ typedef struct pgr_program {
 
 pgr_target pgr_target_program(pgr_program *p);
 
+/* The HTTP target (target_http.c): each request is an HTTP/1.1 request, from the variant's
+ * template, to the session's own application instance (webapp.c), over a keep-alive
+ * connection; the application's statements come through the session's proxy listener. */
+struct pgr_webapp;
+typedef struct pgr_http_target pgr_http_target;
+typedef struct pgr_http_target_opts {
+    const pgr_variant *v;            /* v->http: the requests and the id's path */
+    struct pgr_webapp *app;          /* one instance per session, started */
+    int nsessions;
+    bool last_byte;                  /* stress: write every session's request but its last byte,
+                                      * then every last byte together (one thread, one loop) */
+    int (*sync)(void *port_ctx, int session, double wait_s);   /* pgr_proxy_sync; NULL none */
+    void *port_ctx;
+    double timeout_s;                /* an answer must come within this (0: 30 s) */
+    volatile int *interrupted;
+} pgr_http_target_opts;
+
+pgr_http_target *pgr_http_target_new(const pgr_http_target_opts *o);
+pgr_target pgr_target_http(pgr_http_target *h);
+void pgr_http_target_free(pgr_http_target *h);   /* closes its connections (not the app) */
+
 #endif

@@ -13,6 +13,7 @@
  * statement through its listener is a harness error (the session's infra_error), never an
  * answer: the run stops with exit 2.
  */
+#include "client_env.h"
 #include "target.h"
 
 #include <ctype.h>
@@ -30,8 +31,6 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
-
 static void harness_error(pgr_session *s, const pgr_program *p, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void harness_error(pgr_session *s, const pgr_program *p, const char *fmt, ...)
@@ -44,28 +43,6 @@ static void harness_error(pgr_session *s, const pgr_program *p, const char *fmt,
     if (s->infra_error) return;
     s->infra_error = true;
     snprintf(s->infra_msg, sizeof s->infra_msg, "session S%d: client '%s': %s", s->index + 1, p->name, m);
-}
-
-/* The environment without the variables we set (a stale PGHOST must not send the program
- * to the server behind our back). */
-static bool ours(const char *e)
-{
-    static const char *const drop[] = { "PGHOST=", "PGHOSTADDR=", "PGPORT=", "PGDATABASE=", "PGUSER=", "PGOPTIONS=",
-                                        "PGSERVICE=", "PGSSLMODE=", "DATABASE_URL=", "PGRACE_", "PGPASSWORD=" };
-    for (int i = 0; i < PGR_LEN(drop); i++)
-        if (strncmp(e, drop[i], strlen(drop[i])) == 0) return true;
-    return false;
-}
-
-/* URL-encode src into dst (cap bytes). */
-static void urlenc(char *dst, size_t cap, const char *src)
-{
-    size_t o = 0;
-    for (const unsigned char *q = (const unsigned char *)src; *q && o + 4 < cap; q++) {
-        if (isalnum(*q) || *q == '-' || *q == '_' || *q == '.' || *q == '~') dst[o++] = (char)*q;
-        else o += (size_t)snprintf(dst + o, cap - o, "%%%02X", *q);
-    }
-    dst[o] = '\0';
 }
 
 /* Parse a line `STATUS [ID]`; true when it is one. */
@@ -149,41 +126,15 @@ static int serve_program(void *ctx, pgr_session *s, pgr_request *req, pgr_respon
     if (s->infra_error) return 500;
 
     /* the environment */
-    static const char *const level[] = { "read\\ committed", "repeatable\\ read", "serializable" };
-    static const char *const level_name[] = { "read committed", "repeatable read", "serializable" };
-    char options[256], url[1024], opt_enc[400], user_enc[200], db_enc[200];
-    snprintf(options, sizeof options, "-c search_path=%s -c default_transaction_isolation=%s", p->schema, level[p->iso]);
-    urlenc(opt_enc, sizeof opt_enc, options);
-    urlenc(user_enc, sizeof user_enc, p->user);
-    urlenc(db_enc, sizeof db_enc, p->dbname);
-    int port = p->port_of(p->port_ctx, i);
-    snprintf(url, sizeof url, "postgresql://%s@127.0.0.1:%d/%s?sslmode=disable&options=%s", user_enc, port, db_enc, opt_enc);
-    char e_host[1100], e_port[32], e_db[300], e_user[300], e_opt[300], e_url[1100], e_key[48], e_sess[32], e_case[120],
-        e_schema[100], e_iso[64], e_ssl[32], e_pass[300];
-    snprintf(e_host, sizeof e_host, "PGHOST=%s", p->host);
-    snprintf(e_port, sizeof e_port, "PGPORT=%d", port);
-    snprintf(e_db, sizeof e_db, "PGDATABASE=%s", p->dbname);
-    snprintf(e_user, sizeof e_user, "PGUSER=%s", p->user);
-    snprintf(e_opt, sizeof e_opt, "PGOPTIONS=%s", options);
-    snprintf(e_url, sizeof e_url, "DATABASE_URL=%s", url);
+    char e_key[48], e_sess[32], e_case[120];
     snprintf(e_key, sizeof e_key, "PGRACE_KEY=%s", req->text[0]);
     snprintf(e_sess, sizeof e_sess, "PGRACE_SESSION=%s", req->text[1]);
     snprintf(e_case, sizeof e_case, "PGRACE_CASE=%s", req->text[2]);
-    snprintf(e_schema, sizeof e_schema, "PGRACE_SCHEMA=%s", p->schema);
-    snprintf(e_iso, sizeof e_iso, "PGRACE_ISOLATION=%s", level_name[p->iso]);
-    snprintf(e_ssl, sizeof e_ssl, "PGSSLMODE=disable");
-    snprintf(e_pass, sizeof e_pass, "PGPASSWORD=%s", p->password ? p->password : "");
-    size_t nenv = 0;
-    for (char **e = environ; *e; e++) nenv++;
-    char **env = calloc(nenv + 16, sizeof *env);
+    const char *extra[] = { e_key, e_sess, e_case };
+    pgr_client_env_opts eo = { .host = p->host, .port = p->port_of(p->port_ctx, i), .dbname = p->dbname,
+                               .user = p->user, .password = p->password, .schema = p->schema, .iso = p->iso };
+    char **env = pgr_client_env(&eo, extra, PGR_LEN(extra));
     if (!env) { harness_error(s, p, "out of memory"); return 500; }
-    size_t k = 0;
-    for (char **e = environ; *e; e++)
-        if (!ours(*e)) env[k++] = *e;
-    char *add[] = { e_host, e_port, e_db, e_user, e_opt, e_url, e_key, e_sess, e_case, e_schema, e_iso, e_ssl };
-    for (int a = 0; a < PGR_LEN(add); a++) env[k++] = add[a];
-    if (p->password && p->password[0]) env[k++] = e_pass;
-    env[k] = NULL;
 
     char script[4200];
     snprintf(script, sizeof script, "%s \"$@\"", p->cmd);

@@ -7,6 +7,7 @@
  *                does not match its expectation is a failure carrying the trace;
  *   summary.md   sized for a CI step summary.
  */
+#include "model_table.h"
 #include "report.h"
 
 #include <errno.h>
@@ -419,6 +420,37 @@ static void short_cells_html(FILE *f, const pgr_result *rs, int n)
     fputs("</ul></details>\n", f);
 }
 
+/* The C model against the real stack: a spec's `model` variants beside the C scenario's. */
+static void model_section_html(FILE *f, pgr_result *rs, int n)
+{
+    pgr_model_pair *p = calloc((size_t)(n ? n : 1), sizeof *p);
+    int np = p ? pgr_model_pairs(rs, n, p, n) : 0;
+    if (np > 0) {
+        fputs("<h2 id=model>The C model against the real stack</h2>\n<p class=k>A spec that says <code>model "
+              "SCENARIO</code> holds the seed's own code (an application in its own stack, a program); each of its "
+              "variants is paired with the C scenario's of the same name, cell by cell. <b>differ</b>: the verdicts "
+              "are not the same, and the README says why or the C model is wrong.</p>\n<table>\n<tr><th>real stack"
+              "</th><th>mode</th><th>isolation</th><th>sessions</th><th>C model</th><th>real stack</th><th></th></tr>\n", f);
+        for (int i = 0; i < np; i++) {
+            char m[64], r[64], name[160];
+            pgr_model_cell_text(p[i].model, m, sizeof m);
+            pgr_model_cell_text(p[i].real, r, sizeof r);
+            cell_name(name, sizeof name, p[i].real);
+            bool agree = pgr_model_agree(&p[i]);
+            fputs("<tr><td>", f);
+            esc(f, name);
+            fprintf(f, "</td><td>%s</td><td>%s</td><td>%d</td><td>", pgr_mode_name(p[i].real->mode),
+                    pgr_isolation_name(p[i].real->iso), p[i].real->sessions);
+            esc(f, m);
+            fputs("</td><td>", f);
+            esc(f, r);
+            fprintf(f, "</td><td style='background:%s'>%s</td></tr>\n", agree ? "#d4edda" : "#f8d7da", agree ? "agree" : "<b>differ</b>");
+        }
+        fputs("</table>\n", f);
+    }
+    free(p);
+}
+
 static int write_html(const char *path, const char *server, pgr_result *rs, int n, const char *error)
 {
     FILE *f = fopen(path, "w");
@@ -513,6 +545,7 @@ static int write_html(const char *path, const char *server, pgr_result *rs, int 
     }
     fputs("</table>\n", f);
     fault_matrix(f, rs, n);
+    model_section_html(f, rs, n);
 
     for (int si = 0; si < nsc; si++) {
         const pgr_scenario *sc = scs[si];
@@ -683,6 +716,19 @@ static int write_summary(const char *path, const char *server, pgr_result *rs, i
                 pgr_isolation_name(r->iso), r->sessions, v, pgr_verdict_name(r->expected),
                 errored(r) ? "**ERROR**" : matched(r) ? "ok" : "**MISMATCH**");
     }
+    pgr_model_pair *mp = calloc((size_t)(n ? n : 1), sizeof *mp);
+    int nmp = mp ? pgr_model_pairs(rs, n, mp, n) : 0;
+    if (nmp) fputs("\n### The C model against the real stack\n\n| real stack | mode | isolation | sessions | C model | real stack | |\n"
+                   "|---|---|---|---|---|---|---|\n", f);
+    for (int i = 0; i < nmp; i++) {
+        char m[64], r[64], name[160];
+        pgr_model_cell_text(mp[i].model, m, sizeof m);
+        pgr_model_cell_text(mp[i].real, r, sizeof r);
+        cell_name(name, sizeof name, mp[i].real);
+        fprintf(f, "| %s | %s | %s | %d | %s | %s | %s |\n", name, pgr_mode_name(mp[i].real->mode),
+                pgr_isolation_name(mp[i].real->iso), mp[i].real->sessions, m, r, pgr_model_agree(&mp[i]) ? "agree" : "**differ**");
+    }
+    free(mp);
     const pgr_scenario *scs[n > 0 ? n : 1];
     int nsc = scenarios_of(rs, n, scs), nclaims = 0;
     for (int si = 0; si < nsc; si++) nclaims += scs[si]->nclaims;

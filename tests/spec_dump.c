@@ -88,6 +88,8 @@ int main(int argc, char **argv)
     }
     json_object_set_new(root, "permutations", a);
     json_object_set_new(root, "trial", str(s.trial));
+    json_object_set_new(root, "app", str(s.app));
+    json_object_set_new(root, "model", str(s.model));
     a = json_array();
     for (int i = 0; i < s.nvariants; i++) {
         const pgr_spec_variant *v = &s.variants[i];
@@ -98,8 +100,22 @@ int main(int argc, char **argv)
             json_array_append_new(steps, json_pack("{s:s,s:s,s:o,s:o}", "name", v->steps[j].name, "sql",
                                                    v->steps[j].sql, "pos", pos(v->steps[j].pos), "rules", rules));
         }
-        json_array_append_new(a, json_pack("{s:s,s:s,s:b,s:o}", "name", v->name, "kind", pgr_kind_name(v->kind),
-                                           "kind_given", v->kind_given, "steps", steps));
+        json_t *vo = json_pack("{s:s,s:s,s:b,s:o}", "name", v->name, "kind", pgr_kind_name(v->kind),
+                               "kind_given", v->kind_given, "steps", steps);
+        if (v->http) {
+            json_t *reqs = json_array();
+            for (int j = 0; j < v->nrequests; j++) {
+                const pgr_spec_request *r = &v->requests[j];
+                json_t *hs = json_array();
+                for (int k = 0; k < r->nheaders; k++) json_array_append_new(hs, json_string(r->headers[k]));
+                json_array_append_new(reqs, json_pack("{s:s,s:s,s:o,s:o,s:o}", "method", r->method, "path", r->path,
+                                                      "headers", hs, "body", str(r->body), "pos", pos(r->pos)));
+            }
+            json_object_set_new(vo, "requests", reqs);
+            json_object_set_new(vo, "id_path", str(v->id_path));
+            json_object_set_new(vo, "setup", str(v->setup));
+        }
+        json_array_append_new(a, vo);
     }
     json_object_set_new(root, "variants", a);
     a = json_array();

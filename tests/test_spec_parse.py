@@ -236,7 +236,7 @@ ERRORS = [
     ("session s1\nstep a { x }\nsession s2\nstep b { y }\npermutation a(b)\n",
      "FILE:5:15: blocking step 'b' of step 'a' is not in this permutation"),
     ("session s1\nstep setup { x }\n", "FILE:2:6: expected a step name, got the reserved word 'setup' (quote it to use it as a name)"),
-    ("step a { x }\n", "FILE:1:1: expected setup, teardown, session, permutation, trial, variant, client, case, invariant or expect, got 'step'"),
+    ("step a { x }\n", "FILE:1:1: expected setup, teardown, session, permutation, trial, variant, client, http, app, model, case, invariant or expect, got 'step'"),
     ("session s1\nstep a { x }\npermutation\n", "FILE:4:1: expected a step name after 'permutation', got end of file"),
     ("setup { x }\nteardown { y }\nteardown { z }\n", "FILE:3:1: a second teardown block (a spec has at most one)"),
     ("trial { x }\ntrial { y }\n", "FILE:2:1: a second trial block (a spec has at most one)"),
@@ -256,7 +256,40 @@ ERRORS = [
     ("variant v { step a { x } }\nexpect v race at read-uncommitted\n",
      "FILE:2:18: unknown isolation level 'read-uncommitted' (read-committed, repeatable-read, serializable)"),
     ("variant v { step a { x } }\nexpect v sometimes\n", "FILE:2:10: expected race or safe, got 'sometimes'"),
+    ("http v { POST no-slash }\n", "FILE:1:8: http 'v': the request line 'POST no-slash' is not `METHOD /path` (e.g. POST /invites/:key/claim)"),
+    ("http v {\n  POST /x\n  not a header\n}\n", "FILE:1:8: http 'v': 'not a header' is not a header `Name: value` (a blank line comes before the body)"),
+    ("http v {\n  POST /x\n  Content-Length: 3\n}\n", "FILE:1:8: http 'v': pgrace writes the Content-Length header itself"),
+    ("http v {\n  POST /x\n\n  {\"a\": 1\n", "FILE:1:8: unterminated request block (no '}' matching this '{')"),
+    ("http v { }\n", "FILE:1:8: http 'v': an empty request (write `METHOD /path`)"),
+    ("http v id 3 { GET /x }\n", "FILE:1:11: expected the id's path in the JSON answer (`id submission.id`, `id \"items.0.id\"`), got '3'"),
+    ("http v\n", "FILE:2:1: expected 'id', 'setup' or a request block '{ METHOD /path ... }', got end of file"),
+    ("app { }\n", "FILE:1:5: app: an empty command"),
+    ("app { a }\napp { b }\n", "FILE:2:1: a second app block (a spec has at most one)"),
+    ("model a\nmodel b\n", "FILE:2:1: a second model item (a spec models at most one scenario)"),
 ]
+
+
+def test_http_items_into_the_tree(tmp_path):
+    t = dump_text(tmp_path, """model invite_claim
+app { node app.js --port "$PORT" }
+http claim kind proposed id "submission.0.id" setup { CREATE INDEX i ON t (k); } {
+  POST /invites/:key/claim HTTP/1.1
+  Content-Type: application/json; charset=utf-8
+  X-Session:   :session
+
+  {"token": ":key", "nested": {"brace": "}"}, "list": [1, {"a": 2}]}
+}
+{ DELETE /invites/:key }
+""")
+    assert t["model"] == "invite_claim" and t["app"] == 'node app.js --port "$PORT"'
+    v = t["variants"][0]
+    assert v["name"] == "claim" and v["kind"] == "proposed" and v["steps"] == []
+    assert v["id_path"] == "submission.0.id" and v["setup"] == "CREATE INDEX i ON t (k);"
+    r0, r1 = v["requests"]
+    assert (r0["method"], r0["path"]) == ("POST", "/invites/:key/claim")
+    assert r0["headers"] == ["Content-Type: application/json; charset=utf-8", "X-Session:   :session"]
+    assert r0["body"] == '{"token": ":key", "nested": {"brace": "}"}, "list": [1, {"a": 2}]}'
+    assert (r1["method"], r1["path"], r1["headers"], r1["body"]) == ("DELETE", "/invites/:key", [], None)
 
 
 @pytest.mark.parametrize("text,message", ERRORS)

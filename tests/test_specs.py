@@ -243,3 +243,15 @@ def test_commit_of_an_aborted_transaction_is_not_a_commit(pgrace, tmp_path):
     doc, _ = pgrace.stress_json(str(f), "-c", 1, "-t", 10, tmp_path=tmp_path)
     r = doc["results"][0]
     assert r["statuses"] == {"500": 10} and r["verdict"] == "safe", r["statuses"]
+
+
+def test_a_batch_of_cases_without_rows_runs(pgrace, tmp_path):
+    """`case NAME { }` inserts no row; a batch made only of such trials sends nothing (it used
+    to send an empty query and stop with a harness error)."""
+    f = tmp_path / "empty.spec"
+    f.write_text("setup { CREATE TABLE t (k text); }\ncase none { }\n"
+                 "variant v { step a { SELECT count(*) AS n FROM t WHERE k = :key::text } if n = 0 -> 404 -> 200 }\n"
+                 "invariant \"nothing there\" statuses 404\n")
+    doc, _ = pgrace.stress_json(str(f), "-t", 20, tmp_path=tmp_path)
+    r = doc["results"][0]
+    assert doc["error"] is None and r["verdict"] == "safe" and r["statuses"] == {"404": 40}
