@@ -38,6 +38,12 @@ const dataSource = new DataSource({
   logging: process.env.TYPEORM_LOGGING === "1" ? ["query", "error"] : false,
 });
 
+// initialize() sends statements (SELECT version(), current_database(), current_schema()):
+// done at the first request, not at start-up, since under pgrace explore a statement sent
+// outside a request waits for a scheduler that never grants it.
+let ready;
+const initialized = () => (ready ??= dataSource.initialize());
+
 // NestJS's exceptions, as far as the service uses them.
 class HttpException extends Error {
   constructor(status, message) { super(message); this.status = status; }
@@ -175,6 +181,7 @@ async function handle(req, res) {
   let text = "";
   for await (const chunk of req) text += chunk;
   try {
+    await initialized();
     const submission = await submit(JSON.parse(text));
     send(res, 201, { id: Number(submission.id), formRequestMessageId: Number(submission.formRequestMessageId) });
   } catch (error) {
@@ -190,12 +197,10 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 120000;
 server.headersTimeout = 121000;
 
-dataSource.initialize().then(() => {
-  server.listen(Number(process.env.PORT), "127.0.0.1");
-}, (error) => { console.error(error); process.exit(1); });
+server.listen(Number(process.env.PORT), "127.0.0.1");
 
 process.on("SIGTERM", () => {
   server.close();
   server.closeAllConnections();
-  dataSource.destroy().finally(() => process.exit(0));
+  (dataSource.isInitialized ? dataSource.destroy() : Promise.resolve()).finally(() => process.exit(0));
 });
