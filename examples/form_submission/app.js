@@ -38,12 +38,6 @@ const dataSource = new DataSource({
   logging: process.env.TYPEORM_LOGGING === "1" ? ["query", "error"] : false,
 });
 
-// initialize() sends statements (SELECT version(), current_database(), current_schema()):
-// done at the first request, not at start-up, since under pgrace explore a statement sent
-// outside a request waits for a scheduler that never grants it.
-let ready;
-const initialized = () => (ready ??= dataSource.initialize());
-
 // NestJS's exceptions, as far as the service uses them.
 class HttpException extends Error {
   constructor(status, message) { super(message); this.status = status; }
@@ -181,7 +175,6 @@ async function handle(req, res) {
   let text = "";
   for await (const chunk of req) text += chunk;
   try {
-    await initialized();
     const submission = await submit(JSON.parse(text));
     send(res, 201, { id: Number(submission.id), formRequestMessageId: Number(submission.formRequestMessageId) });
   } catch (error) {
@@ -197,10 +190,12 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 120000;
 server.headersTimeout = 121000;
 
-server.listen(Number(process.env.PORT), "127.0.0.1");
+dataSource.initialize().then(() => {
+  server.listen(Number(process.env.PORT), "127.0.0.1");
+}, (error) => { console.error(error); process.exit(1); });
 
 process.on("SIGTERM", () => {
   server.close();
   server.closeAllConnections();
-  (dataSource.isInitialized ? dataSource.destroy() : Promise.resolve()).finally(() => process.exit(0));
+  dataSource.destroy().finally(() => process.exit(0));
 });
