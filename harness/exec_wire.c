@@ -257,8 +257,33 @@ static void kill_backend(pgr_wire_link *l)
     }
 }
 
+/* A statement an application sends while its session serves no request (its start-up, a
+ * pool's check between requests) is not a step of any request: it passes through on a
+ * session of its own, unrecorded, with no gate and no fault. */
+static int exec_outside_request(pgr_wire_link *l)
+{
+    if (!l->idle) {
+        l->idle = calloc(1, sizeof *l->idle);
+        if (!l->idle) {
+            pgr_link_fatal(l, "53200", "out of memory");
+            return -1;
+        }
+        l->idle->index = l->s->index;
+        l->idle->fault_site = l->idle->fault_fired_at = -1;
+        l->idle->step_timeout_ns = l->s->step_timeout_ns;
+    }
+    pgr_session *bound = l->s;
+    l->s = l->idle;
+    l->own_session = true;
+    int rc = pgr_wire_exec(l);
+    l->s = bound;
+    l->own_session = false;
+    return rc;
+}
+
 int pgr_wire_exec(pgr_wire_link *l)
 {
+    if (!l->own_session && __atomic_load_n(&l->s->outside_request, __ATOMIC_ACQUIRE)) return exec_outside_request(l);
     pgr_session *s = l->s;
     pgr_wire_batch *b = &l->batch;
     char label[48];

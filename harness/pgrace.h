@@ -164,6 +164,9 @@ typedef struct pgr_session {
     bool in_tx;                  /* [seam] inside BEGIN ... COMMIT/ROLLBACK */
     int64_t first_send_ns;       /* [seam] send time of this trial's first statement */
     int64_t http_sent_ns;        /* [target_http] when the request's last byte was written */
+    int outside_request;         /* [target_http] 1 while no request is being served (an
+                                  * application starting, or between requests): the proxy then
+                                  * passes its statements through, unrecorded and ungated */
 
     /* fault injection: [runner] arms one fault per request, [seam] fires it */
     const pgr_fault *fault;      /* [runner] the run's fault (NULL none) */

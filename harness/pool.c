@@ -290,6 +290,7 @@ static int open_program(pgr_pool *pool, const char *dsn, const pgr_variant *v, c
  * this returns), and the HTTP target, with last-byte sync under stress. */
 static int open_http(pgr_pool *pool, const char *dsn, const pgr_variant *v, const pgr_pool_opts *o, pgr_result *res)
 {
+    for (int i = 0; i < pool->nsessions; i++) pool->sess[i].outside_request = 1;   /* the apps' start-up */
     if (open_proxy(pool, dsn, o, res) != 0) return -1;
     double step = o->step_timeout_s > 0 ? o->step_timeout_s : 30;
     pgr_webapp_opts ao = { .cmd = v->http->app, .ninstances = pool->nsessions,

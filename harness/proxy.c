@@ -616,6 +616,10 @@ static void *conn_main(void *arg)
         pgr_stmt_cache_free(l->s);
         free(l->s);
     }
+    if (l->idle) {
+        pgr_stmt_cache_free(l->idle);
+        free(l->idle);
+    }
     l->s = NULL;
     pthread_mutex_lock(&px->mu);
     px->nopen--;

@@ -30,6 +30,8 @@ typedef struct pgr_wire_link {
     int listener;                /* [link] the listener it came through */
     pgr_session *s;              /* [link] the session its steps go through */
     bool own_session;            /* [link] s is this connection's own (pass-through) */
+    pgr_session *idle;           /* [link] the session of statements sent while its bound session
+                                  * serves no request (outside_request): pass-through; NULL none yet */
     bool fresh;                  /* [link] no step yet */
     uint64_t rng;                /* [link] pass-through faults: which steps get one */
     char tx_status;              /* [exec] the last ReadyForQuery's status: 'I', 'T', 'E' */

@@ -236,6 +236,7 @@ static int serve_http(void *ctx, pgr_session *s, pgr_request *req, pgr_response 
         return 500;
     }
     int n0 = s->nsteps;
+    __atomic_store_n(&s->outside_request, 0, __ATOMIC_RELEASE);   /* from here its statements are this request's */
     if (h->o.sync) h->o.sync(h->o.port_ctx, i, 0.2);      /* the session's trial state, before its steps */
     bool sync_last = h->o.last_byte && s->http_sent_ns == 0;   /* the trial's first send only */
     int rc;
@@ -257,6 +258,7 @@ static int serve_http(void *ctx, pgr_session *s, pgr_request *req, pgr_response 
     pgr_http_answer a;
     rc = read_answer(h, s, fd, &buf, &len, &a);
     if (h->o.sync) h->o.sync(h->o.port_ctx, i, 0.2);      /* its steps, before its answer */
+    __atomic_store_n(&s->outside_request, 1, __ATOMIC_RELEASE);
     if (rc != 0) {
         free(buf);
         close(fd);

@@ -202,3 +202,19 @@ def test_sanitizer_builds_run_applications_clean(pgrace, build):
         for bad in ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "WARNING: ThreadSanitizer"):
             assert bad not in p.stderr, (args, p.stderr[-3000:])
     assert not app_processes()
+
+
+def test_statements_outside_a_request_pass_through(pgrace, tmp_path):
+    """An application that talks to the database before its first request (an ORM's
+    initialize()) or between requests: those statements belong to no request; they pass the
+    proxy unrecorded and ungated, so explore neither waits for them nor counts them."""
+    out = tmp_path / "r.json"
+    p = run(pgrace, "explore", SPEC, "-c", 2, "-q", "--json", out, timeout=120, QUERY_AT_START="1")
+    assert p.returncode == 0, p.stdout + p.stderr
+    _, res = results(out)
+    assert res["proposed"]["verdict"] == "race" and res["proposed"]["violations"] == 2
+    assert res["recommended"]["verdict"] == "safe" and res["recommended"]["explore"]["complete"]
+    labels = {s["label"] for c in res["proposed"]["counterexamples"] for s in c["steps"]}
+    assert not any("version" in l for l in labels), labels
+    p = run(pgrace, "http", SPEC, "-c", 4, "-t", 20, "-q", "--json", out, timeout=120, QUERY_AT_START="1")
+    assert p.returncode == 0, p.stdout + p.stderr

@@ -94,5 +94,11 @@ const server = http.createServer((req, res) => {
 });
 server.keepAliveTimeout = 120000;
 server.headersTimeout = 121000;
-server.listen(Number(process.env.PORT), '127.0.0.1');
+if (process.env.QUERY_AT_START) {
+  // as an ORM's initialize() does: statements before the first request (none of a request's)
+  pool.query('SELECT version()').then(() => server.listen(Number(process.env.PORT), '127.0.0.1'),
+                                      (e) => { console.error(e.message); process.exit(1); });
+} else {
+  server.listen(Number(process.env.PORT), '127.0.0.1');
+}
 process.on('SIGTERM', () => { server.close(); pool.end().finally(() => process.exit(0)); });
