@@ -18,8 +18,8 @@
 //                setup): INSERT ... ON CONFLICT DO NOTHING RETURNING id; a row -> the initial
 //                message in the same transaction, 201; none -> the existing one, 200. The
 //                call is made again on 40001/40P01.
-const http = require("node:http");
 const { PostgrestClient } = require("./postgrest");
+const { serve, send, readText } = require("../serve");
 
 const supabase = new PostgrestClient({
   connectionString: process.env.DATABASE_URL,
@@ -145,33 +145,15 @@ const VARIANTS = {
 
 // ---------------------------------------------------------------- the server
 
-function send(res, status, body) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) });
-  res.end(text);
-}
-
 async function handle(req, res) {
   const m = /^\/(\w+)\/api\/messages\/conversations$/.exec(req.url);
   const route = m && req.method === "POST" ? VARIANTS[m[1]] : undefined;
   if (!route) return send(res, 404, { error: "Not found" });
-  let text = "";
-  for await (const chunk of req) text += chunk;
+  const text = await readText(req);
   const body = JSON.parse(text);
   const userId = req.headers["x-user-id"];            // stands in for supabase.auth.getUser()
   if (!userId) return send(res, 401, { error: "Unauthorized" });
   await route(req, response(res), { agencyId: body.context_id, userId, content: body.initial_message });
 }
 
-const server = http.createServer((req, res) => {
-  handle(req, res).catch((error) => { console.error(error); send(res, 500, { error: "Internal Server Error" }); });
-});
-server.keepAliveTimeout = 120000;
-server.headersTimeout = 121000;
-server.listen(Number(process.env.PORT), "127.0.0.1");
-
-process.on("SIGTERM", () => {
-  server.close();
-  server.closeAllConnections();
-  supabase.end().finally(() => process.exit(0));
-});
+serve(handle, { close: () => supabase.end() });

@@ -25,9 +25,9 @@
 // RETURNING "id", "created_at"; save(new message) -> INSERT ... RETURNING; save(loaded form
 // request) -> SELECT it again by id, then UPDATE "message" SET "metadata" = $1 WHERE id = $2
 // (only the changed column); COMMIT. A throw in the callback -> ROLLBACK.
-const http = require("node:http");
 const { DataSource } = require("typeorm");
 const { entities } = require("./entities");
+const { serve, send, readText } = require("../serve");
 
 const { Message, ActionSubmission } = entities();
 const dataSource = new DataSource({
@@ -162,18 +162,11 @@ const VARIANTS = {
 
 // ---------------------------------------------------------------- the server
 
-function send(res, status, body) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) });
-  res.end(text);
-}
-
 async function handle(req, res) {
   const m = /^\/(\w+)\/actions\/submit$/.exec(req.url);
   const submit = m && req.method === "POST" ? VARIANTS[m[1]] : undefined;
   if (!submit) return send(res, 404, { statusCode: 404, message: "Not Found" });
-  let text = "";
-  for await (const chunk of req) text += chunk;
+  const text = await readText(req);
   try {
     const submission = await submit(JSON.parse(text));
     send(res, 201, { id: Number(submission.id), formRequestMessageId: Number(submission.formRequestMessageId) });
@@ -184,18 +177,4 @@ async function handle(req, res) {
   }
 }
 
-const server = http.createServer((req, res) => {
-  handle(req, res).catch((error) => { console.error(error); send(res, 500, { statusCode: 500 }); });
-});
-server.keepAliveTimeout = 120000;
-server.headersTimeout = 121000;
-
-dataSource.initialize().then(() => {
-  server.listen(Number(process.env.PORT), "127.0.0.1");
-}, (error) => { console.error(error); process.exit(1); });
-
-process.on("SIGTERM", () => {
-  server.close();
-  server.closeAllConnections();
-  dataSource.destroy().finally(() => process.exit(0));
-});
+serve(handle, { ready: dataSource.initialize(), close: () => dataSource.destroy() });

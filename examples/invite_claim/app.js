@@ -7,9 +7,9 @@
 // Submission's id as `id`, as the PR's table shows ({ id, success: true[, idempotent] }).
 'use strict';
 
-const http = require('node:http');
 const { PrismaPg } = require('@prisma/adapter-pg');
 const { PrismaClient } = require('./generated');
+const { serve, send, readText } = require('../serve');
 
 const adapter = new PrismaPg({ connectionString: process.env.DATABASE_URL },
                              { schema: process.env.PGRACE_SCHEMA });
@@ -109,41 +109,12 @@ const routes = {
   '/recommended/api/submissions': recommended,
 };
 
-// Next.js answers an uncaught exception with 500; so does this server.
-const server = http.createServer(async (req, res) => {
-  let status = 500;
-  let body = { error: 'Internal Server Error' };
+// Next.js answers an uncaught exception with 500; so does serve().
+async function handle(req, res) {
   const handler = req.method === 'POST' ? routes[req.url] : undefined;
-  try {
-    if (!handler) [status, body] = [404, { error: 'Not found' }];
-    else [status, body] = await handler(JSON.parse(await readBody(req)));
-  } catch (err) {
-    process.stderr.write(`${req.url}: ${err.code ?? ''} ${String(err.message).trim().split('\n').pop()}\n`);
-  }
-  res.writeHead(status, { 'Content-Type': 'application/json' });
-  res.end(JSON.stringify(body));
-});
-
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    let data = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk) => { data += chunk; });
-    req.on('end', () => resolve(data));
-    req.on('error', reject);
-  });
+  if (!handler) return send(res, 404, { error: 'Not found' });
+  const [status, body] = await handler(JSON.parse(await readText(req)));
+  send(res, status, body);
 }
 
-server.keepAliveTimeout = 120000;
-server.headersTimeout = 121000;
-server.on('error', (err) => {   // e.g. EADDRINUSE: say so, pgrace shows the last line
-  process.stderr.write(`listen on 127.0.0.1:${process.env.PORT}: ${err.message}\n`);
-  process.exit(1);
-});
-server.listen(Number(process.env.PORT), '127.0.0.1');
-
-process.on('SIGTERM', () => {
-  server.close();
-  server.closeAllConnections();
-  prisma.$disconnect().finally(() => process.exit(0));
-});
+serve(handle, { close: () => prisma.$disconnect() });

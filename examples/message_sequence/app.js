@@ -20,11 +20,11 @@
 // as its `cause`: `error.code` is undefined. The plan's catch tests error.code === '23505',
 // so with this drizzle its retry never runs: the first 23505 is thrown (500). That is
 // reproduced as written; the recommended form reads error.cause.code.
-const http = require("node:http");
 const { Pool } = require("pg");
 const { drizzle } = require("drizzle-orm/node-postgres");
 const { sql, eq, and, max } = require("drizzle-orm");
 const { messages, channelsCounted, conversationsCounted, messagesWithClientId } = require("./schema");
+const { serve, send, readText } = require("../serve");
 
 const pool = new Pool({ connectionString: process.env.DATABASE_URL });
 pool.on("error", (e) => console.error(`pool: ${e.message}`));
@@ -148,18 +148,11 @@ const VARIANTS = { original: sendOriginal, proposed: sendProposed, recommended: 
 
 // ---------------------------------------------------------------- the server
 
-function send(res, status, body) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) });
-  res.end(text);
-}
-
 async function handle(req, res) {
   const m = /^\/(\w+)\/messages$/.exec(req.url);
   const sendMessage = m && req.method === "POST" ? VARIANTS[m[1]] : undefined;
   if (!sendMessage) return send(res, 404, { error: "Not found" });
-  let text = "";
-  for await (const chunk of req) text += chunk;
+  const text = await readText(req);
   const userId = Number(req.headers["x-user-id"]);
   if (!userId) return send(res, 401, { error: "Unauthorized" });
   try {
@@ -173,15 +166,4 @@ async function handle(req, res) {
   }
 }
 
-const server = http.createServer((req, res) => {
-  handle(req, res).catch((error) => { console.error(error); send(res, 500, { error: "Internal Server Error" }); });
-});
-server.keepAliveTimeout = 120000;
-server.headersTimeout = 121000;
-server.listen(Number(process.env.PORT), "127.0.0.1");
-
-process.on("SIGTERM", () => {
-  server.close();
-  server.closeAllConnections();
-  pool.end().finally(() => process.exit(0));
-});
+serve(handle, { close: () => pool.end() });

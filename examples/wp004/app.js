@@ -9,9 +9,9 @@
 // uncaught exception 500, as SvelteKit does; `return json(...)` answers 200.
 'use strict';
 
-const http = require('node:http');
 const { PrismaPg } = require('@prisma/adapter-pg');
 const { PrismaClient } = require('./generated');
+const { serve, send, readText } = require('../serve');
 
 const adapter = new PrismaPg({ connectionString: process.env.DATABASE_URL },
                              { schema: process.env.PGRACE_SCHEMA });
@@ -182,43 +182,15 @@ async function route(req, body) {
   return submit[m[1]](body);
 }
 
-const server = http.createServer(async (req, res) => {
-  let status = 200;
-  let answer;
+// SvelteKit answers error(status, message) with that status and an uncaught exception with
+// 500 (serve() does the latter).
+async function handle(req, res) {
   try {
-    answer = await route(req, JSON.parse(await readBody(req)));
+    send(res, 200, await route(req, JSON.parse(await readText(req))));
   } catch (err) {
-    if (err instanceof HttpError) {
-      [status, answer] = [err.status, { message: err.message }];
-    } else {
-      [status, answer] = [500, { message: 'Internal Error' }];
-      process.stderr.write(`${req.url}: ${err.code ?? ''} ${String(err.message).trim().split('\n').pop()}\n`);
-    }
+    if (!(err instanceof HttpError)) throw err;
+    send(res, err.status, { message: err.message });
   }
-  res.writeHead(status, { 'Content-Type': 'application/json' });
-  res.end(JSON.stringify(answer));
-});
-
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    let data = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk) => { data += chunk; });
-    req.on('end', () => resolve(data));
-    req.on('error', reject);
-  });
 }
 
-server.keepAliveTimeout = 120000;
-server.headersTimeout = 121000;
-server.on('error', (err) => {   // e.g. EADDRINUSE: say so, pgrace shows the last line
-  process.stderr.write(`listen on 127.0.0.1:${process.env.PORT}: ${err.message}\n`);
-  process.exit(1);
-});
-server.listen(Number(process.env.PORT), '127.0.0.1');
-
-process.on('SIGTERM', () => {
-  server.close();
-  server.closeAllConnections();
-  prisma.$disconnect().finally(() => process.exit(0));
-});
+serve(handle, { close: () => prisma.$disconnect() });
