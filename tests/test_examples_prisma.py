@@ -7,48 +7,25 @@ the C model's reason (PR #15: one Submission per invite holds, its duplicates ge
 WP-004: the loser's uncaught 23505 is a 500), and exploration at 2 sessions must find the
 original and proposed forms' races. Few trials: every cell starts 8 Node processes.
 """
-import json
-import os
 import subprocess
 
 import pytest
 
-from conftest import ROOT
+from examples_support import EXAMPLES, require_examples, run, stress8
 
-EXAMPLES = ROOT / "examples"
 INVITE = "examples/invite_claim/invite_claim_prisma.spec"
 WP004 = "examples/wp004/{}_prisma.spec"
 
 @pytest.fixture(scope="module", autouse=True)
 def prisma_clients():
     """The Makefile generates them; generate here only when one is missing or older than its schema."""
-    assert (EXAMPLES / "node_modules" / "@prisma" / "client").is_dir(), \
-        "examples/node_modules missing: `make test` installs it (cd examples && npm ci)"
+    require_examples("@prisma/client")
     def stale(schema):
         client = schema.parent / "generated" / "index.js"
         return not client.exists() or client.stat().st_mtime < schema.stat().st_mtime
     if any(stale(s) for s in EXAMPLES.glob("*/schema.prisma")):
         p = subprocess.run([str(EXAMPLES / "generate.sh")], capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stdout + p.stderr
-
-
-def run(pgrace, mode, target, *args, tmp_path):
-    out = tmp_path / f"{mode}.json"
-    p = subprocess.run([pgrace.binary, mode, target, "-q", "--json", str(out), *map(str, args),
-                        "--dsn", pgrace.dsn], capture_output=True, text=True, timeout=300,
-                       env=pgrace.env(), cwd=ROOT)
-    assert p.returncode == 0, f"rc={p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-    doc = json.loads(out.read_text())
-    assert doc["error"] is None
-    return {r["variant"]: r for r in doc["results"]}
-
-
-def stress8(pgrace, target, trials, tmp_path):
-    res = run(pgrace, "stress", target, "-c", 8, "-t", trials, tmp_path=tmp_path)
-    for r in res.values():
-        assert r["trials"] == trials and r["sessions"] == 8 and r["isolation"] == "read-committed", r
-        assert r["matched"], (r["variant"], r["verdict"], r["invariants"], r["statuses"])
-    return res
 
 
 def test_invite_claim_pr15_409_over_http_and_recommended_clean(pgrace, tmp_path):

@@ -9,39 +9,18 @@ C model's reason, or the documented difference (drizzle 0.45 wraps the pg error,
 sessions must find the original and proposed forms' races. Few trials: every cell starts 8
 Node processes.
 """
-import json
-import subprocess
-
 import pytest
 
-from conftest import ROOT
+from examples_support import require_examples, run, stress8
 
-EXAMPLES = ROOT / "examples"
 FORM = "examples/form_submission/form_submission_typeorm.spec"
 CONVERSATION = "examples/conversation_dedup/conversation_dedup_supabase.spec"
 SEQUENCE = "examples/message_sequence/message_sequence_drizzle.spec"
 
-pytestmark = pytest.mark.skipif(not (EXAMPLES / "node_modules" / "typeorm").is_dir(),
-                                reason="examples/node_modules missing: cd examples && npm ci")
 
-
-def run(pgrace, mode, target, *args, tmp_path, expect_rc=0):
-    out = tmp_path / f"{mode}.json"
-    p = subprocess.run([pgrace.binary, mode, target, "-q", "--json", str(out), *map(str, args),
-                        "--dsn", pgrace.dsn], capture_output=True, text=True, timeout=300,
-                       env=pgrace.env(), cwd=ROOT)
-    assert p.returncode == expect_rc, f"rc={p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-    doc = json.loads(out.read_text())
-    assert doc["error"] is None
-    return {r["variant"]: r for r in doc["results"]}
-
-
-def stress8(pgrace, target, trials, tmp_path):
-    res = run(pgrace, "stress", target, "-c", 8, "-t", trials, tmp_path=tmp_path)
-    for r in res.values():
-        assert r["trials"] == trials and r["sessions"] == 8 and r["isolation"] == "read-committed", r
-        assert r["matched"], (r["variant"], r["verdict"], r["invariants"], r["statuses"])
-    return res
+@pytest.fixture(scope="module", autouse=True)
+def installed():
+    require_examples("typeorm")
 
 
 def test_form_submission_typeorm_plan31_holds_under_read_committed(pgrace, tmp_path):
