@@ -11,6 +11,7 @@
 #define PGRACE_H
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -441,5 +442,8 @@ void pgr_copy_trunc(char *dst, size_t cap, const char *src);
 /* Block SIGINT, SIGTERM and SIGHUP in this thread (old: the mask to restore), so that a
  * thread started now leaves them to the main thread, which handles them. */
 void pgr_block_run_signals(sigset_t *old);
+/* A target's harness error on session s: "session S<n>: <what>: <message>" (what: "client
+ * 'NAME'", "http variant 'NAME'"), unless s has one already; the run then stops with exit 2. */
+void pgr_target_error(pgr_session *s, const char *what, const char *fmt, va_list ap);
 
 #endif

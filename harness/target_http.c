@@ -52,14 +52,12 @@ static void harness_error(pgr_session *s, const pgr_http_target *h, const char *
     __attribute__((format(printf, 3, 4)));
 static void harness_error(pgr_session *s, const pgr_http_target *h, const char *fmt, ...)
 {
-    char m[PGR_ERRLEN - 96];
+    char what[64];
+    snprintf(what, sizeof what, "http variant '%s'", h->o.v->name);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(m, sizeof m, fmt, ap);
+    pgr_target_error(s, what, fmt, ap);
     va_end(ap);
-    if (s->infra_error) return;
-    s->infra_error = true;
-    snprintf(s->infra_msg, sizeof s->infra_msg, "session S%d: http variant '%s': %s", s->index + 1, h->o.v->name, m);
 }
 
 pgr_http_target *pgr_http_target_new(const pgr_http_target_opts *o)

@@ -35,14 +35,12 @@ static void harness_error(pgr_session *s, const pgr_program *p, const char *fmt,
     __attribute__((format(printf, 3, 4)));
 static void harness_error(pgr_session *s, const pgr_program *p, const char *fmt, ...)
 {
-    char m[PGR_ERRLEN - 64];
+    char what[64];
+    snprintf(what, sizeof what, "client '%s'", p->name);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(m, sizeof m, fmt, ap);
+    pgr_target_error(s, what, fmt, ap);
     va_end(ap);
-    if (s->infra_error) return;
-    s->infra_error = true;
-    snprintf(s->infra_msg, sizeof s->infra_msg, "session S%d: client '%s': %s", s->index + 1, p->name, m);
 }
 
 /* Parse a line `STATUS [ID]`; true when it is one. */

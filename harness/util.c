@@ -36,3 +36,12 @@ void pgr_block_run_signals(sigset_t *old)
     sigaddset(&block, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &block, old);
 }
+
+void pgr_target_error(pgr_session *s, const char *what, const char *fmt, va_list ap)
+{
+    if (s->infra_error) return;
+    char m[PGR_ERRLEN - 96];
+    vsnprintf(m, sizeof m, fmt, ap);
+    s->infra_error = true;
+    snprintf(s->infra_msg, sizeof s->infra_msg, "session S%d: %s: %s", s->index + 1, what, m);
+}

@@ -16,6 +16,7 @@ from examples_support import EXAMPLES, require_examples, run, stress8
 INVITE = "examples/invite_claim/invite_claim_prisma.spec"
 WP004 = "examples/wp004/{}_prisma.spec"
 
+
 @pytest.fixture(scope="module", autouse=True)
 def prisma_clients():
     """The Makefile generates them; generate here only when one is missing or older than its schema."""
