@@ -91,7 +91,21 @@ static bool listening(int port)
     return ok;
 }
 
-/* The last non-empty line the instance printed, printable, into out. */
+/* Is this line of an instance's output the one that says why it failed? Node ends an uncaught
+ * exception with its stack and "Node.js v20.x"; the line that names the error is above. */
+static bool error_line(const char *l)
+{
+    while (*l == ' ' || *l == '\t') l++;
+    const char *colon = strchr(l, ':');
+    if (!colon || colon == l) return false;
+    for (const char *q = l; q < colon; q++)
+        if (!((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') || *q == '_' || *q == '[' || *q == ']' || *q == ' '))
+            return false;
+    return colon - l >= 5 && (strstr(l, "Error") == l || (colon - l >= 5 && strncmp(colon - 5, "Error", 5) == 0));
+}
+
+/* The line of the instance's output that says why it failed, printable, into out: the last
+ * "...Error: ..." line of its last 2 KiB when there is one, else its last non-empty line. */
 static void last_line(const instance *in, char *out, size_t cap)
 {
     out[0] = '\0';
@@ -101,12 +115,21 @@ static void last_line(const instance *in, char *out, size_t cap)
     off_t from = size > (off_t)sizeof b - 1 ? size - (off_t)sizeof b + 1 : 0;
     ssize_t n = pread(in->log, b, sizeof b - 1, from);
     if (n <= 0) return;
-    while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' ')) n--;
     b[n] = '\0';
-    char *line = strrchr(b, '\n');
-    line = line ? line + 1 : b;
+    const char *pick = NULL, *last = NULL;
+    for (char *line = b, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        size_t len = strlen(line);
+        while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ')) line[--len] = '\0';
+        if (!len) continue;
+        last = line;
+        if (error_line(line)) pick = line;
+    }
+    if (!pick) pick = last;
+    if (!pick) return;
     size_t o = 0;
-    for (const unsigned char *q = (const unsigned char *)line; *q && o + 5 < cap; q++)
+    for (const unsigned char *q = (const unsigned char *)pick; *q && o + 5 < cap; q++)
         o += (size_t)(*q >= 0x20 && *q < 0x7f ? snprintf(out + o, cap - o, "%c", *q) : snprintf(out + o, cap - o, "\\x%02x", *q));
     out[o] = '\0';
 }
@@ -121,7 +144,7 @@ static void why_gone(const instance *in, int i, char *err, size_t errlen)
     else
         snprintf(how, sizeof how, "exited with status %d", WIFEXITED(in->wstatus) ? WEXITSTATUS(in->wstatus) : -1);
     snprintf(err, errlen, "app instance %d (port %d) %s%s%s", i + 1, in->port, how,
-             line[0] ? "; its output ended: " : "", line);
+             line[0] ? "; its output said: " : "", line);
 }
 
 static bool reap(instance *in)
@@ -201,7 +224,7 @@ pgr_webapp *pgr_webapp_start(const pgr_webapp_opts *o, char *err, size_t errlen)
                 char line[300];
                 last_line(in, line, sizeof line);
                 snprintf(err, errlen, "app instance %d did not listen on 127.0.0.1:%d (its PORT) within %.0f s%s%s",
-                         i + 1, in->port, limit, line[0] ? "; its output ended: " : "", line);
+                         i + 1, in->port, limit, line[0] ? "; its output said: " : "", line);
                 goto fail;
             }
             pause_ms(20);

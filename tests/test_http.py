@@ -121,7 +121,7 @@ def test_a_misbehaving_application_is_a_harness_error(pgrace, tmp_path, mode, me
     err = p.stderr.strip().splitlines()[-1]
     assert err.startswith("pgrace: invite_claim_http/proposed: ") and message in err, err
     if mode == "exit-at-start":
-        assert "exited with status 3; its output ended: cannot start: missing config" in err
+        assert "exited with status 3; its output said: cannot start: missing config" in err
     doc = json.loads(out.read_text())
     assert doc["error"] and message in doc["error"]
     assert all(r["verdict"] != "race" for r in doc["results"])          # never a race
