@@ -7,15 +7,11 @@
 // Submission's id as `id`, as the PR's table shows ({ id, success: true[, idempotent] }).
 'use strict';
 
-const { PrismaPg } = require('@prisma/adapter-pg');
 const { PrismaClient } = require('./generated');
+const { prismaClient } = require('../prisma');
 const { serve, send, readText } = require('../serve');
 
-const adapter = new PrismaPg({ connectionString: process.env.DATABASE_URL },
-                             { schema: process.env.PGRACE_SCHEMA });
-const logQueries = Boolean(process.env.PRISMA_LOG_QUERIES);   // capture what Prisma sends
-const prisma = new PrismaClient({ adapter, log: logQueries ? [{ emit: 'event', level: 'query' }] : [] });
-if (logQueries) prisma.$on('query', (e) => process.stderr.write(`prisma:query ${e.query} ${e.params}\n`));
+const prisma = prismaClient(PrismaClient);
 
 // Before the PR: findUnique, then update and create, three autocommitted statements.
 // Two POSTs both read usedAt = null and both create a Submission.

@@ -9,15 +9,11 @@
 // uncaught exception 500, as SvelteKit does; `return json(...)` answers 200.
 'use strict';
 
-const { PrismaPg } = require('@prisma/adapter-pg');
 const { PrismaClient } = require('./generated');
+const { prismaClient } = require('../prisma');
 const { serve, send, readText } = require('../serve');
 
-const adapter = new PrismaPg({ connectionString: process.env.DATABASE_URL },
-                             { schema: process.env.PGRACE_SCHEMA });
-const logQueries = Boolean(process.env.PRISMA_LOG_QUERIES);   // capture what Prisma sends
-const prisma = new PrismaClient({ adapter, log: logQueries ? [{ emit: 'event', level: 'query' }] : [] });
-if (logQueries) prisma.$on('query', (e) => process.stderr.write(`prisma:query ${e.query} ${e.params}\n`));
+const prisma = prismaClient(PrismaClient);
 
 // SvelteKit's error(status, message): thrown, it becomes the answer.
 class HttpError extends Error {
