@@ -229,6 +229,12 @@ def test_server_killed_mid_run_is_an_error_not_a_race(private_tmp, tmp_path, fau
         if fault:
             assert doc["results"][0]["fault"]["fired"] > 0
     finally:
+        # the SIGQUIT'd server's processes take a moment to go; pgrace never removes a directory
+        # a postgres of ours still runs in, so let them go before asking it to clean up
+        for _ in range(100):
+            if not postgres_processes_under(private_tmp):
+                break
+            time.sleep(0.1)
         subprocess.run([str(BIN), "server", "stop", "-q"], env=env, timeout=60)
     assert list(private_tmp.glob("pgrace.*")) == []
 
