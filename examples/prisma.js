@@ -14,4 +14,24 @@ function prismaClient(PrismaClient) {
   return prisma;
 }
 
-module.exports = { prismaClient };
+// Prisma reports 40001 as P2034; 40P01 reaches us as the driver's own code.
+function isRetryable(err) {
+  const cause = err?.meta?.driverAdapterError?.cause ?? err?.cause;
+  return err?.code === 'P2034' || cause?.originalCode === '40001' || cause?.originalCode === '40P01';
+}
+
+// Run attempt() again on a serialization failure or a deadlock, at most `attempts` times,
+// with a short random pause; then what giveUp() returns or throws.
+async function withRetry(attempt, giveUp, attempts = 10) {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!isRetryable(err)) throw err;
+      if (i === attempts) return giveUp();
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * i));
+    }
+  }
+}
+
+module.exports = { prismaClient, withRetry };

@@ -8,10 +8,11 @@
 'use strict';
 
 const { PrismaClient } = require('./generated');
-const { prismaClient } = require('../prisma');
+const { prismaClient, withRetry: retry } = require('../prisma');
 const { serve, send, readText } = require('../serve');
 
 const prisma = prismaClient(PrismaClient);
+const withRetry = (attempt) => retry(attempt, () => [503, { error: 'Too much contention, try again' }]);
 
 // Before the PR: findUnique, then update and create, three autocommitted statements.
 // Two POSTs both read usedAt = null and both create a Submission.
@@ -81,23 +82,6 @@ async function recommended({ inviteToken: token, name }) {
   }));
 }
 
-// Prisma reports 40001 as P2034; 40P01 reaches us as the driver's own code.
-function isRetryable(err) {
-  const cause = err?.meta?.driverAdapterError?.cause ?? err?.cause;
-  return err?.code === 'P2034' || cause?.originalCode === '40001' || cause?.originalCode === '40P01';
-}
-
-async function withRetry(attempt, attempts = 10) {
-  for (let i = 1; ; i++) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (!isRetryable(err)) throw err;
-      if (i === attempts) return [503, { error: 'Too much contention, try again' }];
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * i));
-    }
-  }
-}
 
 const routes = {
   '/original/api/submissions': original,

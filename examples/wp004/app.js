@@ -10,10 +10,11 @@
 'use strict';
 
 const { PrismaClient } = require('./generated');
-const { prismaClient } = require('../prisma');
+const { prismaClient, withRetry: retry } = require('../prisma');
 const { serve, send, readText } = require('../serve');
 
 const prisma = prismaClient(PrismaClient);
+const withRetry = (attempt) => retry(attempt, () => { throw error(503, 'Too much contention, try again'); });
 
 // SvelteKit's error(status, message): thrown, it becomes the answer.
 class HttpError extends Error {
@@ -142,23 +143,6 @@ async function submitRecommended({ templateId, nullifier, idempotencyKey }) {
 
 /* ---------------------------------------------------------------- serving */
 
-// Prisma reports 40001 as P2034; 40P01 reaches us as the driver's own code.
-function isRetryable(err) {
-  const cause = err?.meta?.driverAdapterError?.cause ?? err?.cause;
-  return err?.code === 'P2034' || cause?.originalCode === '40001' || cause?.originalCode === '40P01';
-}
-
-async function withRetry(attempt, attempts = 10) {
-  for (let i = 1; ; i++) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (!isRetryable(err)) throw err;
-      if (i === attempts) throw error(503, 'Too much contention, try again');
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * i));
-    }
-  }
-}
 
 // hooks.server.ts: the session cookie names the signed-in user.
 async function signedInUser(req) {
