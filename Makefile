@@ -44,10 +44,13 @@ bin/pgrace-tsan: $(SRC) $(HDR) | deps
 	@mkdir -p bin
 	clang $(CPPFLAGS) -std=c11 -pthread $(WARN_ALL) -O1 -g -fsanitize=thread -o $@ $(SRC) $(LDLIBS)
 # libFuzzer target (clang, ASan+UBSan) and the plain-main replayer of its inputs (gcc).
-bin/interleave_fuzzer: $(LIB_SRC) $(HDR) fuzz/interleave_fuzzer.c | deps
+# The interleaving fuzzer's coverage is the scenarios' (fuzz/interleave.coverage), beside
+# the interleaving signal; the whole build has ASan+UBSan.
+bin/interleave_fuzzer: $(LIB_SRC) $(HDR) fuzz/interleave_fuzzer.c fuzz/interleave.coverage | deps
 	@mkdir -p bin
 	clang $(CPPFLAGS) -std=c11 -pthread $(WARN_ALL) -O1 -g -fno-omit-frame-pointer \
-	    -fsanitize=fuzzer,address,undefined -o $@ $(LIB_SRC) fuzz/interleave_fuzzer.c $(LDLIBS)
+	    -fsanitize=fuzzer,address,undefined -fsanitize-coverage-allowlist=fuzz/interleave.coverage \
+	    -o $@ $(LIB_SRC) fuzz/interleave_fuzzer.c $(LDLIBS)
 bin/parsers_fuzzer: $(LIB_SRC) $(HDR) fuzz/parsers_fuzzer.c | deps
 	@mkdir -p bin
 	clang $(CPPFLAGS) -std=c11 -pthread $(WARN_ALL) -O1 -g -fno-omit-frame-pointer \

@@ -9,6 +9,15 @@
  * input. The interleaving signal (each step's outcome and every switch between sessions)
  * goes to libFuzzer's extra counters, so "new coverage" also means "new interleaving".
  *
+ * Trials are prepared and checked in batches (PGRACE_FUZZ_BATCH inputs, default 64), as
+ * stress does. A violation found by a batch's check is of the input that ran it: when that
+ * is the input being run, the fuzzer aborts and libFuzzer saves it as usual; when it is an
+ * earlier one of the batch, its bytes are written where libFuzzer writes crashes
+ * (-artifact_prefix, as crash-pgrace-HASH) and the fuzzer exits with libFuzzer's error
+ * code (-error_exitcode, 77) without saving the input being run, which did not violate.
+ * Given input files to run (not directories), or with PGRACE_FUZZ_NO_ABORT, every input
+ * is checked at once. Inputs still unchecked when the fuzzer stops are checked then.
+ *
  * Environment:
  *   PGRACE_DSN              a server to use; else a throwaway one is started here
  *   PGRACE_FUZZ_TARGET      scenario[/variant] or "recommended" (every recommended variant);
@@ -21,7 +30,10 @@
  *                           lost-commit) into every schedule, where the input says
  *   PGRACE_FUZZ_SAVE        directory for schedule files of violations (default .)
  *   PGRACE_FUZZ_NO_SIGNAL   1: do not feed the interleaving signal (to measure its worth)
- *   PGRACE_FUZZ_NO_ABORT    1: report a violation and go on (the replay main uses this)
+ *   PGRACE_FUZZ_NO_ABORT    1: report a violation and go on (the replay main uses this);
+ *                           every input is checked at once
+ *   PGRACE_FUZZ_BATCH       inputs run before their invariants are checked together
+ *                           (1..256, default 64)
  * The server is checked in LLVMFuzzerInitialize, never in the target: a server that dies
  * later makes the target reject inputs and say so, never a fake crash.
  */
@@ -29,9 +41,12 @@
 #include "server.h"
 #include "spec_scenario.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* libFuzzer's extra counters: must be kept (used), 64-byte aligned, in this section. */
 __attribute__((used, section("__libfuzzer_extra_counters"), aligned(64)))
@@ -46,14 +61,93 @@ static bool no_signal, no_abort;
 static const char *save_dir = ".";
 static pgr_fault fault;                  /* PGRACE_FUZZ_FAULT: kind NONE = none */
 static long long violations;
+static char artifact_prefix[1024] = "./";
+static int error_exitcode = 77;
 
 long long pgr_fuzz_violations(void) { return violations; }
 
-static void stop_server(void) { pgr_server_stop(&server); }
+static bool server_started;
+
+static void stop_server(void)
+{
+    if (server_started) pgr_server_stop(&server);
+    server_started = false;
+}
+
+/* Close the fuzzer's pools: their schemas go, a user's server is left as it was. */
+static void drop_fuzzer(void)
+{
+    pgr_fuzzer_free(fuzzer);
+    fuzzer = NULL;
+}
+
+/* Print a violation; then, unless told to go on, stop the way libFuzzer would: abort when
+ * the input being run is the one (libFuzzer saves it), else save the earlier input here
+ * and exit with libFuzzer's error code. */
+static void violation(const pgr_fuzz_outcome *o)
+{
+    violations++;
+    fprintf(stderr, "\npgrace: violation of \"%s\" in %s/%s (%s, %d sessions, case %s), input %lld\n%s"
+                    "pgrace: schedule written to %s\n",
+            pgr_invariant_name(o->sc, o->invariant), o->sc->name, o->v->name, pgr_isolation_name(o->iso), o->sessions,
+            o->sc->cases[o->kase].name, o->execution, o->table, o->path ? o->path : "(none)");
+    if (no_abort) return;
+    if (!o->earlier) {
+        drop_fuzzer();
+        abort();
+    }
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < o->ninput; i++) h = (h ^ o->input[i]) * 1099511628211ull;
+    char path[1200];
+    snprintf(path, sizeof path, "%scrash-pgrace-%016llx", artifact_prefix, (unsigned long long)h);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(o->input, 1, o->ninput, f) != o->ninput || fclose(f) != 0)
+        fprintf(stderr, "pgrace fuzz: cannot write %s: %s\n", path, strerror(errno));
+    else
+        fprintf(stderr, "pgrace: input %lld was checked in a batch with the inputs after it: written to %s "
+                        "(it replays alone); the input being run did not violate and is not saved\n",
+                o->execution, path);
+    fflush(stderr);
+    drop_fuzzer();
+    stop_server();
+    _exit(error_exitcode);
+}
+
+/* At exit: check the inputs run since the last batch's check, then drop the schemas. */
+static void check_the_rest(void)
+{
+    static pgr_fuzz_outcome out;
+    char err[PGR_ERRLEN];
+    if (!fuzzer) return;
+    if (pgr_fuzz_flush(fuzzer, &out, err, sizeof err) != 0)
+        fprintf(stderr, "pgrace fuzz: harness error checking the last inputs: %s\n", err);
+    else if (out.violated) {
+        out.earlier = true;              /* libFuzzer is done with its input: save it here */
+        violation(&out);
+    }
+    drop_fuzzer();
+}
+
+/* libFuzzer's flags that say where crashes go and how it exits, and whether it was given
+ * input files to run (then each input is checked at once). */
+static bool read_flags(int argc, char **argv)
+{
+    bool files = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "-artifact_prefix=", 17) == 0) snprintf(artifact_prefix, sizeof artifact_prefix, "%s", a + 17);
+        else if (strncmp(a, "-error_exitcode=", 16) == 0) error_exitcode = atoi(a + 16);
+        else if (a[0] != '-') {
+            struct stat st;
+            files |= stat(a, &st) == 0 && S_ISREG(st.st_mode);
+        }
+    }
+    return files;
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    (void)argc; (void)argv;
+    bool files = argc && argv && *argv ? read_flags(*argc, *argv) : false;
     char rerr[PGR_ERRLEN];
     if (pgr_register_builtins(rerr, sizeof rerr) != 0) { fprintf(stderr, "interleave_fuzzer: %s\n", rerr); exit(2); }
     const char *specs = getenv("PGRACE_FUZZ_SPEC");
@@ -109,6 +203,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     no_signal = getenv("PGRACE_FUZZ_NO_SIGNAL") && strcmp(getenv("PGRACE_FUZZ_NO_SIGNAL"), "1") == 0;
     no_abort = getenv("PGRACE_FUZZ_NO_ABORT") && strcmp(getenv("PGRACE_FUZZ_NO_ABORT"), "1") == 0;
     if (getenv("PGRACE_FUZZ_SAVE") && *getenv("PGRACE_FUZZ_SAVE")) save_dir = getenv("PGRACE_FUZZ_SAVE");
+    int batch = 64;
+    const char *bs = getenv("PGRACE_FUZZ_BATCH");
+    if (bs && *bs) {
+        char *end;
+        long n = strtol(bs, &end, 10);
+        if (*end || n < 1 || n > PGR_MAX_BATCH) {
+            fprintf(stderr, "pgrace fuzz: PGRACE_FUZZ_BATCH must be 1..%d, got '%s'\n", PGR_MAX_BATCH, bs);
+            exit(2);
+        }
+        batch = (int)n;
+    }
+    if (no_abort || files) batch = 1;
 
     char dsn[4200], err[PGR_ERRLEN];
     const char *env = getenv("PGRACE_DSN");
@@ -121,6 +227,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
             fprintf(stderr, "pgrace fuzz: cannot start a throwaway server: %s\n", err);
             exit(2);
         }
+        server_started = true;
         atexit(stop_server);
         snprintf(dsn, sizeof dsn, "%s", server.dsn);
     }
@@ -131,12 +238,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     pgr_disconnect(c);
     fuzzer = pgr_fuzzer_new(dsn);
+    if (!fuzzer) { fprintf(stderr, "pgrace fuzz: out of memory\n"); exit(2); }
+    pgr_fuzzer_set_batch(fuzzer, batch);
+    atexit(check_the_rest);             /* after stop_server's: runs before it */
     char fname[80] = "no";
     if (fault.kind != PGR_FAULT_NONE) pgr_fault_format(&fault, fname, sizeof fname);
     char shown[4200];
     pgr_dsn_redact(dsn, NULL, shown, sizeof shown);
-    fprintf(stderr, "pgrace fuzz: %d target(s), %s signal, %s fault, server %s\n", ntargets,
-            no_signal ? "no interleaving" : "interleaving", fname, shown);
+    fprintf(stderr, "pgrace fuzz: %d target(s), %s signal, %s fault, checked in batches of %d, server %s\n", ntargets,
+            no_signal ? "no interleaving" : "interleaving", fname, batch, shown);
     return 0;
 }
 
@@ -161,8 +271,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char path[4300], err[PGR_ERRLEN];
     snprintf(path, sizeof path, "%s/fuzz-%s-%s-%s.schedule", save_dir, sc->name, v->name, pgr_isolation_name(iso));
     static pgr_fuzz_outcome out;
-    if (pgr_fuzz_one(fuzzer, sc, v, iso, sessions, kase, &at, data + head, size - head, path, &out, err,
-                     sizeof err) != 0) {
+    pgr_fuzz_input in = { .sc = sc, .v = v, .iso = iso, .sessions = sessions, .kase = kase, .fault = &at,
+                          .choices = data + head, .nchoices = size - head, .bytes = data, .nbytes = size,
+                          .save_path = path };
+    if (pgr_fuzz_one(fuzzer, &in, &out, err, sizeof err) != 0) {
         static int warned;
         if (!warned++) fprintf(stderr, "pgrace fuzz: harness error, inputs rejected, not crashes: %s\n", err);
         return -1;
@@ -172,13 +284,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             uint8_t *c = &pgr_interleaving_counters[out.signal[i] % sizeof pgr_interleaving_counters];
             if (*c < 255) (*c)++;
         }
-    if (out.violated) {
-        violations++;
-        fprintf(stderr, "\npgrace: violation of \"%s\" in %s/%s (%s, %d sessions, case %s)\n%s"
-                        "pgrace: schedule written to %s\n",
-                pgr_invariant_name(sc, out.invariant), sc->name, v->name, pgr_isolation_name(iso), sessions,
-                sc->cases[kase].name, out.table, path);
-        if (!no_abort) abort();
-    }
+    if (out.violated) violation(&out);
     return 0;
 }

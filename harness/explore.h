@@ -64,25 +64,51 @@ int pgr_schedule_check(const char *data, size_t n, char *err, size_t errlen);
 
 typedef struct pgr_fuzzer pgr_fuzzer;
 
+typedef struct pgr_fuzz_input {
+    const pgr_scenario *sc;
+    const pgr_variant *v;
+    pgr_isolation iso;
+    int sessions, kase;
+    const pgr_fault_at *fault;       /* NULL or kind NONE: none */
+    const uint8_t *choices;          /* decision g picks among the ready sessions by choices[g]
+                                      * (past the end: the lowest ready) */
+    size_t nchoices;
+    const uint8_t *bytes;            /* the whole input, kept until it is checked */
+    size_t nbytes;
+    const char *save_path;           /* where its schedule file goes if it violates; NULL none */
+} pgr_fuzz_input;
+
 typedef struct pgr_fuzz_outcome {
-    bool violated;
-    int invariant;                   /* the first invariant broken */
-    char why[400];
-    char table[8192];                /* the interleaving, described */
+    /* the input just run */
     uint32_t signal[PGR_MAX_GRANTS]; /* interleaving features: hashes of (step, next step of
                                       * another session, outcomes) at every context switch,
                                       * and of each step's outcome */
     int nsignal;
+    /* a violation found by this call's check: of this input, or (earlier) of one run before
+     * it and checked in the same batch */
+    bool violated, earlier;
+    long long execution;             /* the violating input's number (1-based) */
+    const pgr_scenario *sc;
+    const pgr_variant *v;
+    pgr_isolation iso;
+    int sessions, kase;
+    int invariant;                   /* the first invariant broken */
+    char why[400];
+    char table[8192];                /* the interleaving, described */
+    const uint8_t *input;            /* its bytes (valid until the next violation reported) */
+    size_t ninput;
+    const char *path;                /* its schedule file, written; NULL none */
 } pgr_fuzz_outcome;
 
-/* Pools are opened on first use per (variant, isolation, sessions) and kept (a few). */
+/* Pools are opened on first use per (variant, isolation, sessions, fault) and kept (a few). */
 pgr_fuzzer *pgr_fuzzer_new(const char *dsn);
-/* Run one schedule: decision g picks among the ready sessions by choices[g] (past the end:
- * the lowest ready); fault (NULL or kind NONE: none) fires where it says. Threads are joined before it returns. When an invariant breaks and
- * save_path is set, the schedule file is written there. 0, or -1 with err (harness error). */
-int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_scenario *sc, const pgr_variant *v, pgr_isolation iso,
-                 int sessions, int kase, const pgr_fault_at *fault, const uint8_t *choices, size_t nchoices,
-                 const char *save_path, pgr_fuzz_outcome *out, char *err, size_t errlen);
+/* Inputs run before their invariants are checked together (default 64; 1: each at once). */
+void pgr_fuzzer_set_batch(pgr_fuzzer *fz, int n);
+/* Run one input's schedule (threads joined before it returns); check the batch when it is
+ * full. 0, or -1 with err (a harness error). */
+int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_fuzz_input *in, pgr_fuzz_outcome *out, char *err, size_t errlen);
+/* Check every input run and not yet checked (before stopping). 0, or -1 with err. */
+int pgr_fuzz_flush(pgr_fuzzer *fz, pgr_fuzz_outcome *out, char *err, size_t errlen);
 void pgr_fuzzer_free(pgr_fuzzer *fz);
 
 #endif

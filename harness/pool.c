@@ -38,7 +38,6 @@ struct pgr_pool {
     pgr_trial *volatile current;     /* the trial being run; written before the gate opens */
     volatile int stop;
     bool realtime;                   /* try SCHED_FIFO for the sessions */
-    bool per_trial;                  /* threads are created for each trial and joined after it */
     _Atomic int realtime_failed;
     const pgr_fault *fault;          /* the run's fault; NULL none */
     pgr_target target;               /* what serves the requests */
@@ -168,7 +167,7 @@ static void run_request(pgr_pool *pool, int index, pgr_trial *t)
     if (s->gate && s->gate->done) s->gate->done(s->gate->ctx, s);
 }
 
-/* Session thread (persistent pools): wait for the gate, run the trial, report. */
+/* Session thread: wait for the gate, run the trial, report. */
 static void *session_main(void *p)
 {
     session_arg *a = p;
@@ -189,22 +188,14 @@ static void *session_main(void *p)
     return NULL;
 }
 
-/* Session thread (thread per trial): run one trial and end; the coordinator joins it. */
-static void *session_once(void *p)
-{
-    session_arg *a = p;
-    run_request(a->pool, a->index, a->pool->current);
-    return NULL;
-}
-
 /* Start one thread per session running fn; sessions must not take SIGINT/SIGTERM/SIGHUP
  * (the coordinator handles them). 0, or -1 when not all could start. */
-static int start_threads(pgr_pool *pool, void *(*fn)(void *))
+static int start_threads(pgr_pool *pool)
 {
     sigset_t old;
     pgr_block_run_signals(&old);
     for (pool->started = 0; pool->started < pool->nsessions; pool->started++)
-        if (pthread_create(&pool->th[pool->started], NULL, fn, &pool->args[pool->started]) != 0) break;
+        if (pthread_create(&pool->th[pool->started], NULL, session_main, &pool->args[pool->started]) != 0) break;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return pool->started == pool->nsessions ? 0 : -1;
 }
@@ -321,7 +312,6 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
     pool->nsessions = o->sessions;
     pool->realtime = o->realtime && !v->client;   /* a program's session thread only waits; an http one
                                                    * writes every last byte (target_http.c) */
-    pool->per_trial = o->thread_per_trial;
     pool->iso = o->iso;
     pool->fault = o->fault && o->fault->kind != PGR_FAULT_NONE ? o->fault : NULL;
     pool->target = o->target ? *o->target : pgr_target_inproc(&pool->inproc, sc, v);
@@ -358,8 +348,7 @@ pgr_pool *pgr_pool_open(const char *dsn, const pgr_scenario *sc, const pgr_varia
     if (v->http && open_http(pool, dsn, v, o, res) != 0) goto fail;
 
     for (int i = 0; i < o->sessions; i++) pool->args[i] = (session_arg){ pool, i };
-    if (pool->per_trial) return pool;
-    if (start_threads(pool, session_main) != 0) {
+    if (start_threads(pool) != 0) {
         snprintf(res->error, sizeof res->error, "cannot start session threads");
         goto fail;
     }
@@ -372,7 +361,7 @@ fail:
 void pgr_pool_close(pgr_pool *pool, pgr_result *res)
 {
     if (!pool) return;
-    if (pool->started && !pool->per_trial) {
+    if (pool->started) {
         pool->stop = 1;
         pgr_release_open(&pool->gate, 0);
         for (int i = 0; i < pool->started; i++) pthread_join(pool->th[i], NULL);
@@ -421,7 +410,9 @@ int pgr_pool_prepare(pgr_pool *pool, long long first, int n, int force_case, pgr
         memset(t, 0, sizeof *t);
         t->trial_no = first + i;
         t->key = pool->base + first + i;
-        t->kase = force_case >= 0 ? force_case : case_of(pool->sc, first + i);
+        t->kase = force_case >= 0                 ? force_case
+                  : force_case == PGR_CASES_IN_TURN ? i % pool->sc->ncases
+                                                    : case_of(pool->sc, first + i);
         t->nsessions = pool->nsessions;
         t->trace = pool->traces + (size_t)i * pool->nsessions * PGR_MAX_STEPS;
         for (int j = 0; j < pool->nsessions; j++) t->fault_site[j] = t->fault_step[j] = -1;
@@ -435,34 +426,19 @@ int pgr_pool_prepare(pgr_pool *pool, long long first, int n, int force_case, pgr
     return 0;
 }
 
-int pgr_pool_start(pgr_pool *pool, pgr_trial *t, pgr_result *res)
+void pgr_pool_start(pgr_pool *pool, pgr_trial *t)
 {
     pool->current = t;
     pthread_mutex_lock(&pool->b_mu);
     pool->b_waiting = 0;
     memset(pool->b_arrived, 0, sizeof pool->b_arrived);
     pthread_mutex_unlock(&pool->b_mu);
-    if (pool->per_trial) {
-        if (start_threads(pool, session_once) != 0) {
-            for (int i = 0; i < pool->started; i++) pthread_join(pool->th[i], NULL);
-            pool->started = 0;
-            snprintf(res->error, sizeof res->error, "cannot start session threads");
-            return -1;
-        }
-        return 0;
-    }
     pgr_release_open(&pool->gate, (uint32_t)pool->nsessions);
-    return 0;
 }
 
 int pgr_pool_finish(pgr_pool *pool, pgr_result *res)
 {
-    if (pool->per_trial) {
-        for (int i = 0; i < pool->started; i++) pthread_join(pool->th[i], NULL);
-        pool->started = 0;
-    } else {
-        pgr_release_join(&pool->gate);
-    }
+    pgr_release_join(&pool->gate);
     for (int i = 0; i < pool->nsessions; i++) {
         if (pool->sess[i].infra_error) {
             snprintf(res->error, sizeof res->error, "%s", pool->sess[i].infra_msg);

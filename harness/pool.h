@@ -14,8 +14,6 @@ typedef struct pgr_pool_opts {
     const pgr_fault *fault;          /* inject this fault where trials arm it; NULL none */
     double step_timeout_s;           /* the watchdog: a step stuck longer is cancelled and
                                       * reported as a harness error (0: 30 s) */
-    bool thread_per_trial;           /* create the session threads per trial, join them after
-                                      * (the fuzzer: no thread outlives an input) */
     const struct pgr_target *target; /* what serves the requests; NULL: the variant's C handler */
     volatile int *interrupted;
 } pgr_pool_opts;
@@ -31,10 +29,12 @@ const char *pgr_pool_schema(const pgr_pool *pool);
 /* The most eligible fault sites one request has passed so far (stress picks among them). */
 int pgr_pool_fault_sites(pgr_pool *pool);
 /* Set up trials first..first+n-1 (n <= PGR_MAX_BATCH) and insert their rows.
- * force_case >= 0 gives every trial that case; else the scenario's weights decide. */
+ * force_case >= 0 gives every trial that case; PGR_CASES_IN_TURN gives trial i case
+ * i % ncases (the fuzzer: each input picks its own); else the scenario's weights decide. */
+#define PGR_CASES_IN_TURN (-2)
 int pgr_pool_prepare(pgr_pool *pool, long long first, int n, int force_case, pgr_batch *b, pgr_result *res);
-/* Release every session into trial t (returns at once). -1 + res->error if threads fail. */
-int pgr_pool_start(pgr_pool *pool, pgr_trial *t, pgr_result *res);
+/* Release every session into trial t (returns at once). */
+void pgr_pool_start(pgr_pool *pool, pgr_trial *t);
 /* Wait until every session answered; -1 + res->error on a harness fault. */
 int pgr_pool_finish(pgr_pool *pool, pgr_result *res);
 /* Check the first `ran` trials of the batch; -1 + res->error. */

@@ -8,8 +8,9 @@
  * until the system is quiescent again: every session parked, finished, or BLOCKED on a
  * lock held by another session. Blocked is read from a monitor connection with
  * pg_isolation_test_session_is_blocked() (as isolationtester does), but only when a
- * granted statement has not come back within ~120 us, and re-asked at once rather than
- * on a 10 ms polling floor. A schedule is the sequence of sessions granted; re-running
+ * granted statement has not come back within twice its usual time (a moving average of
+ * the statements that came back by themselves; at least 120 us, at most 1 ms), and re-asked
+ * after that usual time rather than on a 10 ms polling floor. A schedule is the sequence of sessions granted; re-running
  * it on a fresh trial re-creates the same interleaving (replay), which is what makes
  * exhaustive search, saved counterexamples and minimization possible.
  *
@@ -149,7 +150,11 @@ static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
     int64_t deadline = pgr_now_ns() + 10LL * 1000000000;
     int64_t busy_limit = (int64_t)((x->step_timeout_s > 0 ? x->step_timeout_s : 30) * 1e9);
     int64_t busy_since = 0;
-    long wait_ns = 120000;        /* a statement's usual round trip; then ask the monitor */
+    /* twice a statement's usual round trip; then ask the monitor (a slow machine, or a
+     * sanitizer build, would otherwise ask about most statements) */
+    int64_t rtt = x->rtt_ns, t0 = pgr_now_ns();
+    long wait_ns = rtt * 2 < 120000 ? 120000 : rtt * 2 > 1000000 ? 1000000 : (long)(rtt * 2);
+    bool timing = false, asked = false;
     for (;;) {
         int inflight[PGR_MAX_SESSIONS], nin = 0, nrun = 0, nbusy = 0, first_busy = -1;
         pthread_mutex_lock(&x->mu);
@@ -185,15 +190,23 @@ static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
         } else {
             busy_since = 0;
         }
-        if (nin == 0) { pthread_mutex_unlock(&x->mu); return 0; }
+        if (nin == 0) {
+            pthread_mutex_unlock(&x->mu);
+            if (timing && !asked) {          /* it came back by itself: its time counts */
+                int64_t took = pgr_now_ns() - t0;
+                x->rtt_ns = x->rtt_ns ? (x->rtt_ns * 7 + took) / 8 : took;
+            }
+            return 0;
+        }
         if (nrun > 0) {
+            timing |= !asked;
             /* give a granted statement its chance to come back before asking the server */
             struct timespec ts;
             add_ns(&ts, wait_ns);
             int rc = pthread_cond_timedwait(&x->cv, &x->mu, &ts);
             pthread_mutex_unlock(&x->mu);
             if (rc == 0) continue;              /* something moved: look again */
-            wait_ns = 50000;
+            wait_ns = rtt < 50000 ? 50000 : rtt > 1000000 ? 1000000 : (long)rtt;
         } else {
             pthread_mutex_unlock(&x->mu);
         }
@@ -204,6 +217,7 @@ static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
         }
         bool blocked[PGR_MAX_SESSIONS];
         char why[PGR_ERRLEN];
+        asked = true;
         if (query_blocked(x, inflight, nin, blocked, why, sizeof why) != 0) {
             snprintf(err, errlen, "monitor connection: %s", why);
             return -1;
@@ -436,7 +450,7 @@ int pgr_sched_run(explorer *x, pgr_trial *t, sched_run *out, pgr_result *res)
         memset(x->trace->last_vc, 0, sizeof x->trace->last_vc);
         x->trace->n = 0;
     }
-    if (pgr_pool_start(x->pool, t, res) != 0) return -1;
+    pgr_pool_start(x->pool, t);
     char err[PGR_ERRLEN] = "";
     for (;;) {
         if (quiesce(x, out, err, sizeof err) != 0) break;
@@ -516,13 +530,13 @@ void pgr_explorer_free(explorer *x)
 }
 
 /* Open the pool (sessions gated by x) and the monitor connection. */
-int pgr_explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
-                           int sessions, pgr_isolation iso, bool per_trial, const pgr_fault *fault, pgr_result *res)
+int pgr_explorer_open(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
+                      int sessions, pgr_isolation iso, const pgr_fault *fault, pgr_result *res)
 {
     x->n = sessions;
     if (fault) x->fault = *fault;
     pgr_pool_opts po = { .sessions = sessions, .iso = iso, .realtime = false, .gate = &x->ops,
-                         .thread_per_trial = per_trial, .fault = &x->fault, .step_timeout_s = x->step_timeout_s,
+                         .fault = &x->fault, .step_timeout_s = x->step_timeout_s,
                          .interrupted = x->interrupted };
     x->wire = pgr_variant_wire(v);
     x->pool = pgr_pool_open(dsn, sc, v, &po, res);
@@ -538,12 +552,6 @@ int pgr_explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *sc,
     if (!ok) snprintf(res->error, sizeof res->error, "monitor: %s", why[0] ? why : PQresultErrorMessage(r));
     PQclear(r);
     return ok ? 0 : -1;
-}
-
-int pgr_explorer_open(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
-                      int sessions, pgr_isolation iso, const pgr_fault *fault, pgr_result *res)
-{
-    return pgr_explorer_open_opts(x, dsn, sc, v, sessions, iso, false, fault, res);
 }
 
 void pgr_explorer_close(explorer *x, pgr_result *res)

@@ -135,6 +135,8 @@ typedef struct explorer {
     bool wire;                                  /* [life] the sessions are programs' (v->client):
                                                  * one between two statements is busy, not blocked */
     bool inflight[PGR_MAX_SESSIONS];            /* [gate] its granted statement has not completed */
+    int64_t rtt_ns;                             /* [quiesce] a granted statement's usual time to
+                                                 * come back by itself (moving average) */
 } explorer;
 
 static inline int pgr_sched_lowest(uint64_t m) { return m ? __builtin_ctzll(m) : -1; }
@@ -156,10 +158,7 @@ int pgr_sched_run_forced(explorer *x, const int *grants, int n, int kase, long l
 /* NULL when out of memory. */
 explorer *pgr_explorer_new(volatile int *interrupted);
 void pgr_explorer_free(explorer *x);
-/* Open the pool (sessions gated by x) and the monitor connection. 0, or -1 with res->error;
- * per_trial: session threads are created per trial and joined after it (the fuzzer). */
-int pgr_explorer_open_opts(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
-                           int sessions, pgr_isolation iso, bool per_trial, const pgr_fault *fault, pgr_result *res);
+/* Open the pool (sessions gated by x) and the monitor connection. 0, or -1 with res->error. */
 int pgr_explorer_open(explorer *x, const char *dsn, const pgr_scenario *sc, const pgr_variant *v,
                       int sessions, pgr_isolation iso, const pgr_fault *fault, pgr_result *res);
 /* Close the monitor and the pool (its statement counts go to res); x can be freed or reopened. */

@@ -53,7 +53,7 @@ void pgr_scrub_pg_env(bool keep_auth)
     char names[64][64];
     int n = 0;
     for (char **e = environ; *e && n < 64; e++) {
-        if (strncmp(*e, "PG", 2) != 0) continue;
+        if (strncmp(*e, "PG", 2) != 0 || strncmp(*e, "PGRACE_", 7) == 0) continue;   /* ours stay */
         const char *eq = strchr(*e, '=');
         size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
         if (len >= sizeof names[0]) continue;

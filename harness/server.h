@@ -23,7 +23,8 @@ void pgr_server_stop(pgr_server *srv);
 /* Stop whatever throwaway server is registered; for atexit and signal paths. */
 void pgr_server_cleanup_registered(void);
 
-/* Remove every environment variable that could point libpq at another server. */
+/* Remove every environment variable that could point libpq at another server (PG*, not
+ * pgrace's own PGRACE_*). */
 void pgr_scrub_pg_env(bool keep_auth);
 
 /* `pgrace server start|stop|status`; returns the exit status. */

@@ -23,14 +23,26 @@ def fuzz(pgrace, tmp_path, *args, **env):
     return p, save, corpus
 
 
+def schemas(pgrace):
+    q = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pgrace%'"
+    return set(subprocess.run(["psql", pgrace.dsn, "-qAt", "-c", q], capture_output=True, text=True,
+                              env=pgrace.env(), check=True).stdout.split())
+
+
 def test_fuzzer_finds_a_known_race_from_an_empty_corpus(pgrace, tmp_path):
+    before = schemas(pgrace)
     p, save, _ = fuzz(pgrace, tmp_path, "-max_total_time=90", "-timeout=30",
                       PGRACE_FUZZ_TARGET="invite_claim/proposed", PGRACE_FUZZ_ISOLATION="read-committed")
     assert "Extra Counters" in p.stderr, "the interleaving signal must reach libFuzzer"
     assert 'pgrace: violation of "exactly one 201; every duplicate gets 200' in p.stderr, p.stderr[-3000:]
-    assert "why:" in p.stderr and "deadly signal" in p.stderr
+    assert "why:" in p.stderr
+    # checked in batches: the violating input is the one being run (libFuzzer's own crash
+    # path) or an earlier one of its batch (saved by pgrace, exit with libFuzzer's code)
+    assert p.returncode == 77, p.stderr[-3000:]
+    assert "deadly signal" in p.stderr or "was checked in a batch" in p.stderr
     crashes = list(tmp_path.glob("crash-*"))
     assert len(crashes) == 1
+    assert schemas(pgrace) == before, "the fuzzer drops its schemas when it stops"
     schedules = list(save.glob("*.schedule"))
     assert len(schedules) == 1
     r = pgrace.run("replay", schedules[0], "-q")
@@ -59,6 +71,30 @@ def test_dead_server_is_checked_at_initialize_not_a_crash(pgrace, tmp_path):
     p = subprocess.run([str(FUZZER), "-runs=10"], capture_output=True, text=True, env=e, timeout=60, cwd=tmp_path)
     assert p.returncode == 2 and "pgrace fuzz: cannot connect to the server" in p.stderr
     assert not list(tmp_path.glob("crash-*"))
+
+
+def test_every_input_violating_in_a_batch_is_attributed_to_itself(pgrace, tmp_path):
+    """A batch of 256: the violation is found after its input ran (most likely not the last
+    one run); the crash file saved is that input, and it replays to a violation alone."""
+    p, _, _ = fuzz(pgrace, tmp_path, "-max_total_time=90", "-timeout=30", "-seed=3",
+                   PGRACE_FUZZ_TARGET="message_sequence/original", PGRACE_FUZZ_ISOLATION="read-committed",
+                   PGRACE_FUZZ_BATCH="256")
+    assert p.returncode == 77 and "pgrace: violation" in p.stderr, p.stderr[-3000:]
+    n = int(re.search(r"pgrace: violation .*, input (\d+)", p.stderr).group(1))
+    crashes = list(tmp_path.glob("crash-*"))
+    assert len(crashes) == 1
+    e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_TARGET="message_sequence/original",
+                   PGRACE_FUZZ_ISOLATION="read-committed")
+    r = subprocess.run([str(REPLAYER), str(crashes[0])], capture_output=True, text=True, env=e, timeout=120)
+    assert r.returncode == 1 and "replayed 1 input(s), 1 broke an invariant" in r.stdout, r.stdout + r.stderr
+    assert n >= 1
+
+
+@pytest.mark.parametrize("batch", ["0", "257", "x"])
+def test_bad_batch_size_exits_2(pgrace, tmp_path, batch):
+    e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_BATCH=batch)
+    p = subprocess.run([str(FUZZER), "-runs=1"], capture_output=True, text=True, env=e, timeout=60, cwd=tmp_path)
+    assert p.returncode == 2 and "PGRACE_FUZZ_BATCH must be 1..256" in p.stderr, p.stderr
 
 
 def test_unknown_fuzz_target_exits_2(pgrace, tmp_path):
