@@ -84,7 +84,7 @@ def test_every_input_violating_in_a_batch_is_attributed_to_itself(pgrace, tmp_pa
     crashes = list(tmp_path.glob("crash-*"))
     assert len(crashes) == 1
     e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_TARGET="message_sequence/original",
-                   PGRACE_FUZZ_ISOLATION="read-committed")
+                   PGRACE_FUZZ_ISOLATION="read-committed", PGRACE_FUZZ_SAVE=str(tmp_path))
     r = subprocess.run([str(REPLAYER), str(crashes[0])], capture_output=True, text=True, env=e, timeout=120)
     assert r.returncode == 1 and "replayed 1 input(s), 1 broke an invariant" in r.stdout, r.stdout + r.stderr
     assert n >= 1
