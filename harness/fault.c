@@ -79,23 +79,15 @@ void pgr_fault_format(const pgr_fault *f, char *out, size_t len)
         snprintf(out, len, "%s@%g", pgr_fault_name(f->kind), f->rate);
 }
 
-static uint64_t splitmix(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
 /* Which requests of trial t get the fault, and at which of their eligible sites: a pure
  * function of (seed, trial, session), so a run is reproducible. */
 void pgr_fault_plan(pgr_trial *t, const pgr_fault *f, unsigned long long seed, int sites)
 {
     for (int j = 0; j < t->nsessions; j++) {
-        uint64_t r = splitmix(seed ^ splitmix((uint64_t)t->trial_no * PGR_MAX_SESSIONS + (uint64_t)j));
+        uint64_t r = pgr_splitmix64(seed ^ pgr_splitmix64((uint64_t)t->trial_no * PGR_MAX_SESSIONS + (uint64_t)j));
         t->fault_site[j] = -1;
         if (f->kind == PGR_FAULT_NONE || (double)(r >> 11) / 9007199254740992.0 >= f->rate) continue;
-        uint64_t r2 = splitmix(r);
+        uint64_t r2 = pgr_splitmix64(r);
         t->fault_site[j] = (short)(sites > 1 ? r2 % (uint64_t)sites : 0);
         t->fault_applies[j] = (r2 >> 40) & 1;
     }

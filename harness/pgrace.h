@@ -436,6 +436,8 @@ bool pgr_sql_is_rollback(const char *sql);   /* ROLLBACK or ABORT */
 
 /* Small utilities */
 int64_t pgr_now_ns(void);
+/* splitmix64's output function: a well-mixed 64-bit value of x (x + k*golden steps it). */
+uint64_t pgr_splitmix64(uint64_t x);
 void pgr_fmt_ll(char *buf, long long v);   /* buf >= 24 */
 /* Copy src (NULL: "") into dst of cap bytes, cut to fit, always terminated. */
 void pgr_copy_trunc(char *dst, size_t cap, const char *src);

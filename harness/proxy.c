@@ -272,10 +272,9 @@ int pgr_proxy_kill_backend(pgr_proxy *px, int32_t pid, char *err, size_t errlen)
 
 static uint64_t rnd(uint64_t *x)
 {
-    uint64_t v = *x += 0x9E3779B97F4A7C15ULL;          /* splitmix64 */
-    v = (v ^ (v >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    v = (v ^ (v >> 27)) * 0x94D049BB133111EBULL;
-    return v ^ (v >> 31);
+    uint64_t v = pgr_splitmix64(*x);
+    *x += 0x9E3779B97F4A7C15ULL;
+    return v;
 }
 
 int pgr_proxy_step_begin(pgr_proxy *px, pgr_wire_link *l)

@@ -23,10 +23,7 @@ void pgr_retry_pause(const pgr_session *s)
     int shift = s->attempt - 1 < 6 ? s->attempt - 1 : 6;
     int64_t step = (int64_t)1000000 << shift;   /* ns: 1 ms .. 64 ms */
     uint64_t x = (uint64_t)pgr_now_ns() ^ ((uint64_t)(s->index + 1) << 40) ^ (uint64_t)s->attempt;
-    x += 0x9E3779B97F4A7C15ull;                 /* splitmix64 */
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    x ^= x >> 31;
+    x = pgr_splitmix64(x);
     int64_t ns = step / 2 + (int64_t)(x % (uint64_t)(step / 2 + 1));
     struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !(s->interrupted && __atomic_load_n(s->interrupted, __ATOMIC_RELAXED))) {}
