@@ -4,7 +4,12 @@
  * Input bytes: [0] which target (scenario/variant), [1] isolation level, [2] sessions (2 or
  * 3), [3] request case, with PGRACE_FUZZ_FAULT [4] the faulted session (low bits) and the
  * commit outcome (high bit) and [5] the site of its fault, then one byte per scheduling
- * decision (which of the ready sessions runs its next statement). An invariant violation prints the interleaving and why, writes
+ * decision (which of the ready sessions runs its next statement). Decisions past the last
+ * byte come from a generator seeded with a hash of the whole input, so that every input,
+ * however short, is a whole random schedule whose first decisions its bytes fix (with the
+ * lowest ready session there instead, libFuzzer's short early inputs all ran the sessions
+ * one after the other, and a 3-session race took it 500 to 1000 inputs instead of 1 to 3).
+ * An invariant violation prints the interleaving and why, writes
  * a schedule file (replayable with `pgrace replay`), then aborts so libFuzzer keeps the
  * input. The interleaving signal (each step's outcome and every switch between sessions)
  * goes to libFuzzer's extra counters, so "new coverage" also means "new interleaving".

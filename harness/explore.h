@@ -70,8 +70,9 @@ typedef struct pgr_fuzz_input {
     pgr_isolation iso;
     int sessions, kase;
     const pgr_fault_at *fault;       /* NULL or kind NONE: none */
-    const uint8_t *choices;          /* decision g picks among the ready sessions by choices[g]
-                                      * (past the end: the lowest ready) */
+    const uint8_t *choices;          /* decision g picks among the ready sessions by choices[g];
+                                      * past the end, by a generator seeded with a hash of
+                                      * the whole input (a short input is a whole schedule) */
     size_t nchoices;
     const uint8_t *bytes;            /* the whole input, kept until it is checked */
     size_t nbytes;

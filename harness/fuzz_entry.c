@@ -189,9 +189,10 @@ static int pool_for(pgr_fuzzer *fz, const pgr_fuzz_input *in, pgr_fuzz_outcome *
     pgr_result_init(&res, in->sc, in->v, in->iso, in->sessions, PGR_MODE_FUZZ);
     explorer *x = pgr_explorer_new(NULL);
     int *cursor = calloc((size_t)in->sc->ncases, sizeof *cursor);
-    if (!x || !cursor ||
-        pgr_explorer_open(x, fz->dsn, in->sc, in->v, in->sessions, in->iso, in->fault ? &in->fault->fault : NULL,
-                               &res) != 0) {
+    bool ok = x && cursor &&
+              pgr_explorer_open(x, fz->dsn, in->sc, in->v, in->sessions, in->iso, in->fault ? &in->fault->fault : NULL,
+                                &res) == 0;
+    if (!ok) {
         snprintf(err, errlen, "%s", res.error[0] ? res.error : "out of memory");
         if (x) { pgr_explorer_close(x, &res); pgr_explorer_free(x); }
         free(cursor);
@@ -276,11 +277,15 @@ int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_fuzz_input *in, pgr_fuzz_outcome *out
     pgr_result_init(&res, in->sc, in->v, in->iso, in->sessions, PGR_MODE_FUZZ);
     x->bytes = in->choices;
     x->nbytes = in->nchoices;
+    uint64_t seed = 1469598103934665603ULL;
+    for (size_t i = 0; i < in->nbytes; i++) seed = (seed ^ in->bytes[i]) * 1099511628211ULL;
+    x->tail_seed = seed | 1;
     x->fat = fk != PGR_FAULT_NONE && in->fault->session < in->sessions ? *in->fault : (pgr_fault_at){ .session = -1 };
     sched_run *sr = &p->run;
     int rc = pgr_sched_run(x, t, sr, &res);
     x->bytes = NULL;
     x->nbytes = 0;
+    x->tail_seed = 0;
     if (rc != 0) {
         snprintf(err, errlen, "%s", res.error);
         pgr_result_free(&res);

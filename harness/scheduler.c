@@ -341,7 +341,9 @@ static int choose(explorer *x, sched_run *out, uint64_t ready, const unsigned ch
     int g = out->n;
     if (x->bytes) {
         int cnt = __builtin_popcountll(ready);
-        int pick = (size_t)g < x->nbytes ? x->bytes[g] % cnt : 0;
+        int pick = 0;
+        if ((size_t)g < x->nbytes) pick = x->bytes[g] % cnt;
+        else if (x->tail_seed) pick = (int)(pgr_splitmix64(x->tail_seed + (uint64_t)g) % (uint64_t)cnt);
         for (int i = 0; i < x->n; i++)
             if ((ready >> i & 1) && pick-- == 0) return i;
         return pgr_sched_lowest(ready);

@@ -129,6 +129,8 @@ typedef struct explorer {
     int nstack;                                 /* [choose], and pgr_explore's DFS */
     const uint8_t *bytes;                       /* [caller] fuzzing: decision g = bytes[g] among ready */
     size_t nbytes;
+    uint64_t tail_seed;                         /* [caller] fuzzing: decisions past the bytes come from
+                                                 * a generator seeded with this (0: the lowest ready) */
     const int *forced;                          /* [caller] forced prefix (DFS path, replay, minimize) */
     int nforced;
     bool nonpreemptive_after;                   /* [caller] after the forced prefix: keep the last session */
