@@ -21,7 +21,7 @@ LIB_SRC  := $(filter-out harness/main.c,$(SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=build/gcc/%.o)
 FUZZ_SECS ?= 60
 
-.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-spec bench-proxy bench-isolation bench-http clean
+.PHONY: all deps run test asan tsan sanitizers fuzzers fuzz fuzz-smoke bench bench-explore bench-fuzz bench-spec bench-proxy bench-isolation bench-http clean
 all: bin/pgrace
 
 deps:
@@ -121,8 +121,12 @@ test: bin/pgrace bin/pgrace-fixtures bin/spec_dump sanitizers fuzzers $(NODE_DEP
 bench: bin/pgrace
 	$(PYTHON) bench/stress_vs_pgbench.py
 
-bench-explore: bin/pgrace
+bench-explore: bin/pgrace bin/interleave_fuzzer
 	$(PYTHON) bench/explore_bench.py
+
+# the fuzzer: executions to the first violation (with and without its signal), executions/s
+bench-fuzz: bin/pgrace bin/interleave_fuzzer
+	$(PYTHON) bench/fuzz_bench.py
 
 # a spec against the same pattern in C (stress trials/s ratio, explore schedules/s)
 bench-spec: bin/pgrace

@@ -15,7 +15,8 @@
    distinct Mazurkiewicz traces (--reduction none enumerates every interleaving; run with
    --traces, it takes minutes).
 6. Depth: races that need 3 and 4 sessions (bench/specs/), schedules and seconds to the first
-   violation for exhaustive with DPOR, exhaustive with sleep sets alone, random and PCT; and
+   violation for exhaustive with DPOR, exhaustive with sleep sets alone, random and PCT, and
+   executions to it for the fuzzer (ASan+UBSan) with its interleaving signal and without; and
    every seed variant exhaustive at 3 sessions with DPOR (the whole space, seconds each).
 
 Usage: bench/explore_bench.py [--isolationtester-rounds N] [--only SECTIONS] [--traces]
@@ -29,6 +30,7 @@ import subprocess
 import time
 
 from benchserver import BIN, ROOT, kept_server, previous_build
+from fuzzrun import median_to_first
 
 LEVELS = ("read-committed", "repeatable-read", "serializable")
 # (spec, variant, sessions, level): races that need a third or a fourth session
@@ -121,8 +123,10 @@ def spec_targets():
 
 def depth(dsn, env, tmp):
     print("\ndepth: races that need 3 and 4 sessions; schedules to the first violation (seconds to it, at the "
-          "run's rate); random and pct: median of 5 seeds, 500 schedules at most")
-    print(f"  {'target':40} {'c':>1} {'level':15} {'dpor':>16} {'sleep sets':>18} {'random':>16} {'pct d=3':>16}")
+          "run's rate); random and pct: median of 5 seeds, 500 schedules at most; the fuzzer: executions "
+          "to the first violation, median of 15 libFuzzer seeds, 60 s at most each")
+    print(f"  {'target':40} {'c':>1} {'level':15} {'dpor':>16} {'sleep sets':>18} {'random':>16} {'pct d=3':>16}"
+          f" {'fuzz+signal':>11} {'fuzz':>6}")
     for spec, variant, c, iso in DEPTH:
         target = f"{spec}/{variant}"
         base = [str(ROOT / target), "-c", str(c), "-i", iso, "--dsn", dsn]
@@ -145,8 +149,13 @@ def depth(dsn, env, tmp):
                     bound = r["explore"]["pct_bound"]
             m, ms = statistics.median(fvs), statistics.median(secs)
             cells.append(f"{m:g} ({ms:.2f} s)" if m != float("inf") else ">500")
+        fenv = dict(env, PGRACE_DSN=dsn)
+        name = f"{pathlib.Path(spec).stem}/{variant}"
+        for signal in (True, False):
+            cells.append(median_to_first(fenv, tmp, name, 15, 60, signal=signal, iso=iso, sessions=c,
+                                         spec=ROOT / spec))
         print(f"  {target:40} {c:1d} {iso:15} {cells[0]:>16} {cells[1]:>18} {cells[2]:>16} {cells[3]:>16}"
-              f"   pct bound {bound:.2g}/schedule")
+              f" {cells[4]:>11} {cells[5]:>6}   pct bound {bound:.2g}/schedule")
     print("\nthe 3-session specs' whole space, every variant, exhaustive with DPOR")
     for spec in sorted({d[0] for d in DEPTH if d[2] == 3}):
         c = 3

@@ -105,7 +105,7 @@ typedef struct pgr_fuzz_outcome {
 pgr_fuzzer *pgr_fuzzer_new(const char *dsn);
 /* Inputs run before their invariants are checked together (default 64; 1: each at once). */
 void pgr_fuzzer_set_batch(pgr_fuzzer *fz, int n);
-/* Run one input's schedule (threads joined before it returns); check the batch when it is
+/* Run one input's schedule (every session done before it returns); check the batch when it is
  * full. 0, or -1 with err (a harness error). */
 int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_fuzz_input *in, pgr_fuzz_outcome *out, char *err, size_t errlen);
 /* Check every input run and not yet checked (before stopping). 0, or -1 with err. */

@@ -88,7 +88,7 @@ typedef struct sched_run {          /* what one schedule did */
 } sched_run;
 
 /* The scheduler's state for one pool of gated sessions. Who writes each field:
- *   [life]   pgr_explorer_new, pgr_explorer_open_opts, pgr_explorer_close (scheduler.c)
+ *   [life]   pgr_explorer_new, pgr_explorer_open, pgr_explorer_close (scheduler.c)
  *   [gate]   under mu: the gate ops in the session threads and the coordinator
  *            (pgr_sched_run, quiesce, abort_trial in scheduler.c)
  *   [caller] the one about to run a schedule: pgr_explore (explore.c), pgr_replay,
