@@ -43,6 +43,7 @@
  * later makes the target reject inputs and say so, never a fake crash.
  */
 #include "explore.h"
+#include "intern.h"
 #include "server.h"
 #include "spec_scenario.h"
 
@@ -101,10 +102,9 @@ static void violation(const pgr_fuzz_outcome *o)
         drop_fuzzer();
         abort();
     }
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < o->ninput; i++) h = (h ^ o->input[i]) * 1099511628211ull;
     char path[1200];
-    snprintf(path, sizeof path, "%scrash-pgrace-%016llx", artifact_prefix, (unsigned long long)h);
+    snprintf(path, sizeof path, "%scrash-pgrace-%016llx", artifact_prefix,
+             (unsigned long long)pgr_bytes_hash(o->input, o->ninput));
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(o->input, 1, o->ninput, f) != o->ninput || fclose(f) != 0)
         fprintf(stderr, "pgrace fuzz: cannot write %s: %s\n", path, strerror(errno));

@@ -277,9 +277,7 @@ int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_fuzz_input *in, pgr_fuzz_outcome *out
     pgr_result_init(&res, in->sc, in->v, in->iso, in->sessions, PGR_MODE_FUZZ);
     x->bytes = in->choices;
     x->nbytes = in->nchoices;
-    uint64_t seed = 1469598103934665603ULL;
-    for (size_t i = 0; i < in->nbytes; i++) seed = (seed ^ in->bytes[i]) * 1099511628211ULL;
-    x->tail_seed = seed | 1;
+    x->tail_seed = pgr_bytes_hash(in->bytes, in->nbytes) | 1;
     x->fat = fk != PGR_FAULT_NONE && in->fault->session < in->sessions ? *in->fault : (pgr_fault_at){ .session = -1 };
     sched_run *sr = &p->run;
     int rc = pgr_sched_run(x, t, sr, &res);

@@ -2,6 +2,7 @@
  * http.c — an HTTP/1.1 request from a template, an answer parsed, its id read (http.h).
  */
 #include "http.h"
+#include "intern.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -282,9 +283,7 @@ long long pgr_http_json_id(const char *body, size_t len, const char *path)
         if (digits) {
             id = strtoll(s, NULL, 10);
         } else {
-            uint64_t h = 1469598103934665603ULL;
-            for (size_t i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 1099511628211ULL; }
-            id = (long long)(h >> 1);
+            id = (long long)(pgr_bytes_hash(s, n) >> 1);
         }
     }
     json_decref(root);

@@ -25,8 +25,14 @@ static size_t cap, used;
 
 uint64_t pgr_text_hash(const char *s)
 {
+    return pgr_bytes_hash(s, strlen(s));
+}
+
+uint64_t pgr_bytes_hash(const void *p, size_t n)
+{
+    const unsigned char *b = p;
     uint64_t h = 1469598103934665603ULL;        /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
     return h;
 }
 

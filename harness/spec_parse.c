@@ -21,6 +21,7 @@
  * Errors are one line, "PATH:LINE:COL: what" (columns count UTF-8 characters); every
  * byte that is not printable is shown escaped (\xNN), never raw.
  */
+#include "intern.h"
 #include "spec.h"
 
 #include <errno.h>
@@ -61,15 +62,6 @@ typedef struct parser {
 } parser;
 
 /* ---- small helpers ---- */
-
-/* FNV-1a, 64 bits, of n bytes (pgr_text_hash's function, for text that may hold NULs). */
-static uint64_t fnv1a(const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ULL; }
-    return h;
-}
 
 /* Append an element to the growing array *arrp (any T **; memcpy keeps it type-clean) of *n
  * elements of size bytes; returns the new element zeroed, or NULL when out of memory. */
@@ -1251,7 +1243,7 @@ int pgr_spec_parse(const char *path, const char *text, size_t len, pgr_spec *out
                  .err = err, .errlen = errlen };
     out->path = strdup(p.path);
     out->name = spec_name(p.path);
-    out->hash = fnv1a(text, len);
+    out->hash = pgr_bytes_hash(text, len);
     if (!out->path || !out->name) { fail(&p, here(&p), "out of memory"); goto bad; }
     if (check_text(&p) != 0) goto bad;
     for (;;) {
