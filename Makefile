@@ -75,9 +75,9 @@ bin/spec_dump: $(LIB_OBJ) tests/spec_dump.c $(HDR)
 
 # Time-boxed fuzzing of every recommended variant (a crash there is a real finding).
 fuzz: fuzzers
-	@mkdir -p fuzz/corpus/interleave out/fuzz
+	@mkdir -p out/fuzz/interleave-corpus
 	PGRACE_FUZZ_TARGET=recommended PGRACE_FUZZ_SAVE=out/fuzz bin/interleave_fuzzer \
-	    -max_total_time=$(FUZZ_SECS) -print_final_stats=1 fuzz/corpus/interleave
+	    -max_total_time=$(FUZZ_SECS) -print_final_stats=1 out/fuzz/interleave-corpus
 	@mkdir -p out/fuzz/parsers-corpus && cp fuzz/corpus/parsers/* out/fuzz/parsers-corpus/
 	bin/parsers_fuzzer -dict=fuzz/parsers.dict -max_total_time=$(FUZZ_SECS) -print_final_stats=1 \
 	    out/fuzz/parsers-corpus
