@@ -14,6 +14,16 @@
  * it on a fresh trial re-creates the same interleaving (replay), which is what makes
  * exhaustive search, saved counterexamples and minimization possible.
  *
+ * The decision itself (decide_locked) is made under the mutex by whoever sees the system
+ * quiescent first. A session thread that parks, or finishes, when every other session is
+ * parked or finished makes it and, when it chose itself, goes straight on: no coordinator
+ * wake-up and no hand-back on the common path (two thread switches per statement fewer).
+ * The coordinator decides only when someone is blocked (which only it can tell, by asking
+ * the monitor), and for programs' sessions (wire), which are busy between statements. It
+ * keeps watching meanwhile: a granted statement that has not come back while no new grant
+ * was made within twice the usual round trip is asked about, as before. Who decides does
+ * not change what is decided: the same state gives the same choice.
+ *
  * Strategies: exhaustive (stateless depth-first search), random (uniform among ready
  * sessions), and PCT (random priorities with d-1 priority change points; finds a depth-d
  * bug with probability >= 1/(n*k^(d-1))).
@@ -39,6 +49,8 @@
 #include <string.h>
 #include <time.h>
 
+static int decide_locked(explorer *x, int self);
+
 /* ---- gate ops: run in the session threads ---- */
 
 static void gate_before(void *ctx, pgr_session *s, const pgr_step *step)
@@ -53,7 +65,15 @@ static void gate_before(void *ctx, pgr_session *s, const pgr_step *step)
     }
     x->pending_sql[s->index] = step->sql;
     x->st[s->index] = SS_READY;
-    pthread_cond_signal(&x->cv);
+    if (x->delegate) {
+        sched_run *out = x->run_out;
+        int g = x->current_grant[s->index];
+        if (g >= 0 && !out->waited[g]) {        /* its statement came back by itself: time it */
+            int64_t took = pgr_now_ns() - x->grant_ns[s->index];
+            x->rtt_ns = x->rtt_ns ? (x->rtt_ns * 7 + took) / 8 : took;
+        }
+    }
+    if (!x->delegate || decide_locked(x, s->index) < 0) pthread_cond_signal(&x->cv);
     while (!x->granted[s->index] && !x->abort && x->st[s->index] != SS_DONE)
         pthread_cond_wait(&x->cv_s[s->index], &x->mu);
     x->granted[s->index] = false;
@@ -76,7 +96,7 @@ static void gate_done(void *ctx, pgr_session *s)
     explorer *x = ctx;
     pthread_mutex_lock(&x->mu);
     x->st[s->index] = SS_DONE;
-    pthread_cond_signal(&x->cv);
+    if (!x->delegate || decide_locked(x, s->index) < 0) pthread_cond_signal(&x->cv);
     pthread_cond_signal(&x->cv_s[s->index]);   /* a program's statement parked after its end */
     pthread_mutex_unlock(&x->mu);
 }
@@ -123,8 +143,11 @@ static int query_blocked(explorer *x, const int *which, int n, bool *blocked, ch
     snprintf(all + offa, sizeof all - offa, "}");
     const char *p[2] = { a, all };
     pgr_call_begin(x->monitor, 0);
+    pthread_mutex_lock(&x->monitor_mu);     /* a deciding session may ask the catalog */
     PGresult *r = PQexecPrepared(x->monitor, "blocked", 2, p, NULL, NULL, 0);
-    if (pgr_call_end(x->monitor, err, errlen) != 0) { PQclear(r); return -1; }
+    int crc = pgr_call_end(x->monitor, err, errlen);
+    pthread_mutex_unlock(&x->monitor_mu);
+    if (crc != 0) { PQclear(r); return -1; }
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != n) {
         snprintf(err, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(x->monitor));
         err[strcspn(err, "\n")] = '\0';
@@ -152,12 +175,16 @@ static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
     int64_t busy_since = 0;
     /* twice a statement's usual round trip; then ask the monitor (a slow machine, or a
      * sanitizer build, would otherwise ask about most statements) */
+    pthread_mutex_lock(&x->mu);         /* delegating sessions time their statements too */
     int64_t rtt = x->rtt_ns, t0 = pgr_now_ns();
+    pthread_mutex_unlock(&x->mu);
     long wait_ns = rtt * 2 < 120000 ? 120000 : rtt * 2 > 1000000 ? 1000000 : (long)(rtt * 2);
     bool timing = false, asked = false;
+    int seen_n = -1;                     /* delegating: the grants made when last looked */
     for (;;) {
         int inflight[PGR_MAX_SESSIONS], nin = 0, nrun = 0, nbusy = 0, first_busy = -1;
         pthread_mutex_lock(&x->mu);
+        if (seen_n < 0 && out) seen_n = out->n;
         for (int i = 0; i < x->n; i++) {
             if (busy(x, i)) {
                 if (first_busy < 0) first_busy = i;
@@ -191,11 +218,11 @@ static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
             busy_since = 0;
         }
         if (nin == 0) {
-            pthread_mutex_unlock(&x->mu);
-            if (timing && !asked) {          /* it came back by itself: its time counts */
+            if (timing && !asked && !x->delegate) {   /* it came back by itself: its time counts */
                 int64_t took = pgr_now_ns() - t0;
                 x->rtt_ns = x->rtt_ns ? (x->rtt_ns * 7 + took) / 8 : took;
             }
+            pthread_mutex_unlock(&x->mu);
             return 0;
         }
         if (nrun > 0) {
@@ -204,8 +231,17 @@ static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
             struct timespec ts;
             add_ns(&ts, wait_ns);
             int rc = pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+            int n_now = out ? out->n : 0;
+            int64_t r = x->rtt_ns;
             pthread_mutex_unlock(&x->mu);
             if (rc == 0) continue;              /* something moved: look again */
+            if (x->delegate && n_now != seen_n) {
+                /* the sessions decided meanwhile: statements are coming back; wait again */
+                seen_n = n_now;
+                deadline = pgr_now_ns() + 10LL * 1000000000;
+                wait_ns = r * 2 < 120000 ? 120000 : r * 2 > 1000000 ? 1000000 : (long)(r * 2);
+                continue;
+            }
             wait_ns = rtt < 50000 ? 50000 : rtt > 1000000 ? 1000000 : (long)rtt;
         } else {
             pthread_mutex_unlock(&x->mu);
@@ -426,20 +462,64 @@ static void pct_reset(explorer *x)
     for (int j = 0; j < x->depth - 1; j++) x->change_at[j] = 1 + (int)(pgr_sched_rnd(x) % (uint64_t)x->k_estimate);
 }
 
+/* Under mu: grant session c the next step of schedule out (ready: who could have run). */
+static void grant_locked(explorer *x, sched_run *out, int c, uint64_t ready)
+{
+    out->grants[out->n] = c;
+    out->ready[out->n] = ready;
+    x->current_grant[c] = out->n;
+    x->inflight[c] = true;
+    x->st[c] = SS_RUNNING;
+    x->granted[c] = true;
+    x->grant_ns[c] = pgr_now_ns();
+    out->n++;
+}
+
+/* Under mu, when nobody runs (and, for a session thread, self >= 0, nobody waits on a
+ * lock either: only the coordinator knows who is blocked): choose the next session and
+ * grant it, waking it unless it is self. The coordinator decides after quiescing; with
+ * delegation on, a session thread that parks or finishes decides too. The session granted;
+ * -1 someone runs or waits, or nobody is ready; -2 every session is done; -3 the schedule
+ * is full. */
+static int decide_locked(explorer *x, int self)
+{
+    sched_run *out = x->run_out;
+    uint64_t ready = 0;
+    bool all_done = true;
+    unsigned char kind[PGR_MAX_SESSIONS] = { 0 };
+    for (int i = 0; i < x->n; i++) {
+        if (x->st[i] == SS_RUNNING || (self >= 0 && x->st[i] == SS_BLOCKED)) return -1;
+        if (x->st[i] == SS_READY) { ready |= 1ULL << i; kind[i] = (unsigned char)pgr_sql_kind(x->pending_sql[i]); }
+        if (x->st[i] != SS_DONE) all_done = false;
+    }
+    if (all_done) return -2;
+    if (!ready) return -1;                  /* only blocked sessions: quiesce waits */
+    if (out->n == PGR_MAX_GRANTS) return -3;
+    pgr_fp pend[PGR_MAX_EXPLORE_SESSIONS];
+    if (x->track) {                         /* parked sessions: their statements stay put */
+        pthread_mutex_lock(&x->monitor_mu);
+        for (int i = 0; i < x->n; i++)
+            if (ready >> i & 1) pend[i] = pgr_fp_pending(x->ft, i, x->pending_sql[i]);
+        pthread_mutex_unlock(&x->monitor_mu);
+        if (x->reduction == PGR_POR_DPOR && !out->pruned && out->diverged_at < 0) dpor_races(x, out->n, ready, pend);
+    }
+    int c = choose(x, out, ready, kind, x->track ? pend : NULL);
+    if (x->track) {
+        pthread_mutex_lock(&x->monitor_mu);
+        pgr_fp_granted(x->ft, c, x->pending_sql[c]);
+        pthread_mutex_unlock(&x->monitor_mu);
+        dpor_record(x, out->n, c, &pend[c]);
+    }
+    grant_locked(x, out, c, ready);
+    if (c != self) pthread_cond_signal(&x->cv_s[c]);
+    return c;
+}
+
 /* Run trial t under the scheduler. 0, or -1 with err (harness error). */
 int pgr_sched_run(explorer *x, pgr_trial *t, sched_run *out, pgr_result *res)
 {
     memset(out, 0, sizeof *out);
     out->diverged_at = -1;
-    pthread_mutex_lock(&x->mu);
-    x->abort = false;
-    for (int i = 0; i < x->n; i++) {
-        x->st[i] = SS_RUNNING;
-        x->inflight[i] = false;
-        x->granted[i] = false;
-        x->current_grant[i] = -1;
-    }
-    pthread_mutex_unlock(&x->mu);
     if (x->strategy == PGR_PCT) pct_reset(x);
     out->fat = x->fat;
     if (x->fat.fault.kind != PGR_FAULT_NONE && x->fat.session < t->nsessions) {
@@ -452,45 +532,33 @@ int pgr_sched_run(explorer *x, pgr_trial *t, sched_run *out, pgr_result *res)
         memset(x->trace->last_vc, 0, sizeof x->trace->last_vc);
         x->trace->n = 0;
     }
+    pthread_mutex_lock(&x->mu);
+    x->abort = false;
+    for (int i = 0; i < x->n; i++) {
+        x->st[i] = SS_RUNNING;
+        x->inflight[i] = false;
+        x->granted[i] = false;
+        x->current_grant[i] = -1;
+    }
+    x->run_out = out;
+    x->track = track;
+    /* a program's session is busy between its statements, which only the coordinator sees */
+    x->delegate = !x->wire;
+    pthread_mutex_unlock(&x->mu);
     pgr_pool_start(x->pool, t);
     char err[PGR_ERRLEN] = "";
     for (;;) {
         if (quiesce(x, out, err, sizeof err) != 0) break;
-        uint64_t ready = 0;
-        bool all_done = true;
-        unsigned char kind[PGR_MAX_SESSIONS] = { 0 };
-        pgr_fp pend[PGR_MAX_EXPLORE_SESSIONS];
         pthread_mutex_lock(&x->mu);
-        for (int i = 0; i < x->n; i++) {
-            if (x->st[i] == SS_READY) { ready |= 1ULL << i; kind[i] = (unsigned char)pgr_sql_kind(x->pending_sql[i]); }
-            if (x->st[i] != SS_DONE) all_done = false;
-        }
-        if (track && ready)             /* parked sessions: their statements stay put */
-            for (int i = 0; i < x->n; i++)
-                if (ready >> i & 1) pend[i] = pgr_fp_pending(x->ft, i, x->pending_sql[i]);
+        int c = decide_locked(x, -1);
         pthread_mutex_unlock(&x->mu);
-        if (all_done) break;
-        if (!ready) continue;                     /* only blocked sessions: quiesce waits */
-        if (out->n == PGR_MAX_GRANTS) { snprintf(err, sizeof err, "schedule longer than %d statements", PGR_MAX_GRANTS); break; }
-        if (track && x->reduction == PGR_POR_DPOR && !out->pruned && out->diverged_at < 0) dpor_races(x, out->n, ready, pend);
-        int c = choose(x, out, ready, kind, track ? pend : NULL);
-        if (track) {
-            pthread_mutex_lock(&x->mu);
-            pgr_fp_granted(x->ft, c, x->pending_sql[c]);
-            pthread_mutex_unlock(&x->mu);
-            dpor_record(x, out->n, c, &pend[c]);
-        }
-        out->grants[out->n] = c;
-        out->ready[out->n] = ready;
-        pthread_mutex_lock(&x->mu);
-        x->current_grant[c] = out->n;
-        x->inflight[c] = true;
-        x->st[c] = SS_RUNNING;
-        x->granted[c] = true;
-        pthread_cond_signal(&x->cv_s[c]);
-        pthread_mutex_unlock(&x->mu);
-        out->n++;
+        if (c == -2) break;
+        if (c == -3) { snprintf(err, sizeof err, "schedule longer than %d statements", PGR_MAX_GRANTS); break; }
     }
+    pthread_mutex_lock(&x->mu);
+    x->delegate = false;
+    x->run_out = NULL;
+    pthread_mutex_unlock(&x->mu);
     if (err[0]) abort_trial(x);
     int rc = pgr_pool_finish(x->pool, res);
     for (int g = 0; g < out->n; g++) {          /* sessions are idle now: mark lock waits */
@@ -511,6 +579,7 @@ explorer *pgr_explorer_new(volatile int *interrupted)
     if (!x) return NULL;
     pthread_mutex_init(&x->mu, NULL);
     pthread_cond_init(&x->cv, NULL);
+    pthread_mutex_init(&x->monitor_mu, NULL);
     for (int i = 0; i < PGR_MAX_SESSIONS; i++) pthread_cond_init(&x->cv_s[i], NULL);
     x->ops = (pgr_gate_ops){ .before = gate_before, .after = gate_after, .done = gate_done, .ctx = x };
     x->interrupted = interrupted;

@@ -93,7 +93,8 @@ typedef struct sched_run {          /* what one schedule did */
  *            (pgr_sched_run, quiesce, abort_trial in scheduler.c)
  *   [caller] the one about to run a schedule: pgr_explore (explore.c), pgr_replay,
  *            pgr_fuzz_one, pgr_sched_run_forced
- *   [choose] choose and pct_reset (scheduler.c) while a schedule runs
+ *   [choose] pct_reset before a schedule; while it runs, under mu, whoever decides
+ *            (decide_locked: the coordinator, or a delegating session thread)
  * Everyone else only reads. */
 typedef struct explorer {
     pgr_pool *pool;                             /* [life] */
@@ -106,6 +107,7 @@ typedef struct explorer {
     bool abort;                                 /* [gate] let every session through (harness error) */
     const char *pending_sql[PGR_MAX_SESSIONS];  /* [gate] the statement the session parked before */
     int current_grant[PGR_MAX_SESSIONS];        /* [gate] grant index of the session's in-flight step */
+    int64_t grant_ns[PGR_MAX_SESSIONS];         /* [gate] when it was granted */
     PGconn *monitor;                            /* [life] */
     pgr_gate_ops ops;                           /* [life] */
     volatile int *interrupted;                  /* [life] */
@@ -139,6 +141,16 @@ typedef struct explorer {
     bool inflight[PGR_MAX_SESSIONS];            /* [gate] its granted statement has not completed */
     int64_t rtt_ns;                             /* [quiesce] a granted statement's usual time to
                                                  * come back by itself (moving average) */
+    sched_run *run_out;                         /* [gate] the schedule running, while sessions may
+                                                 * decide (delegate); NULL otherwise */
+    bool delegate;                              /* [gate] a session that parks or finishes when no
+                                                 * other is running or blocked makes the next
+                                                 * decision itself, saving the coordinator's hop
+                                                 * (every gated pool but programs') */
+    bool track;                                 /* [gate] this schedule keeps footprints and the
+                                                 * DPOR trace */
+    pthread_mutex_t monitor_mu;                 /* [life] the monitor connection: the coordinator's
+                                                 * blocked question, a decider's catalog question */
 } explorer;
 
 static inline int pgr_sched_lowest(uint64_t m) { return m ? __builtin_ctzll(m) : -1; }
