@@ -15,6 +15,8 @@ user in two tabs, 2 existing conversation, 1 different users, 1 failing initial 
 """
 import pytest
 
+from conftest import RECOMMENDED_TRIALS
+
 ISOLATIONS = ["read-committed", "repeatable-read", "serializable"]
 
 ONE_CONV = "exactly one conversation per agency-user pair"
@@ -149,9 +151,9 @@ def test_proposed_answers_200_before_the_initial_message_exists(pgrace, tmp_path
 
 
 @pytest.mark.parametrize("iso", ISOLATIONS)
-def test_recommended_holds_5000_trials_8_sessions(pgrace, tmp_path, iso):
-    doc, _ = pgrace.stress_json("conversation_dedup/recommended", "-c", "8", "-t", "5000", "-i", iso,
+def test_recommended_holds_at_8_sessions(pgrace, tmp_path, iso):
+    doc, _ = pgrace.stress_json("conversation_dedup/recommended", "-c", "8", "-t", str(RECOMMENDED_TRIALS), "-i", iso,
                                 tmp_path=tmp_path)
     r = doc["results"][0]
     assert r["isolation"] == iso
-    assert_recommended(r, 8, 5000)
+    assert_recommended(r, 8, RECOMMENDED_TRIALS)

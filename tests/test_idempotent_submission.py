@@ -14,6 +14,8 @@ overlapping retry stores duplicates.
 """
 import pytest
 
+from conftest import RECOMMENDED_TRIALS
+
 ISOLATIONS = ["read-committed", "repeatable-read", "serializable"]
 TRIALS = 300    # cases 4:4:2; every race asserted below shows in >= 25 % of its case's trials
 
@@ -76,11 +78,11 @@ def test_proposed_overlapping_retry_gets_409_under_read_committed(pgrace, tmp_pa
 
 
 @pytest.mark.parametrize("iso", ISOLATIONS)
-def test_recommended_holds_5000_trials_8_sessions(pgrace, tmp_path, iso):
-    res = run_cell(pgrace, tmp_path, iso, 8, 5000, target="idempotent_submission/recommended")
+def test_recommended_holds_at_8_sessions(pgrace, tmp_path, iso):
+    res = run_cell(pgrace, tmp_path, iso, 8, RECOMMENDED_TRIALS, target="idempotent_submission/recommended")
     r = res["recommended"]
     assert r["verdict"] == "safe" and r["violations"] == 0
     assert all(v == 0 for v in r["invariants"].values())
-    assert sum(r["cases"].values()) == 5000
-    assert r["statuses"] == {"200": 8 * 5000}
+    assert sum(r["cases"].values()) == RECOMMENDED_TRIALS
+    assert r["statuses"] == {"200": 8 * RECOMMENDED_TRIALS}
     assert set(r["sqlstates"]) <= {"00000", "40001"}

@@ -10,6 +10,8 @@ gets two 200s and two success audits (or a 500), never the 409 of seed test 1; a
 """
 import pytest
 
+from conftest import RECOMMENDED_TRIALS
+
 ISOLATIONS = ["read-committed", "repeatable-read", "serializable"]
 TRIALS = 150    # cases 4:3:2:1; every race below shows in >= 40 % of its case's trials
 
@@ -82,13 +84,13 @@ def test_matrix_cell(pgrace, tmp_path, iso, sessions):
 
 
 @pytest.mark.parametrize("iso", ISOLATIONS)
-def test_recommended_holds_5000_trials_8_sessions(pgrace, tmp_path, iso):
-    res = run_cell(pgrace, tmp_path, iso, 8, 5000, target="identity_verify/recommended")
+def test_recommended_holds_at_8_sessions(pgrace, tmp_path, iso):
+    res = run_cell(pgrace, tmp_path, iso, 8, RECOMMENDED_TRIALS, target="identity_verify/recommended")
     r = res["recommended"]
     assert r["verdict"] == "safe" and r["violations"] == 0
     assert all(v == 0 for v in r["invariants"].values())
     cases = r["cases"]
-    assert sum(cases.values()) == 5000
+    assert sum(cases.values()) == RECOMMENDED_TRIALS
     assert r["statuses"] == expected_statuses(cases, 8)
     # every session of an audit_insert_fails trial hit the audit CHECK once, and every
     # losing user's claim hit the unique index once (its 409)

@@ -7,6 +7,8 @@ Measured: the unique index keeps one row (holds); the loser gets 500 (uncaught 2
 """
 import pytest
 
+from conftest import RECOMMENDED_TRIALS
+
 ISOLATIONS = ["read-committed", "repeatable-read", "serializable"]
 TRIALS = 300    # every race below shows in >= 40 % of the contested trials
 
@@ -53,12 +55,12 @@ def test_matrix_cell(pgrace, tmp_path, iso, sessions):
 
 
 @pytest.mark.parametrize("iso", ISOLATIONS)
-def test_recommended_holds_5000_trials_8_sessions(pgrace, tmp_path, iso):
-    res = run_cell(pgrace, tmp_path, iso, 8, 5000, target="nullifier_submission/recommended")
+def test_recommended_holds_at_8_sessions(pgrace, tmp_path, iso):
+    res = run_cell(pgrace, tmp_path, iso, 8, RECOMMENDED_TRIALS, target="nullifier_submission/recommended")
     r = res["recommended"]
     assert r["verdict"] == "safe" and r["violations"] == 0
     assert all(v == 0 for v in r["invariants"].values())
-    assert sum(r["cases"].values()) == 5000
+    assert sum(r["cases"].values()) == RECOMMENDED_TRIALS
     assert r["statuses"] == expected_statuses(r["cases"], 8)
     assert set(r["sqlstates"]) <= {"00000", "40001"}   # 40001 only under rr/ser, and retried
 
