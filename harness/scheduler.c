@@ -142,8 +142,8 @@ static int query_blocked(explorer *x, const int *which, int n, bool *blocked, ch
     snprintf(a + off, sizeof a - off, "}");
     snprintf(all + offa, sizeof all - offa, "}");
     const char *p[2] = { a, all };
-    pgr_call_begin(x->monitor, 0);
     pthread_mutex_lock(&x->monitor_mu);     /* a deciding session may ask the catalog */
+    pgr_call_begin(x->monitor, 0);          /* (the watchdog keeps one call per connection) */
     PGresult *r = PQexecPrepared(x->monitor, "blocked", 2, p, NULL, NULL, 0);
     int crc = pgr_call_end(x->monitor, err, errlen);
     pthread_mutex_unlock(&x->monitor_mu);
@@ -157,6 +157,12 @@ static int query_blocked(explorer *x, const int *which, int n, bool *blocked, ch
     for (int i = 0; i < n; i++) blocked[i] = PQgetvalue(r, i, 0)[0] == 't';
     PQclear(r);
     return 0;
+}
+
+/* The first wait for a granted statement: twice its usual round trip, 120 us to 1 ms. */
+static long first_wait_ns(int64_t rtt)
+{
+    return rtt * 2 < 120000 ? 120000 : rtt * 2 > 1000000 ? 1000000 : (long)(rtt * 2);
 }
 
 /* Wait until no session is RUNNING: each is READY, DONE, or BLOCKED by another session.
@@ -178,7 +184,7 @@ static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
     pthread_mutex_lock(&x->mu);         /* delegating sessions time their statements too */
     int64_t rtt = x->rtt_ns, t0 = pgr_now_ns();
     pthread_mutex_unlock(&x->mu);
-    long wait_ns = rtt * 2 < 120000 ? 120000 : rtt * 2 > 1000000 ? 1000000 : (long)(rtt * 2);
+    long wait_ns = first_wait_ns(rtt);
     bool timing = false, asked = false;
     int seen_n = -1;                     /* delegating: the grants made when last looked */
     for (;;) {
@@ -239,7 +245,7 @@ static int quiesce(explorer *x, sched_run *out, char *err, size_t errlen)
                 /* the sessions decided meanwhile: statements are coming back; wait again */
                 seen_n = n_now;
                 deadline = pgr_now_ns() + 10LL * 1000000000;
-                wait_ns = r * 2 < 120000 ? 120000 : r * 2 > 1000000 ? 1000000 : (long)(r * 2);
+                wait_ns = first_wait_ns(r);
                 continue;
             }
             wait_ns = rtt < 50000 ? 50000 : rtt > 1000000 ? 1000000 : (long)rtt;
