@@ -33,6 +33,9 @@ struct fp_stmt {                    /* one statement text, analysed once per exp
     char *sql;
     int kind;                       /* ST_* */
     uint64_t read, write;           /* relations read; written or locked (closed over FKs, sequences) */
+    uint64_t nkwrite;               /* relations written only by a plain UPDATE that changes no key
+                                     * (its row locks: FOR NO KEY UPDATE) */
+    uint64_t klock;                 /* relations whose rows its FK checks lock FOR KEY SHARE */
     bool all;                       /* ST_DML that touches something unresolvable */
     bool chain;                     /* COMMIT/ROLLBACK AND CHAIN: a new transaction opens at once */
     bool taints;                    /* changes how the session's later statements resolve (SET
@@ -49,6 +52,10 @@ struct fp_rel {                     /* one relation, resolved once per explorer 
     bool opaque;
     unsigned nbr[32];               /* FK neighbours (both directions) and sequences */
     int nnbr;
+    unsigned parent[16];            /* the relations its FKs reference */
+    int nparent;
+    unsigned seq[16];               /* its sequences (owned, or in a column default) */
+    int nseq;
     struct fp_rel *next;
 };
 
@@ -67,7 +74,7 @@ struct fp_table {
     struct fp_txn {                 /* a session's transaction as its executed prefix shows it */
         bool in_txn, snap_pending, all;
         bool tainted;               /* a statement changed how its later ones resolve */
-        uint64_t read, write;
+        uint64_t read, write, nkwrite, klock;
         unsigned iso;               /* the levels the session's transactions may run at (bits 1 <<
                                      * level): its default, and every level a SET or BEGIN named */
         unsigned txn_iso;           /* the levels the open transaction may run at */
@@ -91,6 +98,24 @@ static PGresult *ask(fp_table *ft, const char *sql, int n, const char *const *p)
     PGresult *r = PQexecParams(ft->conn, sql, n, NULL, p, NULL, NULL, 0);
     if (pgr_call_end(ft->conn, err, sizeof err) != 0 || PQresultStatus(r) != PGRES_TUPLES_OK) { PQclear(r); return NULL; }
     return r;
+}
+
+/* The oids of an array's text form ({1,2,3}) into out: their count, -1 more than max. */
+static int parse_oids(const char *a, unsigned *out, int max)
+{
+    int n = 0;
+    while (*a) {
+        if (*a >= '0' && *a <= '9') {
+            char *end;
+            unsigned long v = strtoul(a, &end, 10);
+            if (n == max) return -1;
+            out[n++] = (unsigned)v;
+            a = end;
+        } else {
+            a++;
+        }
+    }
+    return n;
 }
 
 /* The relation oid (0 none) and its catalog facts; name NULL: by oid. Cached. */
@@ -136,9 +161,9 @@ static struct fp_rel *rel_info(fp_table *ft, const char *name, unsigned oid)
         "             WHERE d.refclassid = 'pg_proc'::regclass AND f.pronamespace <> 'pg_catalog'::regnamespace "
         "               AND ((d.classid = 'pg_attrdef'::regclass AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = c.oid)) "
         "                 OR (d.classid = 'pg_constraint'::regclass AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = c.oid)))), "
-        "  ARRAY(SELECT confrelid FROM pg_constraint WHERE contype = 'f' AND conrelid = c.oid "
-        "        UNION SELECT conrelid FROM pg_constraint WHERE contype = 'f' AND confrelid = c.oid "
-        "        UNION SELECT s.oid FROM pg_class s WHERE s.relkind = 'S' AND ("
+        "  ARRAY(SELECT DISTINCT confrelid FROM pg_constraint WHERE contype = 'f' AND conrelid = c.oid)::text, "
+        "  ARRAY(SELECT DISTINCT conrelid FROM pg_constraint WHERE contype = 'f' AND confrelid = c.oid)::text, "
+        "  ARRAY(SELECT s.oid FROM pg_class s WHERE s.relkind = 'S' AND ("
         "              EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid "
         "                      AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid) "
         "           OR EXISTS (SELECT 1 FROM pg_depend d JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid "
@@ -147,17 +172,16 @@ static struct fp_rel *rel_info(fp_table *ft, const char *name, unsigned oid)
     if (!q) return r;
     if (PQntuples(q) == 1) {
         r->opaque = PQgetvalue(q, 0, 0)[0] == 't';
-        const char *a = PQgetvalue(q, 0, 1);           /* {1,2,3} */
-        while (*a) {
-            if (*a >= '0' && *a <= '9') {
-                char *end;
-                unsigned long v = strtoul(a, &end, 10);
-                if (r->nnbr == 32) { r->opaque = true; break; }
-                r->nbr[r->nnbr++] = (unsigned)v;
-                a = end;
-            } else {
-                a++;
-            }
+        int np = parse_oids(PQgetvalue(q, 0, 1), r->parent, 16), nc = 0, nq = parse_oids(PQgetvalue(q, 0, 3), r->seq, 16);
+        unsigned child[16];
+        nc = parse_oids(PQgetvalue(q, 0, 2), child, 16);
+        if (np < 0 || nc < 0 || nq < 0 || np + nc + nq > 32) r->opaque = true;
+        else {
+            r->nparent = np;
+            r->nseq = nq;
+            for (int i = 0; i < np; i++) r->nbr[r->nnbr++] = r->parent[i];
+            for (int i = 0; i < nc; i++) r->nbr[r->nnbr++] = child[i];
+            for (int i = 0; i < nq; i++) r->nbr[r->nnbr++] = r->seq[i];
         }
         if (!r->opaque && ft->nbits < 63) r->bit = ft->nbits++;
         else r->opaque = true;
@@ -198,6 +222,35 @@ static bool write_closure(fp_table *ft, const char *name, uint64_t *bits)
         }
     }
     return true;
+}
+
+/* The bit of the relation with this oid, or -1 (opaque). */
+static int oid_bit(fp_table *ft, unsigned oid)
+{
+    struct fp_rel *o = rel_info(ft, NULL, oid);
+    return o && !o->opaque ? o->bit : -1;
+}
+
+/* Would an UPDATE of the relation that sets these columns ({a,b}) lock its rows FOR UPDATE
+ * rather than FOR NO KEY UPDATE, or check an FK: does it set a column of a unique index (any
+ * unique index with an expression counts as every column), a column of one of its own FKs,
+ * or is there a generated column? true also when the catalog cannot tell. */
+static bool update_sets_keys(fp_table *ft, unsigned oid, const char *cols)
+{
+    char oidtxt[16];
+    snprintf(oidtxt, sizeof oidtxt, "%u", oid);
+    const char *p[2] = { oidtxt, cols };
+    PGresult *q = ask(ft,
+        "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = $1::oid AND i.indisunique "
+        "                 AND (i.indexprs IS NOT NULL OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indrelid "
+        "                      AND a.attnum = ANY (i.indkey::int2[]) AND a.attname = ANY ($2::name[])))) "
+        "    OR EXISTS (SELECT 1 FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey) "
+        "                 WHERE k.contype = 'f' AND k.conrelid = $1::oid AND a.attname = ANY ($2::name[])) "
+        "    OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = $1::oid AND a.attnum > 0 "
+        "                 AND NOT a.attisdropped AND a.attgenerated <> '')", 2, p);
+    bool keys = !q || PQntuples(q) != 1 || PQgetvalue(q, 0, 0)[0] != 'f';
+    PQclear(q);
+    return keys;
 }
 
 /* A function call is harmless when every function of that name is a built-in that is not
@@ -298,6 +351,60 @@ static unsigned iso_named(const char *sql)
     return m;
 }
 
+/* A single-table INSERT (no ON CONFLICT) or UPDATE, as its footprint can be narrowed: true
+ * with st's sets filled, false to take the general closure. The INSERT writes its table and
+ * the table's sequences; its FK checks read the referenced tables and lock the referenced rows
+ * FOR KEY SHARE (klock). Inserting a row fires nothing on the tables that reference this one.
+ * The UPDATE that sets no key column, no column of its own FKs and has no generated column
+ * to recompute locks its rows FOR NO KEY UPDATE (nkwrite), which a KEY SHARE lock does not
+ * conflict with, and fires no FK trigger in either direction. PostgreSQL's own rules: heapam's
+ * tuple lock modes and the RI triggers' "is a check required" tests. */
+static bool narrow_write(fp_table *ft, const char *top, json_t *body, const walk *w, const char *name, struct fp_stmt *st)
+{
+    if (w->nrel != 1 || !w->target[0] || w->locking || w->ncte || w->unsafe) return false;
+    struct fp_rel *r = rel_info(ft, name, 0);
+    if (!r || r->opaque) return false;
+    uint64_t self = 1ULL << r->bit;
+    if (!strcmp(top, "InsertStmt")) {
+        if (json_object_get(body, "onConflictClause")) return false;
+        uint64_t seq = 0, par = 0;
+        for (int i = 0; i < r->nseq; i++) {
+            int b = oid_bit(ft, r->seq[i]);
+            if (b < 0) return false;
+            seq |= 1ULL << b;
+        }
+        for (int i = 0; i < r->nparent; i++) {
+            int b = oid_bit(ft, r->parent[i]);
+            if (b < 0) return false;
+            par |= 1ULL << b;
+        }
+        st->write = self | seq;
+        st->read = self | par;
+        st->klock = par;
+        return true;
+    }
+    if (strcmp(top, "UpdateStmt") != 0) return false;
+    char cols[1024];
+    size_t off = 0;
+    cols[off++] = '{';
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(body, "targetList"), i, t) {
+        json_t *rt = json_object_get(t, "ResTarget");
+        const char *col = json_string_value(json_object_get(rt, "name"));
+        if (!col || strpbrk(col, "\"{},\\ ") || json_object_get(json_object_get(rt, "val"), "SetToDefault")) return false;
+        int n = snprintf(cols + off, sizeof cols - off, "%s%s", i ? "," : "", col);
+        if (n < 0 || (size_t)n >= sizeof cols - off - 2) return false;
+        off += (size_t)n;
+    }
+    if (off == 1) return false;
+    snprintf(cols + off, sizeof cols - off, "}");
+    if (update_sets_keys(ft, r->oid, cols)) return false;
+    st->nkwrite = self;
+    st->read = self;
+    return true;
+}
+
 /* Analyse sql once: its kind and relation sets. */
 static void analyse(fp_table *ft, struct fp_stmt *st)
 {
@@ -343,6 +450,12 @@ static void analyse(fp_table *ft, struct fp_stmt *st)
         walk_node(&w, stmt, NULL);
         st->kind = ST_DML;
         st->all = w.unsafe;
+        char one[200];
+        if (!st->all && w.nrel == 1 && !strchr(w.rel[0], '"') && !(w.relschema[0] && strchr(w.relschema[0], '"'))) {
+            if (w.relschema[0]) snprintf(one, sizeof one, "\"%s\".\"%s\"", w.relschema[0], w.rel[0]);
+            else snprintf(one, sizeof one, "\"%s\"", w.rel[0]);
+            if (narrow_write(ft, top, body, &w, one, st)) { json_decref(root); return; }
+        }
         for (int i = 0; i < w.nrel && !st->all; i++) {
             bool is_cte = false;
             for (int c = 0; c < w.ncte && !w.relschema[i]; c++) is_cte |= strcmp(w.cte[c], w.rel[i]) == 0;
@@ -448,39 +561,45 @@ pgr_fp pgr_fp_pending(fp_table *ft, int session, const char *sql)
     case ST_ROLLBACK_TO:
         if (t->all) { f.flags = FP_ALL; break; }
         f.lock = t->write;                  /* releases its locks */
+        f.nklock = t->nkwrite;
+        f.klock = t->klock;
         f.read = t->read;
-        if (st->kind == ST_COMMIT) f.pub = t->write;   /* its writes become visible */
+        if (st->kind == ST_COMMIT) f.pub = t->write | t->nkwrite;   /* its writes become visible */
         if (ser) {
             f.flags |= FP_SER;
             f.sread = t->read;
-            f.swrite = t->write;
-            if (st->kind != ST_ROLLBACK_TO && (t->read | t->write)) f.flags |= FP_SER_END;
+            f.swrite = t->write | t->nkwrite;
+            if (st->kind != ST_ROLLBACK_TO && (t->read | t->write | t->nkwrite)) f.flags |= FP_SER_END;
         }
         break;
-    case ST_DML:
+    case ST_DML: {
+        uint64_t wr = st->write | st->nkwrite;
         f.lock = st->write;
+        f.nklock = st->nkwrite;
+        f.klock = st->klock;
         if (!t->in_txn) {                   /* autocommit: its own snapshot, visible at once */
             f.read = st->read;
-            f.pub = st->write;
+            f.pub = wr;
             if (ser) {
                 f.flags |= FP_SER;
                 f.sread = st->read;
-                f.swrite = st->write;
-                if (st->read | st->write) f.flags |= FP_SER_END;
+                f.swrite = wr;
+                if (st->read | wr) f.flags |= FP_SER_END;
             }
         } else {
             bool snap = snapshot_level && t->snap_pending;
             if (snap) f.flags |= FP_SNAP;
             /* a plain read inside a REPEATABLE READ transaction whose snapshot is taken sees
              * nothing another session does from now on */
-            if (!(only_rr && !snap && st->write == 0)) f.read = st->read;
+            if (!(only_rr && !snap && (wr | st->klock) == 0)) f.read = st->read;
             if (ser) {
                 f.flags |= FP_SER;
                 f.sread = t->read | st->read;
-                f.swrite = t->write | st->write;
+                f.swrite = t->write | t->nkwrite | wr;
             }
         }
         break;
+    }
     }
     return f;
 }
@@ -501,7 +620,7 @@ void pgr_fp_granted(fp_table *ft, int session, const char *sql)
         t->in_txn = true;
         t->snap_pending = true;
         t->all = false;
-        t->read = t->write = 0;
+        t->read = t->write = t->nkwrite = t->klock = 0;
         t->txn_iso = t->iso | st->iso;
         break;
     case ST_COMMIT:
@@ -509,7 +628,7 @@ void pgr_fp_granted(fp_table *ft, int session, const char *sql)
         t->in_txn = st->chain;             /* AND CHAIN: the next one is open, its snapshot to come */
         t->snap_pending = st->chain;
         t->all = false;
-        t->read = t->write = 0;
+        t->read = t->write = t->nkwrite = t->klock = 0;
         if (!st->chain) t->txn_iso = t->iso;
         break;
     case ST_ROLLBACK_TO:
@@ -521,6 +640,8 @@ void pgr_fp_granted(fp_table *ft, int session, const char *sql)
         if (t->in_txn) {
             t->read |= st->read;
             t->write |= st->write;
+            t->nkwrite |= st->nkwrite;
+            t->klock |= st->klock;
             t->snap_pending = false;
         }
         break;
@@ -531,7 +652,10 @@ bool pgr_fp_dependent(const pgr_fp *a, const pgr_fp *b)
 {
     if ((a->flags | b->flags) & FP_NOOP) return false;
     if ((a->flags | b->flags) & FP_ALL) return true;
-    if (a->lock & b->lock) return true;                          /* locks: one may wait on the other */
+    /* locks: one may wait on the other; a KEY SHARE lock (an FK check) waits only on a lock
+     * that is not FOR NO KEY UPDATE, and nothing waits on it but such a lock */
+    if ((a->lock | a->nklock) & (b->lock | b->nklock)) return true;
+    if ((a->klock & b->lock) || (b->klock & a->lock)) return true;
     if ((a->read & b->pub) || (b->read & a->pub)) return true;   /* one sees the other's commit */
     if (((a->flags & FP_SNAP) && b->pub) || ((b->flags & FP_SNAP) && a->pub)) return true;  /* the snapshot */
     if ((a->flags & FP_SER) && (b->flags & FP_SER)) {

@@ -30,6 +30,8 @@ enum { K_NOOP = PGR_SQL_NOOP, K_READ = PGR_SQL_READ, K_WRITE = PGR_SQL_WRITE }; 
 typedef struct pgr_fp {
     uint64_t read;                  /* relations whose committed state it reads */
     uint64_t lock;                  /* relations it writes or locks (held until its transaction ends) */
+    uint64_t nklock;                /* relations it writes by an UPDATE of no key: FOR NO KEY UPDATE */
+    uint64_t klock;                 /* relations whose rows its FK checks lock FOR KEY SHARE */
     uint64_t pub;                   /* relations whose writes it makes visible (commit, autocommit) */
     uint64_t sread, swrite;         /* SERIALIZABLE: its transaction's reads and writes so far,
                                      * this step's included (SSI's conflicts are per transaction) */
