@@ -313,23 +313,59 @@ static void abort_trial(explorer *x)
 
 /* ---- choosing the next session ---- */
 
-/* DPOR (Flanagan and Godefroid's, with sleep sets): before decision g, for each ready
- * session u, the last step of the schedule so far that is dependent with u's next step and
- * does not happen before it is a race; u (or, when u could not run there, every session
- * that could) must also be tried at that step's decision. */
+/* DPOR with source sets (Abdulla, Aronis, Jonsson and Sagonas's races, on backtrack sets
+ * and sleep sets). Before decision g, for each ready session u with next step p: every step
+ * i of another session that races with p (dependent, not happening before u's last step,
+ * and no step after i happens after i and before p) could be reversed. The schedules that
+ * reverse it start at i with one of the initials of v: the steps after i that do not happen
+ * after i, then p (the sessions whose first step in v has no step of v happening before it).
+ * When none of those is in i's backtrack set, one is added (u when it can, else the lowest);
+ * when none of them could run at i (a session blocked or not yet parked there), every
+ * session ready at i is. Taking only the last race of each step (Flanagan and Godefroid's
+ * rule) missed orders at three sessions: a session's race with a later step hid its race
+ * with an earlier one, whose reversal needed a third session to start first. */
 static void dpor_races(explorer *x, int g, uint64_t ready, const pgr_fp *pend)
 {
     dpor_trace *tr = x->trace;
     for (int u = 0; u < x->n; u++) {
         if (!(ready >> u & 1)) continue;
+        unsigned short vp[PGR_MAX_EXPLORE_SESSIONS];        /* what happens before p */
+        memcpy(vp, tr->last_vc[u], sizeof vp);
+        bool dep[PGR_MAX_GRANTS];
+        for (int j = 0; j < g; j++) {
+            dep[j] = tr->sess[j] != u && pgr_fp_dependent(&tr->fp[j], &pend[u]);
+            if (dep[j])
+                for (int k = 0; k < x->n; k++)
+                    if (tr->vc[j][k] > vp[k]) vp[k] = tr->vc[j][k];
+        }
         for (int i = g - 1; i >= 0; i--) {
             int s = tr->sess[i];
-            if (s == u || !pgr_fp_dependent(&tr->fp[i], &pend[u])) continue;
-            if (tr->last_vc[u][s] > i) continue;          /* i happens before u's next step */
-            if (i >= x->nstack) break;
+            if (!dep[i] || tr->last_vc[u][s] > i || i >= x->nstack) continue;
+            bool immediate = true;
+            for (int e = i + 1; e < g && immediate; e++)
+                if (tr->vc[e][s] > i && vp[tr->sess[e]] > e) immediate = false;
+            if (!immediate) continue;
+            /* the initials of v */
+            uint64_t initials = 0, seen = 0;
+            for (int e = i + 1; e < g; e++) {
+                int q = tr->sess[e];
+                if (tr->vc[e][s] > i || (seen >> q & 1)) continue;          /* after i, or not q's first */
+                seen |= 1ULL << q;
+                bool first = true;
+                for (int f = i + 1; f < e && first; f++)
+                    if (tr->sess[f] != q && tr->vc[f][s] <= i && tr->vc[e][tr->sess[f]] > f) first = false;
+                if (first) initials |= 1ULL << q;
+            }
+            if (!(seen >> u & 1)) {
+                bool first = true;
+                for (int f = i + 1; f < g && first; f++)
+                    if (tr->vc[f][s] <= i && vp[tr->sess[f]] > f) first = false;
+                if (first) initials |= 1ULL << u;
+            }
             node *ni = &x->stack[i];
-            ni->backtrack |= (ni->ready >> u & 1) ? 1ULL << u : ni->ready;
-            break;
+            uint64_t can = initials & ni->ready;
+            if (!can) ni->backtrack |= ni->ready;
+            else if (!(ni->backtrack & can)) ni->backtrack |= 1ULL << ((can >> u & 1) ? u : pgr_sched_lowest(can));
         }
     }
 }

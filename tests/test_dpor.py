@@ -155,6 +155,22 @@ def test_fk_checks_and_updates_of_no_key_commute_and_nothing_else_does(pgrace, t
     assert {"201", "409"} <= set(d["same_child"]["statuses"])
 
 
-@pytest.mark.parametrize("variant", ["three", "delete_parent", "insert_parent", "same_child"])
+@pytest.mark.parametrize("variant", ["three", "delete_parent", "insert_parent", "same_child", "slots"])
 def test_fk_orders_at_three_sessions(pgrace, tmp_path, variant):
     dpor_against_every_interleaving(pgrace, tmp_path, f"{FK}/{variant}", 3, "read-committed")
+
+
+def test_every_race_of_a_step_is_reversed_not_only_its_last(pgrace, tmp_path):
+    """Three sessions read a counter and write it back plus one. Taking only each step's last
+    race (Flanagan and Godefroid's rule) ran 93 schedules and reached 88 of the 102 traces
+    that every interleaving reaches; the source-set rule reaches all but those that differ
+    only in which of two sessions waiting on the one row PostgreSQL lets go first when the
+    holder commits (the grant order does not decide it: the later waiter won 3 times in 280
+    such runs of the full search)."""
+    target = f"{FK}/counter"
+    d = explore(pgrace, target, "-c", 3, tmp_path=tmp_path)[0]
+    f = explore(pgrace, target, "-c", 3, "--reduction", "none", tmp_path=tmp_path)[0]
+    assert d["explore"]["complete"] and f["explore"]["complete"]
+    assert outcomes(d) == outcomes(f)
+    assert d["schedules"] - d["explore"]["pruned"] == d["explore"]["traces"]
+    assert f["explore"]["traces"] - 8 <= d["explore"]["traces"] <= f["explore"]["traces"], (d["explore"], f["explore"])
