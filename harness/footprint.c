@@ -357,26 +357,28 @@ static unsigned iso_named(const char *sql)
  * FOR KEY SHARE (klock). Inserting a row fires nothing on the tables that reference this one.
  * The UPDATE that sets no key column, no column of its own FKs and has no generated column
  * to recompute locks its rows FOR NO KEY UPDATE (nkwrite), which a KEY SHARE lock does not
- * conflict with, and fires no FK trigger in either direction. PostgreSQL's own rules: heapam's
- * tuple lock modes and the RI triggers' "is a check required" tests. */
+ * conflict with, and fires no FK trigger on the tables that reference it; its own FKs are
+ * checked again only for a row its transaction inserted (read and klocked as by the INSERT,
+ * always, to be safe). PostgreSQL's own rules: heapam's tuple lock modes and the RI
+ * triggers' "is a check required" tests. */
 static bool narrow_write(fp_table *ft, const char *top, json_t *body, const walk *w, const char *name, struct fp_stmt *st)
 {
     if (w->nrel != 1 || !w->target[0] || w->locking || w->ncte || w->unsafe) return false;
     struct fp_rel *r = rel_info(ft, name, 0);
     if (!r || r->opaque) return false;
-    uint64_t self = 1ULL << r->bit;
+    uint64_t self = 1ULL << r->bit, par = 0;
+    for (int i = 0; i < r->nparent; i++) {
+        int b = oid_bit(ft, r->parent[i]);
+        if (b < 0) return false;
+        par |= 1ULL << b;
+    }
     if (!strcmp(top, "InsertStmt")) {
         if (json_object_get(body, "onConflictClause")) return false;
-        uint64_t seq = 0, par = 0;
+        uint64_t seq = 0;
         for (int i = 0; i < r->nseq; i++) {
             int b = oid_bit(ft, r->seq[i]);
             if (b < 0) return false;
             seq |= 1ULL << b;
-        }
-        for (int i = 0; i < r->nparent; i++) {
-            int b = oid_bit(ft, r->parent[i]);
-            if (b < 0) return false;
-            par |= 1ULL << b;
         }
         st->write = self | seq;
         st->read = self | par;
@@ -400,8 +402,11 @@ static bool narrow_write(fp_table *ft, const char *top, json_t *body, const walk
     if (off == 1) return false;
     snprintf(cols + off, sizeof cols - off, "}");
     if (update_sets_keys(ft, r->oid, cols)) return false;
+    /* an UPDATE of a row its own transaction inserted checks its FKs again, changed or not:
+     * the referenced tables are read and locked as by the INSERT */
     st->nkwrite = self;
-    st->read = self;
+    st->read = self | par;
+    st->klock = par;
     return true;
 }
 
