@@ -291,7 +291,10 @@ int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_fuzz_input *in, pgr_fuzz_outcome *out
     }
     pgr_result_free(&res);
     fz->npend++;
-    /* the interleaving signal: each step's outcome, and each switch between sessions */
+    /* the interleaving signal: each step's outcome, each switch between sessions, and each
+     * two switches in a row (a two-preemption pattern: pairs alone saturate within a few
+     * inputs, each pair having two orders, and left nothing to guide towards deeper races) */
+    uint32_t last_switch = 0;
     for (int g = 0; g < sr->n && out->nsignal < PGR_MAX_GRANTS; g++) {
         int s, sp;
         const pgr_step *st = pgr_sched_step_of(t, sr, g, &s);
@@ -300,6 +303,8 @@ int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_fuzz_input *in, pgr_fuzz_outcome *out
         if (g > 0 && sr->grants[g - 1] != s) {
             const pgr_step *prev = pgr_sched_step_of(t, sr, g - 1, &sp);
             h = mix(mix(h, 0xABCDu + (uint32_t)sp), prev ? (uint32_t)pgr_text_hash(prev->label) : 0u);
+            if (last_switch && out->nsignal + 1 < PGR_MAX_GRANTS) out->signal[out->nsignal++] = mix(last_switch, h);
+            last_switch = h;
         }
         if (sr->waited[g]) h = mix(h, 0x5151u);
         out->signal[out->nsignal++] = h;
