@@ -190,10 +190,11 @@ static struct fp_rel *rel_info(fp_table *ft, const char *name, unsigned oid)
     return r;
 }
 
-/* The relation's bit, or -1 (opaque: the statement is "everything"). */
-static int rel_bit(fp_table *ft, const char *name)
+/* The relation's bit, by name or (name NULL) by oid, or -1 (opaque: the statement is
+ * "everything"). */
+static int rel_bit(fp_table *ft, const char *name, unsigned oid)
 {
-    struct fp_rel *r = rel_info(ft, name, 0);
+    struct fp_rel *r = rel_info(ft, name, oid);
     return r && !r->opaque ? r->bit : -1;
 }
 
@@ -222,13 +223,6 @@ static bool write_closure(fp_table *ft, const char *name, uint64_t *bits)
         }
     }
     return true;
-}
-
-/* The bit of the relation with this oid, or -1 (opaque). */
-static int oid_bit(fp_table *ft, unsigned oid)
-{
-    struct fp_rel *o = rel_info(ft, NULL, oid);
-    return o && !o->opaque ? o->bit : -1;
 }
 
 /* Would an UPDATE of the relation that sets these columns ({a,b}) lock its rows FOR UPDATE
@@ -351,6 +345,15 @@ static unsigned iso_named(const char *sql)
     return m;
 }
 
+/* The walked relation i's name, quoted for to_regclass; false when it holds a quote. */
+static bool rel_name(const walk *w, int i, char *out, size_t len)
+{
+    if (strchr(w->rel[i], '"') || (w->relschema[i] && strchr(w->relschema[i], '"'))) return false;
+    if (w->relschema[i]) snprintf(out, len, "\"%s\".\"%s\"", w->relschema[i], w->rel[i]);
+    else snprintf(out, len, "\"%s\"", w->rel[i]);
+    return true;
+}
+
 /* A single-table INSERT (no ON CONFLICT) or UPDATE, as its footprint can be narrowed: true
  * with st's sets filled, false to take the general closure. The INSERT writes its table and
  * the table's sequences; its FK checks read the referenced tables and lock the referenced rows
@@ -368,7 +371,7 @@ static bool narrow_write(fp_table *ft, const char *top, json_t *body, const walk
     if (!r || r->opaque) return false;
     uint64_t self = 1ULL << r->bit, par = 0;
     for (int i = 0; i < r->nparent; i++) {
-        int b = oid_bit(ft, r->parent[i]);
+        int b = rel_bit(ft, NULL, r->parent[i]);
         if (b < 0) return false;
         par |= 1ULL << b;
     }
@@ -376,7 +379,7 @@ static bool narrow_write(fp_table *ft, const char *top, json_t *body, const walk
         if (json_object_get(body, "onConflictClause")) return false;
         uint64_t seq = 0;
         for (int i = 0; i < r->nseq; i++) {
-            int b = oid_bit(ft, r->seq[i]);
+            int b = rel_bit(ft, NULL, r->seq[i]);
             if (b < 0) return false;
             seq |= 1ULL << b;
         }
@@ -455,20 +458,16 @@ static void analyse(fp_table *ft, struct fp_stmt *st)
         walk_node(&w, stmt, NULL);
         st->kind = ST_DML;
         st->all = w.unsafe;
-        char one[200];
-        if (!st->all && w.nrel == 1 && !strchr(w.rel[0], '"') && !(w.relschema[0] && strchr(w.relschema[0], '"'))) {
-            if (w.relschema[0]) snprintf(one, sizeof one, "\"%s\".\"%s\"", w.relschema[0], w.rel[0]);
-            else snprintf(one, sizeof one, "\"%s\"", w.rel[0]);
-            if (narrow_write(ft, top, body, &w, one, st)) { json_decref(root); return; }
+        char name[200];
+        if (!st->all && w.nrel == 1 && rel_name(&w, 0, name, sizeof name) && narrow_write(ft, top, body, &w, name, st)) {
+            json_decref(root);
+            return;
         }
         for (int i = 0; i < w.nrel && !st->all; i++) {
             bool is_cte = false;
             for (int c = 0; c < w.ncte && !w.relschema[i]; c++) is_cte |= strcmp(w.cte[c], w.rel[i]) == 0;
             if (is_cte) continue;         /* its query is walked where the WITH defines it */
-            char name[200];
-            if (w.relschema[i]) snprintf(name, sizeof name, "\"%s\".\"%s\"", w.relschema[i], w.rel[i]);
-            else snprintf(name, sizeof name, "\"%s\"", w.rel[i]);
-            if (strchr(w.rel[i], '"') || (w.relschema[i] && strchr(w.relschema[i], '"'))) { st->all = true; break; }
+            if (!rel_name(&w, i, name, sizeof name)) { st->all = true; break; }
             /* a write or a locking read locks (and reads) every relation it names, closed over
              * FKs and sequences: conservative for the relations it only reads */
             if (w.writes || w.locking) {
@@ -477,7 +476,7 @@ static void analyse(fp_table *ft, struct fp_stmt *st)
                 st->write |= b;
                 st->read |= b;
             } else {
-                int bit = rel_bit(ft, name);
+                int bit = rel_bit(ft, name, 0);
                 if (bit < 0) { st->all = true; break; }
                 st->read |= 1ULL << bit;
             }

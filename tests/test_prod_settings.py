@@ -5,16 +5,15 @@ isolation level: 0 violations. `make test` runs 400 trials per cell; `make soak`
 (fsync off) commits are too fast to show what this catches: a serializable retry loop
 that gave up (503) while a conflicting transaction was still flushing its commit."""
 import json
-import os
 import shutil
 import subprocess
 
 import pytest
 
-from conftest import BIN, ROOT, _clean_env, make_tmpdir
+from conftest import BIN, ROOT, SOAK, _clean_env, make_tmpdir
 
 LEVELS = ("read-committed", "repeatable-read", "serializable")
-TRIALS = 2000 if os.environ.get("PGRACE_SOAK") == "1" else 400
+TRIALS = 2000 if SOAK else 400
 
 
 @pytest.fixture(scope="module")
