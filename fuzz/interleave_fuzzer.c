@@ -97,7 +97,10 @@ static void violation(const pgr_fuzz_outcome *o)
                     "pgrace: schedule written to %s\n",
             pgr_invariant_name(o->sc, o->invariant), o->sc->name, o->v->name, pgr_isolation_name(o->iso), o->sessions,
             o->sc->cases[o->kase].name, o->execution, o->table, o->path ? o->path : "(none)");
-    if (no_abort) return;
+    if (no_abort) {
+        if (o->earlier) fprintf(stderr, "pgrace: input %lld was checked in a batch with the inputs after it\n", o->execution);
+        return;
+    }
     if (!o->earlier) {
         drop_fuzzer();
         abort();
@@ -219,7 +222,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         }
         batch = (int)n;
     }
-    if (no_abort || files) batch = 1;
+    if ((no_abort || files) && !(bs && *bs)) batch = 1;     /* each input checked at once, unless told */
 
     char dsn[4200], err[PGR_ERRLEN];
     const char *env = getenv("PGRACE_DSN");

@@ -48,6 +48,9 @@ struct pgr_fuzzer {
     char dsn[4096];
     fuzz_pool pool[FUZZ_POOLS];
     long long clock, executions;
+    long long ran;                  /* the input being run, once its schedule has run; 0 before:
+                                     * a check made while an input is still to run (its pool's
+                                     * batch used up, or a pool evicted) finds earlier inputs only */
     int batch;
     pending *pend;                  /* [PGR_MAX_BATCH] */
     int npend;
@@ -97,7 +100,7 @@ static int report(pgr_fuzzer *fz, pending *p, pgr_fuzz_outcome *out, char *err, 
     fuzz_pool *fp = &fz->pool[p->slot];
     const pgr_trial *t = &fp->b.trials[p->idx];
     out->violated = true;
-    out->earlier = p->execution != fz->executions;
+    out->earlier = p->execution != fz->ran;
     out->execution = p->execution;
     out->sc = fp->sc;
     out->v = fp->v;
@@ -246,6 +249,7 @@ int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_fuzz_input *in, pgr_fuzz_outcome *out
     pgr_fault_kind fk = in->fault ? in->fault->fault.kind : PGR_FAULT_NONE;
     memset(out, 0, sizeof *out);
     fz->clock++;
+    fz->ran = 0;
     int slot = pool_for(fz, in, out, err, errlen);
     if (slot < 0) return -1;
     fuzz_pool *fp = &fz->pool[slot];
@@ -291,6 +295,7 @@ int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_fuzz_input *in, pgr_fuzz_outcome *out
     }
     pgr_result_free(&res);
     fz->npend++;
+    fz->ran = p->execution;
     /* the interleaving signal: each step's outcome, each switch between sessions, and each
      * two switches in a row (a two-preemption pattern: pairs alone saturate within a few
      * inputs, each pair having two orders, and left nothing to guide towards deeper races) */

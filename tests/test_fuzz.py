@@ -94,6 +94,27 @@ def test_every_input_violating_in_a_batch_is_attributed_to_itself(pgrace, tmp_pa
     assert r.returncode == 1 and "replayed 1 input(s), 1 broke an invariant" in r.stdout, r.stdout + r.stderr
 
 
+def test_a_check_made_before_an_input_runs_blames_an_earlier_input(pgrace, tmp_path):
+    """Batches of 2 over invite_claim's 3 cases give each case 2 trials per prepared batch.
+    Inputs: case 0 serial, case 1 serial (checked: a full batch), case 0 racing, case 0
+    serial. The 4th finds its case's trials used up, so the racing 3rd is checked before the
+    4th runs. It must be named as an earlier input: taken for the input being run, libFuzzer
+    saved the 4th as the crash, which did not replay (CI, stop 22)."""
+    serial0, serial1 = bytes([0, 0, 0, 0] + [0] * 16), bytes([0, 0, 0, 1] + [0] * 16)
+    racing0 = bytes.fromhex("00000000d08f5dc7512447e3404300026b6e5455")    # S1 claims, S2 looks, S1 creates
+    files = []
+    for i, b in enumerate([serial0, serial1, racing0, serial0]):
+        files.append(tmp_path / f"in{i + 1}")
+        files[-1].write_bytes(b)
+    e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_TARGET="invite_claim/proposed", PGRACE_FUZZ_SESSIONS="2",
+                   PGRACE_FUZZ_ISOLATION="read-committed", PGRACE_FUZZ_SAVE=str(tmp_path), PGRACE_FUZZ_BATCH="2")
+    r = subprocess.run([str(REPLAYER), *map(str, files)], capture_output=True, text=True, env=e, timeout=120)
+    assert "checked in batches of 2" in r.stderr, r.stderr
+    assert r.returncode == 1 and "replayed 4 input(s), 1 broke an invariant" in r.stdout, r.stdout + r.stderr
+    assert re.findall(r"pgrace: violation of .*, input (\d+)", r.stderr) == ["3"], r.stderr
+    assert "pgrace: input 3 was checked in a batch with the inputs after it" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("batch", ["0", "257", "x"])
 def test_bad_batch_size_exits_2(pgrace, tmp_path, batch):
     e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_BATCH=batch)
