@@ -63,7 +63,8 @@ static pgr_server server;
 static struct { const pgr_scenario *sc; const pgr_variant *v; } targets[256];
 static int ntargets;
 static int fixed_iso = -1, fixed_sessions;
-static bool no_signal, no_abort;
+static bool no_signal, no_abort, fuzzing, skip_repeats;
+static long long inputs_run;
 static const char *save_dir = ".";
 static pgr_fault fault;                  /* PGRACE_FUZZ_FAULT: kind NONE = none */
 static long long violations;
@@ -71,6 +72,31 @@ static char artifact_prefix[1024] = "./";
 static int error_exitcode = 77;
 
 long long pgr_fuzz_violations(void) { return violations; }
+
+/* Inputs already run in this process, by hash: libFuzzer's mutations of short inputs give
+ * back an input it has run before about every other time, and the same bytes are the same
+ * schedule. Open addressing; once three quarters full, later inputs are not remembered. */
+#define SEEN_SLOTS (1u << 20)
+static uint64_t *seen;
+static unsigned nseen;
+static long long skipped;
+
+/* true when an input of this hash ran before (and it is remembered now) */
+static bool seen_before(uint64_t h)
+{
+    if (!seen) {
+        seen = calloc(SEEN_SLOTS, sizeof *seen);
+        if (!seen) return false;
+    }
+    h |= 1;                              /* 0 marks an empty slot */
+    for (unsigned i = (unsigned)h & (SEEN_SLOTS - 1);; i = (i + 1) & (SEEN_SLOTS - 1)) {
+        if (seen[i] == h) return true;
+        if (!seen[i]) {
+            if (nseen < SEEN_SLOTS / 4 * 3) { seen[i] = h; nseen++; }
+            return false;
+        }
+    }
+}
 
 static bool server_started;
 
@@ -127,6 +153,9 @@ static void check_the_rest(void)
     static pgr_fuzz_outcome out;
     char err[PGR_ERRLEN];
     if (!fuzzer) return;
+    if (fuzzing)
+        fprintf(stderr, "pgrace fuzz: %lld input(s) run, %lld repeat(s) of an input already run not run again\n",
+                inputs_run, skipped);
     if (pgr_fuzz_flush(fuzzer, &out, err, sizeof err) != 0)
         fprintf(stderr, "pgrace fuzz: harness error checking the last inputs: %s\n", err);
     else if (out.violated) {
@@ -223,6 +252,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         batch = (int)n;
     }
     if ((no_abort || files) && !(bs && *bs)) batch = 1;     /* each input checked at once, unless told */
+    /* libFuzzer's own inputs: a repeat is not run again (given files, or with NO_ABORT, or
+     * with PGRACE_FUZZ_RUN_REPEATS=1, every input runs) */
+    fuzzing = !(no_abort || files);
+    skip_repeats = fuzzing && !(getenv("PGRACE_FUZZ_RUN_REPEATS") && strcmp(getenv("PGRACE_FUZZ_RUN_REPEATS"), "1") == 0);
 
     char dsn[4200], err[PGR_ERRLEN];
     const char *env = getenv("PGRACE_DSN");
@@ -276,6 +309,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         at.site = data[5] % 16;
         head = 6;
     }
+    if (skip_repeats && seen_before(pgr_bytes_hash(data, size))) {
+        skipped++;
+        return 0;
+    }
+    inputs_run++;
     char path[4300], err[PGR_ERRLEN];
     snprintf(path, sizeof path, "%s/fuzz-%s-%s-%s.schedule", save_dir, sc->name, v->name, pgr_isolation_name(iso));
     static pgr_fuzz_outcome out;

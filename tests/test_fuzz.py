@@ -115,6 +115,30 @@ def test_a_check_made_before_an_input_runs_blames_an_earlier_input(pgrace, tmp_p
     assert "pgrace: input 3 was checked in a batch with the inputs after it" in r.stderr, r.stderr
 
 
+def test_an_input_already_run_is_not_run_again(pgrace, tmp_path):
+    """The same bytes are the same schedule: of a seed corpus of three files, two of them
+    equal, two schedules run, however often libFuzzer executes them; with
+    PGRACE_FUZZ_RUN_REPEATS=1 every execution runs one."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a").write_bytes(bytes([0, 0, 0, 0, 1, 0, 1, 0, 1, 0]))
+    (corpus / "b").write_bytes(bytes([0, 0, 0, 0, 1, 0, 1, 0, 1, 0]))
+    (corpus / "d").write_bytes(bytes([0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0]))
+    ran = {}
+    for repeats in ("0", "1"):
+        e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_TARGET="nullifier_submission/recommended",
+                       PGRACE_FUZZ_SESSIONS="2", PGRACE_FUZZ_SAVE=str(tmp_path), PGRACE_FUZZ_RUN_REPEATS=repeats)
+        p = subprocess.run([str(FUZZER), "-runs=0", "-print_final_stats=1", str(corpus)], capture_output=True,
+                           text=True, env=e, timeout=120, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr[-3000:]
+        m = re.search(r"pgrace fuzz: (\d+) input\(s\) run, (\d+) repeat\(s\) of an input already run not run again",
+                      p.stderr)
+        assert m, p.stderr[-3000:]
+        ran[repeats] = (int(m.group(1)), int(m.group(2)))
+    assert ran["0"][0] == 2 and ran["0"][1] >= 1, ran
+    assert ran["1"][0] >= 3 and ran["1"][1] == 0, ran
+
+
 @pytest.mark.parametrize("batch", ["0", "257", "x"])
 def test_bad_batch_size_exits_2(pgrace, tmp_path, batch):
     e = pgrace.env(PGRACE_DSN=pgrace.dsn, PGRACE_FUZZ_BATCH=batch)
