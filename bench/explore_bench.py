@@ -34,11 +34,12 @@ from fuzzrun import median_to_first
 
 LEVELS = ("read-committed", "repeatable-read", "serializable")
 # (spec, variant, sessions, level): races that need a third or a fourth session
-DEPTH = [
-    ("bench/specs/coupon_limit2.spec", "proposed", 3, "read-committed"),
-    ("bench/specs/coupon_limit2.spec", "original", 3, "read-committed"),
-    ("bench/specs/readonly_anomaly.spec", "original", 3, "repeatable-read"),
-    ("bench/specs/coupon_limit3.spec", "proposed", 4, "read-committed"),
+DEPTH = [     # spec, variant, sessions, level, the fuzzer's seeds, random's and pct's schedules at most
+    ("bench/specs/coupon_limit2.spec", "proposed", 3, "read-committed", 60, 500),
+    ("bench/specs/coupon_limit2.spec", "original", 3, "read-committed", 60, 500),
+    ("bench/specs/readonly_anomaly.spec", "original", 3, "repeatable-read", 60, 500),
+    ("bench/specs/coupon_limit3.spec", "proposed", 4, "read-committed", 60, 500),
+    ("bench/specs/readonly_anomaly_deep.spec", "original", 3, "repeatable-read", 20, 5000),
 ]
 
 SPEC = """
@@ -123,11 +124,12 @@ def spec_targets():
 
 def depth(dsn, env, tmp):
     print("\ndepth: races that need 3 and 4 sessions; schedules to the first violation (seconds to it, at the "
-          "run's rate); random and pct: median of 5 seeds, 500 schedules at most; the fuzzer: executions "
-          "to the first violation, median of 60 libFuzzer seeds (15 move it by a third), 60 s at most each")
+          "run's rate); random and pct: median of 5 seeds, 500 schedules at most (5000 for the deep anomaly); "
+          "the fuzzer: executions to the first violation, median of 60 libFuzzer seeds (15 move it by a third; "
+          "20 for the deep anomaly), 60 s at most each")
     print(f"  {'target':40} {'c':>1} {'level':15} {'dpor':>16} {'sleep sets':>18} {'random':>16} {'pct d=3':>16}"
           f" {'fuzz+signal':>11} {'fuzz':>6}")
-    for spec, variant, c, iso in DEPTH:
+    for spec, variant, c, iso, fuzz_seeds, most in DEPTH:
         target = f"{spec}/{variant}"
         base = [str(ROOT / target), "-c", str(c), "-i", iso, "--dsn", dsn]
         cells = []
@@ -141,18 +143,18 @@ def depth(dsn, env, tmp):
             fvs, secs = [], []
             for seed in range(1, 6):
                 extra = ["--depth", "3"] if strat == "pct" else []
-                r = explore(base + ["--strategy", strat, "--seed", str(seed), "--max-schedules", "500"] + extra, env, tmp)
+                r = explore(base + ["--strategy", strat, "--seed", str(seed), "--max-schedules", str(most)] + extra, env, tmp)
                 fv = r["explore"]["first_violation"] or float("inf")
                 fvs.append(fv)
                 secs.append(r["seconds"] * fv / r["schedules"] if fv != float("inf") else float("inf"))
                 if strat == "pct":
                     bound = r["explore"]["pct_bound"]
             m, ms = statistics.median(fvs), statistics.median(secs)
-            cells.append(f"{m:g} ({ms:.2f} s)" if m != float("inf") else ">500")
+            cells.append(f"{m:g} ({ms:.2f} s)" if m != float("inf") else f">{most}")
         fenv = dict(env, PGRACE_DSN=dsn)
         name = f"{pathlib.Path(spec).stem}/{variant}"
         for signal in (True, False):
-            cells.append(median_to_first(fenv, tmp, name, 60, 60, signal=signal, iso=iso, sessions=c,
+            cells.append(median_to_first(fenv, tmp, name, fuzz_seeds, 60, signal=signal, iso=iso, sessions=c,
                                          spec=ROOT / spec))
         print(f"  {target:40} {c:1d} {iso:15} {cells[0]:>16} {cells[1]:>18} {cells[2]:>16} {cells[3]:>16}"
               f" {cells[4]:>11} {cells[5]:>6}   pct bound {bound:.2g}/schedule")

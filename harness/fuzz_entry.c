@@ -282,12 +282,22 @@ int pgr_fuzz_one(pgr_fuzzer *fz, const pgr_fuzz_input *in, pgr_fuzz_outcome *out
     x->bytes = in->choices;
     x->nbytes = in->nchoices;
     x->tail_seed = pgr_bytes_hash(in->bytes, in->nbytes) | 1;
+    /* half the inputs run PCT past their bytes (depth 2-4, change points within 8-39
+     * steps, all from the input's hash): a race that needs a session to run long stretches
+     * between two preemptions is rare in uniform choices and PCT's kind of schedule */
+    x->tail_pct = (x->tail_seed >> 1 & 1) != 0;
+    if (x->tail_pct) {
+        x->rng = x->tail_seed ^ 0x2545F4914F6CDD1DULL;
+        x->depth = 2 + (int)(x->tail_seed >> 8 & 0xFFFF) % 3;
+        x->k_estimate = 8 + (int)(x->tail_seed >> 24 & 0xFFFF) % 32;
+    }
     x->fat = fk != PGR_FAULT_NONE && in->fault->session < in->sessions ? *in->fault : (pgr_fault_at){ .session = -1 };
     sched_run *sr = &p->run;
     int rc = pgr_sched_run(x, t, sr, &res);
     x->bytes = NULL;
     x->nbytes = 0;
     x->tail_seed = 0;
+    x->tail_pct = false;
     if (rc != 0) {
         snprintf(err, errlen, "%s", res.error);
         pgr_result_free(&res);

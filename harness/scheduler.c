@@ -414,6 +414,23 @@ uint64_t pgr_sched_trace_hash(const explorer *x)
     return h;
 }
 
+/* PCT: the ready session of highest priority; at a change point, it drops below every
+ * initial priority first. */
+static int pct_pick(explorer *x, uint64_t ready, int g)
+{
+    int best = -1;
+    for (int i = 0; i < x->n; i++)
+        if ((ready >> i & 1) && (best < 0 || x->prio[i] > x->prio[best])) best = i;
+    for (int j = 0; j < x->depth - 1; j++)
+        if (x->change_at[j] == g + 1) {
+            x->prio[best] = j;      /* below every initial priority */
+            best = -1;
+            for (int i = 0; i < x->n; i++)
+                if ((ready >> i & 1) && (best < 0 || x->prio[i] > x->prio[best])) best = i;
+        }
+    return best;
+}
+
 static int choose(explorer *x, sched_run *out, uint64_t ready, const unsigned char *kind, const pgr_fp *pend)
 {
     int g = out->n;
@@ -421,6 +438,7 @@ static int choose(explorer *x, sched_run *out, uint64_t ready, const unsigned ch
         int cnt = __builtin_popcountll(ready);
         int pick = 0;
         if ((size_t)g < x->nbytes) pick = x->bytes[g] % cnt;
+        else if (x->tail_seed && x->tail_pct) return pct_pick(x, ready, g);
         else if (x->tail_seed) pick = (int)(pgr_splitmix64(x->tail_seed + (uint64_t)g) % (uint64_t)cnt);
         for (int i = 0; i < x->n; i++)
             if ((ready >> i & 1) && pick-- == 0) return i;
@@ -477,19 +495,8 @@ static int choose(explorer *x, sched_run *out, uint64_t ready, const unsigned ch
             if ((ready >> i & 1) && pick-- == 0) return i;
         return pgr_sched_lowest(ready);
     }
-    case PGR_PCT: {
-        int best = -1;
-        for (int i = 0; i < x->n; i++)
-            if ((ready >> i & 1) && (best < 0 || x->prio[i] > x->prio[best])) best = i;
-        for (int j = 0; j < x->depth - 1; j++)
-            if (x->change_at[j] == g + 1) {
-                x->prio[best] = j;      /* below every initial priority */
-                best = -1;
-                for (int i = 0; i < x->n; i++)
-                    if ((ready >> i & 1) && (best < 0 || x->prio[i] > x->prio[best])) best = i;
-            }
-        return best;
-    }
+    case PGR_PCT:
+        return pct_pick(x, ready, g);
     }
     return pgr_sched_lowest(ready);
 }
@@ -562,7 +569,7 @@ int pgr_sched_run(explorer *x, pgr_trial *t, sched_run *out, pgr_result *res)
 {
     memset(out, 0, sizeof *out);
     out->diverged_at = -1;
-    if (x->strategy == PGR_PCT) pct_reset(x);
+    if (x->strategy == PGR_PCT || (x->bytes && x->tail_pct)) pct_reset(x);
     out->fat = x->fat;
     if (x->fat.fault.kind != PGR_FAULT_NONE && x->fat.session < t->nsessions) {
         t->fault_site[x->fat.session] = (short)x->fat.site;

@@ -133,6 +133,9 @@ typedef struct explorer {
     int nstack;                                 /* [choose], and pgr_explore's DFS */
     const uint8_t *bytes;                       /* [caller] fuzzing: decision g = bytes[g] among ready */
     size_t nbytes;
+    bool tail_pct;                              /* [caller] fuzzing: past the bytes, PCT (its
+                                                 * priorities, depth and k from tail_seed)
+                                                 * instead of a uniform choice */
     uint64_t tail_seed;                         /* [caller] fuzzing: decisions past the bytes come from
                                                  * a generator seeded with this (0: the lowest ready) */
     const int *forced;                          /* [caller] forced prefix (DFS path, replay, minimize) */
