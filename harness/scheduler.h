@@ -121,8 +121,9 @@ typedef struct explorer {
                                                  * overrides it for its run */
     uint64_t rng;                               /* [life] seeded; pgr_explore mixes its seed in;
                                                  * pgr_sched_rnd advances it */
-    int depth;                                  /* [caller] pgr_explore (default 2) */
-    int k_estimate;                             /* [caller] pgr_explore (default 8) */
+    int depth;                                  /* [caller] pgr_explore (default 2); pgr_fuzz_one
+                                                 * for an input's PCT tail */
+    int k_estimate;                             /* [caller] pgr_explore (default 8); pgr_fuzz_one */
     int prio[PGR_MAX_SESSIONS];                 /* [choose] */
     int change_at[8];                           /* [choose] */
     node *stack;                                /* [choose] exhaustive; between schedules
